@@ -1,0 +1,92 @@
+"""Our own error hierarchy.
+
+The controller talks to Prometheus, the Kubernetes API and user-written policy documents;
+each of those libraries raises its own exception types. Adapters translate them at the
+boundary (``raise OurError(...) from exc``) so the control loop can decide what to do from
+the *kind* of failure: a temporary one is retried next cycle, a permanent one skips the
+target and is reported. Nothing above the adapters catches a third-party exception.
+"""
+
+from __future__ import annotations
+
+
+class AutoscalerError(Exception):
+    """Base class of every error this project raises on purpose."""
+
+    #: Whether retrying on the next loop can succeed without anyone changing anything.
+    temporary: bool = False
+
+    @property
+    def kind(self) -> str:
+        """Stable snake_case name used as a metric label and in structured logs."""
+        name = type(self).__name__
+        return "".join("_" + c.lower() if c.isupper() else c for c in name).lstrip("_")
+
+
+class ConfigError(AutoscalerError):
+    """A policy or setting is invalid; carries the field path and the reason."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        self.path = path
+        self.reason = reason
+        super().__init__(f"{path}: {reason}" if path else reason)
+
+
+class PolicyRejected(ConfigError):
+    """A whole policy document was rejected; ``errors`` lists every field problem found."""
+
+    def __init__(self, errors: list[ConfigError]) -> None:
+        self.errors = errors
+        first = errors[0]
+        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+        super().__init__(first.path, first.reason + more)
+
+
+class MetricsError(AutoscalerError):
+    """Prometheus could not give a usable answer."""
+
+    temporary = True
+
+
+class MetricsUnavailable(MetricsError):
+    """Prometheus did not answer: connection refused, timeout, 5xx, malformed body."""
+
+
+class MetricsEmpty(MetricsError):
+    """The query succeeded but returned no series (target absent or not scraped yet)."""
+
+
+class MetricsInvalid(MetricsError):
+    """The answer held NaN/Inf, several series where one was expected, or stale samples."""
+
+
+class ActuationError(AutoscalerError):
+    """The cluster refused or failed a read or a write."""
+
+    temporary = True
+
+
+class Conflict(ActuationError):
+    """Optimistic concurrency failed (HTTP 409): someone else changed the object."""
+
+
+class Forbidden(ActuationError):
+    """RBAC denied the request (HTTP 403); retrying will not help until RBAC changes."""
+
+    temporary = False
+
+
+class NotFound(ActuationError):
+    """The object does not exist (HTTP 404)."""
+
+    temporary = False
+
+
+class ClusterUnavailable(ActuationError):
+    """The API server did not answer or answered 5xx/timeout."""
+
+
+class CompetingWriter(ActuationError):
+    """Another writer (an HPA) owns the replicas and the policy says to refuse."""
+
+    temporary = False

@@ -1,0 +1,127 @@
+"""Turn a policy document (YAML text, e.g. a ConfigMap key) into a validated ``Policy``.
+
+Loading is all-or-nothing: any problem rejects the whole document with every field path
+and reason (:class:`~autoscaler.errors.PolicyRejected`), so a running controller can keep
+its last good policy. Input is untrusted: size is capped before parsing, YAML anchors and
+aliases are refused (no "billion laughs"), nesting depth is capped, and only plain YAML
+types are built (``safe_load`` semantics).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from autoscaler.errors import ConfigError, PolicyRejected
+from autoscaler.policy.fields import Problems, camel, parse
+from autoscaler.policy.schema import Policy
+
+#: Largest policy document accepted. A ConfigMap holds at most 1 MiB in total.
+MAX_POLICY_BYTES = 256 * 1024
+#: Deepest nesting accepted (the schema needs 5).
+MAX_DEPTH = 20
+
+
+class _NoAliasLoader(yaml.SafeLoader):
+    """SafeLoader that refuses anchors/aliases: a policy never needs them, bombs do."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise yaml.YAMLError(f"YAML aliases are not allowed (line {event.start_mark.line + 1})")
+        event = self.peek_event()
+        anchor = getattr(event, "anchor", None)
+        if anchor is not None:
+            raise yaml.YAMLError(f"YAML anchors are not allowed (line {event.start_mark.line + 1})")
+        return super().compose_node(parent, index)
+
+
+def load_policy(text: str | bytes) -> Policy:
+    """Parse and validate a policy document.
+
+    Pure (no IO). Args:
+        text: The YAML document.
+
+    Returns:
+        The validated policy.
+
+    Raises:
+        PolicyRejected: listing every problem, each with its field path and reason.
+    """
+    raw = text.encode("utf-8", "replace") if isinstance(text, str) else text
+    if len(raw) > MAX_POLICY_BYTES:
+        raise PolicyRejected([ConfigError("", f"document is {len(raw)} bytes; the limit is {MAX_POLICY_BYTES}")])
+    try:
+        data = yaml.load(raw, Loader=_NoAliasLoader)  # noqa: S506 - SafeLoader subclass
+    except yaml.YAMLError as exc:
+        raise PolicyRejected([ConfigError("", f"not valid YAML: {exc}")]) from exc
+    except (ValueError, RecursionError, MemoryError) as exc:
+        raise PolicyRejected([ConfigError("", f"not valid YAML: {exc!r}")]) from exc
+    return build_policy(data)
+
+
+def build_policy(data: Any) -> Policy:
+    """Validate an already-parsed document (a mapping) into a ``Policy``.
+
+    Pure. Raises:
+        PolicyRejected: listing every problem.
+    """
+    problems = Problems()
+    if _depth(data) > MAX_DEPTH:
+        raise PolicyRejected([ConfigError("", f"nesting deeper than {MAX_DEPTH} levels")])
+    if not isinstance(data, Mapping):
+        raise PolicyRejected([ConfigError("", "the policy must be a YAML mapping with a 'targets' list")])
+    data = dict(data)
+    defaults = data.pop("defaults", None)
+    if defaults is not None:
+        if not isinstance(defaults, Mapping):
+            problems.add("defaults", "expected a mapping of target fields")
+        elif isinstance(data.get("targets"), list):
+            data["targets"] = [_merge(defaults, t) if isinstance(t, Mapping) else t for t in data["targets"]]
+    policy = parse(Policy, data, problems=problems)
+    if problems.items or policy is None:
+        raise PolicyRejected(problems.items or [ConfigError("", "invalid policy")])
+    return policy
+
+
+def load_policy_file(path: str | Path) -> Policy:
+    """Read and validate a policy file.
+
+    Raises:
+        PolicyRejected: on any problem, including an unreadable file.
+    """
+    try:
+        raw = Path(path).read_bytes()
+    except OSError as exc:
+        raise PolicyRejected([ConfigError("", f"cannot read {path}: {exc.strerror}")]) from exc
+    return load_policy(raw)
+
+
+def default_target_dict(namespace: str, deployment: str) -> dict[str, Any]:
+    """A minimal target mapping (all defaults) for commands that take ``NS/NAME`` only."""
+    return {camel("namespace"): namespace, camel("deployment"): deployment}
+
+
+def _merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    """Deep-merge ``override`` onto ``base`` (mappings merge, everything else replaces)."""
+    merged: dict[str, Any] = copy.deepcopy(dict(base))
+    for key, value in override.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def _depth(value: Any, level: int = 0) -> int:
+    if level > MAX_DEPTH:
+        return level
+    if isinstance(value, Mapping):
+        return max((_depth(v, level + 1) for v in value.values()), default=level + 1)
+    if isinstance(value, list):
+        return max((_depth(v, level + 1) for v in value), default=level + 1)
+    return level
