@@ -1,0 +1,972 @@
+"""Request-arrival traces for the simulator: public datasets and user CSVs in one shape.
+
+The simulator replays recorded load to judge scaling decisions, and every public trace
+ships in its own format: per-request logs (Azure LLM 2023, Mooncake, Alibaba GenAI),
+per-client rate tables (ServeGen), per-container QPS samples (Alibaba GenAI) and
+per-second counts (NASA HTTP 1995). This module turns each of them into a
+:class:`LoadTrace`: an arrival rate in requests/second on a regular time grid, in which
+NaN marks a gap in the recording (the load is unknown there; it did not drop to zero).
+
+It also reads and writes this project's own CSV format, which is how users bring their
+own trace to ``autoscaler simulate --trace``::
+
+    # Lines starting with '#' are comments. "# name: ..." and "# source: ..." set the
+    # trace name and its one-line attribution; other comments are ignored.
+    timestamp_seconds,requests_per_second
+    1704067200,12.5
+    1704067800,
+    1704068400,nan
+    1704069000,13.25
+
+``timestamp_seconds`` is the Unix time (s) at which a bin starts (relative times that
+start at 0 also work; they read as starting at 1970-01-01T00:00Z, a midnight).
+Rows are increasing and evenly spaced; the bin width is the smallest spacing, and a row
+left out is a gap. ``requests_per_second`` is the mean arrival rate over the bin; an
+empty field or ``nan`` marks a gap.
+
+A few small derived traces ship in ``autoscaler/data/`` (see :func:`list_bundled`; their
+sources and licenses are in ``NOTICE`` and ``autoscaler/data/README.md``).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import tarfile
+import warnings
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Final
+
+import numpy as np
+from numpy.typing import NDArray
+
+from autoscaler.errors import AutoscalerError
+
+#: Directory of the traces that ship with the package.
+BUNDLED_DIR: Final[Path] = Path(__file__).resolve().parent / "data"
+
+#: Start of traces whose timestamps are relative: 2024-01-01T00:00:00Z, a midnight, so
+#: that relative t=0 (midnight in ServeGen) keeps its time of day.
+SYNTHETIC_EPOCH: Final[float] = datetime(2024, 1, 1, tzinfo=UTC).timestamp()
+
+#: Header line of our CSV format.
+CSV_HEADER: Final[str] = "timestamp_seconds,requests_per_second"
+
+_ALIASES: Final[dict[str, str]] = {"default": "servegen-m-mid"}
+_DEFAULT_BIN: Final[float] = 60.0  # s; bin width for per-request, per-second and QPS input
+_MIN_COVERAGE: Final[float] = 0.5  # a coarse bin needs data over half its width, else NaN
+_SERVEGEN_WINDOW: Final[float] = 600.0  # s; one ServeGen row covers ten minutes
+_GRID_TOLERANCE: Final[float] = 0.01  # of the step: how far a CSV row may sit off its grid
+_MAX_COUNT: Final[int] = 2**53  # per-second counts above this are corrupt (and inexact floats)
+
+_AZURE_HEADER: Final[str] = "timestamp,contexttokens,generatedtokens"
+_QPS_HEADER: Final[str] = "timestamp_anon,value,container_ip,request_type"
+_SOURCE_AZURE: Final[str] = "Azure/AzurePublicDataset data/{file} (CC-BY-4.0)"
+_SOURCE_MOONCAKE: Final[str] = "kvcache-ai/Mooncake FAST25-release/traces/{file} (Apache-2.0)"
+_SOURCE_ALIBABA: Final[str] = (
+    "alibaba/clusterdata cluster-trace-v2026-GenAI/{file} "
+    "(no license file; research/study use only; cite the SoCC'25 paper)"
+)
+_SOURCE_SERVEGEN: Final[str] = "alibaba/ServeGen data/{category}/{model}/ (Apache-2.0)"
+_SOURCE_NASA: Final[str] = (
+    "ITA NASA-HTTP Jul+Aug 1995 logs (freely redistributable) via "
+    "reconfigurable-ml-pipeline/web-service-datasets dataset/nasa/workload.tbz2"
+)
+
+# NASA-HTTP 1995 in workload.tbz2: one count per second, the July log (from
+# 1995-07-01 00:00:01 EDT) followed directly by the August log (from 08-01 00:00:01).
+# The July log stops at 07-28 13:32:25 and the converter drops each log's last second,
+# so July fills the first 2,381,544 entries. The file is recognised by its length and
+# total; the July tail it lacks and the Hurricane Erin outage (no accesses logged from
+# 08-01 14:52:01 to 08-03 04:36:13, per the ITA page) become NaN on the real timeline.
+# Out-of-order log lines make the converter's August run 7 s past 08-31 24:00; those
+# seconds are cut so that the trace ends at 09-01 00:00 EDT (62 days).
+_EDT: Final[timezone] = timezone(timedelta(hours=-4))
+_NASA_SECONDS: Final[int] = 5_059_950
+_NASA_REQUESTS: Final[int] = 3_461_610
+_NASA_JULY_SECONDS: Final[int] = 2_381_544
+_NASA_MIDNIGHT: Final[int] = int(datetime(1995, 7, 1, tzinfo=_EDT).timestamp())
+_NASA_AUGUST: Final[int] = int(datetime(1995, 8, 1, 0, 0, 1, tzinfo=_EDT).timestamp())
+_NASA_END: Final[int] = int(datetime(1995, 9, 1, tzinfo=_EDT).timestamp())
+_NASA_OUTAGE: Final[tuple[int, int]] = (
+    int(datetime(1995, 8, 1, 14, 52, 2, tzinfo=_EDT).timestamp()),
+    int(datetime(1995, 8, 3, 4, 36, 13, tzinfo=_EDT).timestamp()),
+)
+
+
+class TraceFormatError(AutoscalerError, ValueError):
+    """A trace file could not be read; names the file and, when known, the line."""
+
+    def __init__(self, path: str, reason: str, *, line: int | None = None) -> None:
+        self.path = path
+        self.line = line
+        self.reason = reason
+        where = f"{path}, line {line}" if line is not None else path
+        super().__init__(f"{where}: {reason}")
+
+
+@dataclass(frozen=True, eq=False)
+class LoadTrace:
+    """Arrival rate in requests/second on a regular grid; NaN = gap in the data (unknown, not zero).
+
+    ``rates[i]`` is the mean rate over ``[start + i*step, start + (i+1)*step)``. The array
+    is copied on construction and read-only. Instances compare by identity (an array
+    field has no single truth value).
+    """
+
+    name: str
+    start: float
+    """Unix seconds at which ``rates[0]`` begins."""
+    step: float
+    """Bin width in seconds."""
+    rates: NDArray[np.float64]
+    """Mean arrival rate per bin in requests/second; NaN where the data has a gap."""
+    source: str
+    """One-line attribution: repository, path, license."""
+
+    def __post_init__(self) -> None:
+        """Validate the grid and freeze a float64 copy of the rates.
+
+        Raises:
+            ValueError: if start or step is not finite, step is not positive, or the
+                rates are not a non-empty 1-D array of non-negative numbers or NaN.
+        """
+        if not math.isfinite(self.start):
+            raise ValueError(f"trace {self.name!r}: start must be finite, got {self.start}")
+        _check_step(self.step)
+        rates = np.array(self.rates, dtype=np.float64)
+        if rates.ndim != 1 or rates.size == 0:
+            raise ValueError(f"trace {self.name!r}: rates must be a non-empty 1-D array")
+        if np.isinf(rates).any() or (rates[~np.isnan(rates)] < 0).any():
+            raise ValueError(f"trace {self.name!r}: rates must be non-negative numbers or NaN")
+        rates.setflags(write=False)
+        object.__setattr__(self, "rates", rates)
+
+    @property
+    def duration(self) -> float:
+        """Length of the trace in seconds (number of bins times the step)."""
+        return self.rates.size * self.step
+
+    def fill_gaps(self) -> LoadTrace:
+        """Replace every NaN run by linear interpolation between its neighbours.
+
+        A gap in a dataset is missing data, not a drop in load, so it is bridged rather than
+        zeroed. NaN bins before the first or after the last valid bin take the nearest
+        valid value.
+
+        Returns:
+            A trace without NaN (``self`` when there was none).
+
+        Raises:
+            ValueError: if every bin is NaN.
+        """
+        if not np.isnan(self.rates).any():
+            return self
+        return replace(self, rates=_interpolate_gaps(self.rates, name=self.name))
+
+    def resample(self, step: float) -> LoadTrace:
+        """Put the trace on a grid with another bin width, keeping its start.
+
+        Coarser: each new bin is the time-weighted mean of the old bins it overlaps, over
+        the parts that have data; it is NaN when data covers less than half of it. Finer:
+        the rate is interpolated linearly between old bin centres (piecewise-linear, not
+        stairs; before the first and after the last centre it stays flat), and a new bin
+        is NaN when the old bin holding its centre is NaN. The last new bin may stick out
+        past the end of the old grid.
+
+        Args:
+            step: new bin width in seconds.
+
+        Returns:
+            The resampled trace (``self`` when the step is unchanged).
+
+        Raises:
+            ValueError: if step is not a positive finite number.
+        """
+        _check_step(step)
+        if math.isclose(step, self.step, rel_tol=1e-12):
+            return self
+        return replace(self, step=step, rates=_resample_rates(self.rates, src_step=self.step, dst_step=step))
+
+    def rescale_peak(self, peak: float) -> LoadTrace:
+        """Multiply every rate by one factor so that the largest rate equals ``peak``.
+
+        Args:
+            peak: the wanted maximum rate in requests/second.
+
+        Returns:
+            The scaled trace; NaN gaps stay NaN.
+
+        Raises:
+            ValueError: if peak is not a positive finite number, or the trace has no
+                positive rate to scale.
+        """
+        if not (math.isfinite(peak) and peak > 0):
+            raise ValueError(f"peak must be a positive finite number, got {peak}")
+        valid = self.rates[~np.isnan(self.rates)]
+        current = float(valid.max()) if valid.size else 0.0
+        if current <= 0:
+            raise ValueError(f"trace {self.name!r} has no positive rate to rescale")
+        return replace(self, rates=self.rates * (peak / current))
+
+    def slice(self, start_offset: float, duration: float) -> LoadTrace:
+        """Cut out the bins from ``start_offset`` to ``start_offset + duration``.
+
+        Both are rounded to whole bins.
+
+        Args:
+            start_offset: seconds after ``start`` where the cut begins, ``>= 0``.
+            duration: length of the cut in seconds, at least half a bin.
+
+        Returns:
+            The cut trace, whose start is ``start + first_bin * step``.
+
+        Raises:
+            ValueError: if the cut is empty or reaches outside the trace.
+        """
+        first = round(start_offset / self.step)
+        count = round(duration / self.step)
+        if first < 0 or count < 1 or first + count > self.rates.size:
+            raise ValueError(
+                f"slice [{start_offset}, {start_offset + duration}) s is empty or outside "
+                f"trace {self.name!r} (duration {self.duration} s, step {self.step} s)"
+            )
+        return replace(
+            self,
+            start=self.start + first * self.step,
+            rates=self.rates[first : first + count],
+        )
+
+
+def list_bundled() -> list[str]:
+    """Names of the traces that ship with the package, usable as ``load_trace(name)``.
+
+    Returns:
+        Sorted names, aliases (``default``) included.
+    """
+    files = {p.stem for p in BUNDLED_DIR.glob("*.csv")}
+    aliases = {alias for alias, target in _ALIASES.items() if target in files}
+    return sorted(files | aliases)
+
+
+def load_trace(path_or_name: str | Path, *, step: float | None = None) -> LoadTrace:
+    """Load a bundled trace, one of the public trace formats, or a CSV in our format.
+
+    The format is detected from the path and the content:
+
+    * a bundled name (see :func:`list_bundled`; ``"default"`` is ServeGen m-mid);
+    * a directory of ServeGen ``chunk-*-trace.csv`` files: ``rate`` summed over the
+      client files per 600 s window; a window whose total is zero is a gap (NaN);
+    * Azure LLM 2023 CSV (``TIMESTAMP,ContextTokens,GeneratedTokens``; naive timestamps
+      read as UTC), Mooncake JSONL (``timestamp`` in ms from the trace start) and
+      Alibaba GenAI ``lora_request_trace.csv`` (``gmt_create``, read as UTC): one row per
+      request, counted per ``step`` (default 60 s) from the first request;
+    * Alibaba GenAI ``qps.csv`` or ``qps.tar.gz``: per-container QPS samples on a shared
+      ~57 s clock. The samples at one tick are summed (the file lists only non-zero
+      samples, so a tick without rows is zero load), each tick holds until the next, and
+      the result is averaged per ``step`` (default 60 s);
+    * ``workload.tbz2`` / ``workload.txt``: whitespace-separated requests per second.
+      The NASA-HTTP 1995 file is recognised and put on its real timeline (from
+      1995-07-01 00:00 EDT) with NaN for the missing end of July and the
+      1995-08-01 14:52 - 08-03 04:36 outage; default step 60 s;
+    * our CSV format (see the module docstring).
+
+    Relative timestamps (Mooncake, ServeGen, other per-second files) start at
+    :data:`SYNTHETIC_EPOCH`.
+
+    Args:
+        path_or_name: bundled name, file or directory.
+        step: bin width in seconds. Per-request input is counted per ``step``; rate input
+            is resampled with :meth:`LoadTrace.resample`. ``None`` keeps the native
+            width (600 s for ServeGen and the bundled traces, the row spacing for our
+            CSV) or uses 60 s where there is none.
+
+    Returns:
+        The trace.
+
+    Raises:
+        FileNotFoundError: if the argument is neither a bundled name nor an existing path.
+        TraceFormatError: (a ``ValueError``) if the file is malformed or of an unknown
+            format; the message names the file and, when it applies, the line.
+        ValueError: if step is not a positive finite number.
+    """
+    if step is not None:
+        _check_step(step)
+    path = _resolve(path_or_name)
+    if path.is_dir():
+        return _resample_opt(_load_servegen(path), step)
+    text, label = _read_text(path)
+    first = _first_data_line(text)
+    header = first.replace(" ", "").lower()
+    bin_step = _DEFAULT_BIN if step is None else step
+    if header == _AZURE_HEADER:
+        return _load_azure(text, label=label, file=path.name, step=bin_step)
+    if header.startswith("gmt_create,"):
+        return _load_lora(text, label=label, file=path.name, step=bin_step)
+    if header == _QPS_HEADER:
+        return _resample_opt(_load_qps(text, label=label, file=path.name), bin_step)
+    if header.startswith("timestamp_anon,"):
+        raise TraceFormatError(label, "an Alibaba GenAI metric without request_type; only qps holds load")
+    if header == CSV_HEADER:
+        return _resample_opt(_load_simple_csv(text, label=label, stem=path.stem), step)
+    if first.startswith("{"):
+        return _load_mooncake(text, label=label, stem=path.stem, step=bin_step)
+    if first.replace(" ", "").replace("\t", "").isdigit():
+        return _load_counts(text, label=label, stem=path.stem, step=bin_step)
+    hint = ""
+    if path.name.startswith("chunk-") and path.name.endswith("-trace.csv"):
+        hint = "; for ServeGen pass the model directory, not one client file"
+    raise TraceFormatError(
+        label,
+        f"unrecognised trace format (first line {first[:80]!r}); expected a ServeGen "
+        f"directory, Azure LLM CSV, Mooncake JSONL, Alibaba GenAI lora_request_trace or "
+        f"qps, per-second counts, or a CSV with the header {CSV_HEADER!r}{hint}",
+    )
+
+
+def save_trace(
+    trace: LoadTrace,
+    path: str | Path,
+    *,
+    digits: int | None = None,
+    comments: Sequence[str] = (),
+) -> None:
+    """Write a trace in our CSV format, readable by :func:`load_trace`.
+
+    Args:
+        trace: the trace to write.
+        path: the output file.
+        digits: significant digits per rate; ``None`` writes the shortest text that
+            reads back as the same float.
+        comments: extra ``#`` lines written before the name and source.
+    """
+    lines = [_comment(text) for text in comments]
+    lines += [_comment(f"name: {trace.name}"), _comment(f"source: {trace.source}"), CSV_HEADER]
+    for i, rate in enumerate(trace.rates.tolist()):
+        ts = _format_number(trace.start + i * trace.step, digits=None)
+        value = "" if math.isnan(rate) else _format_number(rate, digits=digits)
+        lines.append(f"{ts},{value}")
+    Path(path).write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def _check_step(step: float) -> None:
+    """Reject a bin width that is not a positive finite number.
+
+    Args:
+        step: bin width in seconds.
+
+    Raises:
+        ValueError: if step is not a positive finite number.
+    """
+    if not (math.isfinite(step) and step > 0):
+        raise ValueError(f"step must be a positive finite number of seconds, got {step}")
+
+
+def _bin_count(duration: float, step: float) -> int:
+    """Number of bins of width ``step`` needed to cover ``duration`` (at least one).
+
+    Args:
+        duration: seconds to cover.
+        step: bin width in seconds.
+
+    Returns:
+        The bin count.
+    """
+    return max(1, math.ceil(duration / step - 1e-9))
+
+
+def _interpolate_gaps(rates: NDArray[np.float64], *, name: str) -> NDArray[np.float64]:
+    """Linearly interpolate over NaN runs; edge NaNs take the nearest valid value.
+
+    Args:
+        rates: rates with NaN gaps.
+        name: trace name for the error message.
+
+    Returns:
+        A new array without NaN.
+
+    Raises:
+        ValueError: if every value is NaN.
+    """
+    valid = ~np.isnan(rates)
+    if not valid.any():
+        raise ValueError(f"trace {name!r} is all gaps; there is nothing to interpolate from")
+    index = np.arange(rates.size, dtype=np.float64)
+    return np.interp(index, index[valid], rates[valid])
+
+
+def _resample_rates(rates: NDArray[np.float64], *, src_step: float, dst_step: float) -> NDArray[np.float64]:
+    """Move rates from one bin width to another (see :meth:`LoadTrace.resample`).
+
+    Args:
+        rates: rates on the source grid, NaN for gaps.
+        src_step: source bin width in seconds.
+        dst_step: target bin width in seconds.
+
+    Returns:
+        Rates on the target grid, which starts where the source grid starts.
+    """
+    n = rates.size
+    n_new = _bin_count(n * src_step, dst_step)
+    valid = ~np.isnan(rates)
+    if dst_step > src_step:
+        # The integral of a step function is piecewise linear, so np.interp of the
+        # cumulative sums at the new edges gives exact per-bin areas and coverage.
+        old_edges = np.arange(n + 1, dtype=np.float64) * src_step
+        new_edges = np.arange(n_new + 1, dtype=np.float64) * dst_step
+        area = np.concatenate(([0.0], np.cumsum(np.where(valid, rates, 0.0)) * src_step))
+        covered = np.concatenate(([0.0], np.cumsum(valid) * src_step))
+        bin_area = np.diff(np.interp(new_edges, old_edges, area))
+        bin_covered = np.diff(np.interp(new_edges, old_edges, covered))
+        out = np.full(n_new, np.nan)
+        enough = bin_covered >= _MIN_COVERAGE * dst_step * (1 - 1e-9)
+        out[enough] = bin_area[enough] / bin_covered[enough]
+        return out
+    if not valid.any():
+        return np.full(n_new, np.nan)
+    filled = _interpolate_gaps(rates, name="")
+    old_centres = (np.arange(n, dtype=np.float64) + 0.5) * src_step
+    new_centres = (np.arange(n_new, dtype=np.float64) + 0.5) * dst_step
+    out = np.interp(new_centres, old_centres, filled)
+    parent = np.minimum((new_centres // src_step).astype(np.intp), n - 1)
+    out[~valid[parent]] = np.nan
+    return out
+
+
+def _resample_opt(trace: LoadTrace, step: float | None) -> LoadTrace:
+    """Resample when a step was asked for.
+
+    Args:
+        trace: the loaded trace.
+        step: wanted bin width in seconds, or ``None`` to keep the trace as it is.
+
+    Returns:
+        The trace on the wanted grid.
+    """
+    return trace if step is None else trace.resample(step)
+
+
+def _resolve(path_or_name: str | Path) -> Path:
+    """Turn a bundled name or a path into the file or directory to read.
+
+    Args:
+        path_or_name: bundled name, file or directory.
+
+    Returns:
+        An existing path.
+
+    Raises:
+        FileNotFoundError: if it is neither a bundled name nor an existing path.
+    """
+    if isinstance(path_or_name, str) and path_or_name in list_bundled():
+        return BUNDLED_DIR / f"{_ALIASES.get(path_or_name, path_or_name)}.csv"
+    path = Path(path_or_name)
+    if not path.exists():
+        raise FileNotFoundError(
+            f"{path_or_name}: no such trace file or directory, and not a bundled trace ({', '.join(list_bundled())})"
+        )
+    return path
+
+
+def _read_text(path: Path) -> tuple[str, str]:
+    """Read a text file, or the single file inside a tar archive.
+
+    Args:
+        path: a file.
+
+    Returns:
+        The decoded text and the label used in error messages.
+
+    Raises:
+        TraceFormatError: if an archive does not hold exactly one file, or the content
+            is not UTF-8.
+    """
+    label = str(path)
+    if tarfile.is_tarfile(path):
+        files: list[tuple[str, bytes]] = []
+        # Stream mode reads a compressed archive once instead of seeking back through it.
+        with tarfile.open(path, mode="r|*") as archive:
+            for member in archive:
+                stream = archive.extractfile(member) if member.isfile() else None
+                if stream is not None:
+                    files.append((member.name, stream.read()))
+        if len(files) != 1:
+            raise TraceFormatError(label, f"archive must hold exactly one file, has {len(files)}")
+        label = f"{path}::{files[0][0]}"
+        data = files[0][1]
+    else:
+        data = path.read_bytes()
+    try:
+        return data.decode("utf-8-sig"), label
+    except UnicodeDecodeError as exc:
+        raise TraceFormatError(label, f"not UTF-8 text ({exc.reason})") from exc
+
+
+def _first_data_line(text: str) -> str:
+    """The first line that is neither blank nor a ``#`` comment, stripped.
+
+    Args:
+        text: file content.
+
+    Returns:
+        The line, or ``""`` if there is none.
+    """
+    for line in io.StringIO(text):
+        stripped = line.strip()
+        if stripped and not stripped.startswith("#"):
+            return stripped
+    return ""
+
+
+def _comment(text: str) -> str:
+    """Format one ``#`` comment line, folding any newline into a space.
+
+    Args:
+        text: comment text.
+
+    Returns:
+        The line without a trailing newline.
+    """
+    return "# " + " ".join(text.splitlines())
+
+
+def _format_number(value: float, *, digits: int | None) -> str:
+    """Short text for a float: integers without ``.0``, else ``repr`` or ``digits``.
+
+    Args:
+        value: a finite float.
+        digits: significant digits, or ``None`` for an exact round trip.
+
+    Returns:
+        The text.
+    """
+    if value.is_integer() and abs(value) < 1e15:
+        return str(int(value))
+    return repr(value) if digits is None else f"{value:.{digits}g}"
+
+
+def _parse_number(field: str, *, label: str, line: int, what: str) -> float:
+    """Parse one finite float from a CSV field.
+
+    Args:
+        field: the text.
+        label: file label for errors.
+        line: line number for errors.
+        what: column description for errors.
+
+    Returns:
+        The number.
+
+    Raises:
+        TraceFormatError: if the field is not a finite number.
+    """
+    try:
+        value = float(field)
+    except ValueError:
+        raise TraceFormatError(label, f"{what}: not a number: {field!r}", line=line) from None
+    if not math.isfinite(value):
+        raise TraceFormatError(label, f"{what}: must be finite, got {field!r}", line=line)
+    return value
+
+
+def _parse_datetime(field: str, *, label: str, line: int) -> float:
+    """Parse an ISO-like date-time; without a zone it is read as UTC.
+
+    Args:
+        field: e.g. ``2023-11-16 18:17:03.9799600``.
+        label: file label for errors.
+        line: line number for errors.
+
+    Returns:
+        Unix seconds.
+
+    Raises:
+        TraceFormatError: if the field is not a date-time.
+    """
+    try:
+        moment = datetime.fromisoformat(field.strip())
+    except ValueError:
+        raise TraceFormatError(label, f"not a date-time: {field!r}", line=line) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.timestamp()
+
+
+def _csv_rows(text: str, *, label: str) -> Iterator[tuple[int, list[str]]]:
+    """Yield the data rows of a CSV with a header, checking the column count.
+
+    Args:
+        text: file content; its first line is the header.
+        label: file label for errors.
+
+    Yields:
+        (line number, fields) for every non-blank row after the header.
+
+    Raises:
+        TraceFormatError: if a row has another number of fields than the header.
+    """
+    reader = csv.reader(io.StringIO(text))
+    header = next((row for row in reader if row), [])
+    for row in reader:
+        if not row or not "".join(row).strip():
+            continue
+        if len(row) != len(header):
+            raise TraceFormatError(
+                label, f"expected {len(header)} comma-separated fields, got {len(row)}", line=reader.line_num
+            )
+        yield reader.line_num, row
+
+
+def _bin_arrivals(times: Iterable[float], *, step: float, label: str) -> tuple[float, NDArray[np.float64]]:
+    """Count request arrivals per bin, starting at the first arrival.
+
+    Args:
+        times: arrival times in seconds, any order.
+        step: bin width in seconds.
+        label: file label for errors.
+
+    Returns:
+        The first arrival time and the rate per bin (count / step).
+
+    Raises:
+        TraceFormatError: if there is no request.
+    """
+    arrivals = np.fromiter(times, dtype=np.float64)
+    if arrivals.size == 0:
+        raise TraceFormatError(label, "no requests in the file")
+    first = float(arrivals.min())
+    index = np.floor((arrivals - first) / step).astype(np.intp)
+    return first, np.bincount(index).astype(np.float64) / step
+
+
+def _load_azure(text: str, *, label: str, file: str, step: float) -> LoadTrace:
+    """Azure LLM inference trace: one request per row, ``TIMESTAMP`` first.
+
+    Args:
+        text: file content.
+        label: file label for errors.
+        file: file name, for the trace name and source.
+        step: bin width in seconds.
+
+    Returns:
+        Requests per second counted per bin.
+    """
+    times = [_parse_datetime(row[0], label=label, line=n) for n, row in _csv_rows(text, label=label)]
+    first, rates = _bin_arrivals(times, step=step, label=label)
+    year = datetime.fromtimestamp(first, tz=UTC).year
+    kind = Path(file).stem.rsplit("_", 1)[-1].lower()
+    return LoadTrace(
+        name=f"azure-llm-{year}-{kind}",
+        start=first,
+        step=step,
+        rates=rates,
+        source=_SOURCE_AZURE.format(file=file),
+    )
+
+
+def _load_lora(text: str, *, label: str, file: str, step: float) -> LoadTrace:
+    """Alibaba GenAI ``lora_request_trace.csv``: one request per row, ``gmt_create`` first.
+
+    Args:
+        text: file content.
+        label: file label for errors.
+        file: file name, for the source.
+        step: bin width in seconds.
+
+    Returns:
+        Requests per second counted per bin (every status counts: they are arrivals).
+    """
+    times = [_parse_datetime(row[0], label=label, line=n) for n, row in _csv_rows(text, label=label)]
+    first, rates = _bin_arrivals(times, step=step, label=label)
+    return LoadTrace(
+        name="alibaba-genai-lora-requests",
+        start=first,
+        step=step,
+        rates=rates,
+        source=_SOURCE_ALIBABA.format(file=file),
+    )
+
+
+def _load_mooncake(text: str, *, label: str, stem: str, step: float) -> LoadTrace:
+    """Mooncake JSONL: one request object per line with ``timestamp`` in ms from the start.
+
+    Args:
+        text: file content.
+        label: file label for errors.
+        stem: file name without suffix, for the trace name and source.
+        step: bin width in seconds.
+
+    Returns:
+        Requests per second counted per bin, starting at :data:`SYNTHETIC_EPOCH`.
+
+    Raises:
+        TraceFormatError: if a line is not a JSON object with a numeric ``timestamp``.
+    """
+    times: list[float] = []
+    for n, line in enumerate(io.StringIO(text), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise TraceFormatError(label, f"not valid JSON ({exc.msg})", line=n) from None
+        stamp = record.get("timestamp") if isinstance(record, dict) else None
+        if isinstance(stamp, bool) or not isinstance(stamp, int | float) or not math.isfinite(stamp):
+            raise TraceFormatError(label, "expected an object with a numeric 'timestamp' (ms)", line=n)
+        times.append(stamp / 1000.0)
+    first, rates = _bin_arrivals(times, step=step, label=label)
+    return LoadTrace(
+        name=f"mooncake-{stem}",
+        start=SYNTHETIC_EPOCH + first,
+        step=step,
+        rates=rates,
+        source=_SOURCE_MOONCAKE.format(file=f"{stem}.jsonl"),
+    )
+
+
+def _load_qps(text: str, *, label: str, file: str) -> LoadTrace:
+    """Alibaba GenAI ``qps.csv``: per-container QPS samples on a shared clock.
+
+    Args:
+        text: file content.
+        label: file label for errors.
+        file: file name, for the source.
+
+    Returns:
+        Total QPS per clock tick (the median spacing of distinct sample times, ~57 s);
+        a tick without samples is zero load.
+
+    Raises:
+        TraceFormatError: if a row is malformed or the file has no samples.
+    """
+    times: list[float] = []
+    values: list[float] = []
+    for n, row in _csv_rows(text, label=label):
+        times.append(_parse_number(row[0], label=label, line=n, what="timestamp_anon"))
+        value = _parse_number(row[1], label=label, line=n, what="value")
+        if value < 0:
+            raise TraceFormatError(label, f"value: must be >= 0, got {row[1]!r}", line=n)
+        values.append(value)
+    if not times:
+        raise TraceFormatError(label, "no samples in the file")
+    stamps = np.array(times)
+    ticks = np.unique(stamps)
+    tick = float(np.median(np.diff(ticks))) if ticks.size > 1 else _DEFAULT_BIN
+    index = np.rint((stamps - ticks[0]) / tick).astype(np.intp)
+    return LoadTrace(
+        name="alibaba-genai-qps",
+        start=float(ticks[0]),
+        step=tick,
+        rates=np.bincount(index, weights=np.array(values)).astype(np.float64),
+        source=_SOURCE_ALIBABA.format(file=file),
+    )
+
+
+def _load_servegen(directory: Path) -> LoadTrace:
+    """ServeGen model directory: sum ``rate`` over the client files per 600 s window.
+
+    Args:
+        directory: e.g. ``data/language/m-mid`` with ``chunk-<client>-trace.csv`` files.
+
+    Returns:
+        Total rate per window from :data:`SYNTHETIC_EPOCH` (t=0 is midnight); windows
+        with a zero total, or absent from every file, are NaN.
+
+    Raises:
+        TraceFormatError: if there is no trace file or a row is malformed.
+    """
+    files = sorted(directory.glob("chunk-*-trace.csv"))
+    if not files:
+        raise TraceFormatError(str(directory), "no ServeGen chunk-*-trace.csv files here")
+    windows: list[int] = []
+    rates: list[float] = []
+    for file in files:
+        label = str(file)
+        reader = csv.reader(io.StringIO(file.read_text(encoding="utf-8")))
+        for row in reader:
+            n = reader.line_num
+            if not row:
+                continue
+            if len(row) < 2:
+                raise TraceFormatError(label, f"expected window_start_s,rate,..., got {row!r}", line=n)
+            start = _parse_number(row[0], label=label, line=n, what="window_start_s")
+            rate = _parse_number(row[1], label=label, line=n, what="rate")
+            if start < 0 or not (start / _SERVEGEN_WINDOW).is_integer():
+                raise TraceFormatError(label, f"window_start_s must be a multiple of 600 s, got {row[0]!r}", line=n)
+            if rate < 0:
+                raise TraceFormatError(label, f"rate must be >= 0, got {row[1]!r}", line=n)
+            windows.append(int(start // _SERVEGEN_WINDOW))
+            rates.append(rate)
+    if not windows:
+        raise TraceFormatError(str(directory), "the ServeGen trace files are empty")
+    index = np.array(windows) - min(windows)
+    total = np.bincount(index, weights=np.array(rates)).astype(np.float64)
+    total[(total == 0) | (np.bincount(index) == 0)] = np.nan
+    return LoadTrace(
+        name=f"servegen-{directory.name}",
+        start=SYNTHETIC_EPOCH + min(windows) * _SERVEGEN_WINDOW,
+        step=_SERVEGEN_WINDOW,
+        rates=total,
+        source=_SOURCE_SERVEGEN.format(category=directory.parent.name, model=directory.name),
+    )
+
+
+def _load_counts(text: str, *, label: str, stem: str, step: float) -> LoadTrace:
+    """Whitespace-separated requests per second (``workload.txt``), averaged per ``step``.
+
+    Args:
+        text: file content.
+        label: file label for errors.
+        stem: file name without suffix, for the trace name.
+        step: bin width in seconds.
+
+    Returns:
+        The NASA-HTTP 1995 trace on its real timeline when the file is that one, else a
+        trace from :data:`SYNTHETIC_EPOCH`.
+
+    Raises:
+        TraceFormatError: naming the line of the first token that is not a count.
+    """
+    if not text.strip():
+        raise TraceFormatError(label, "no counts in the file")
+    try:
+        with warnings.catch_warnings():
+            # NumPy < 2.3 only warns when it stops at a token that is not an integer.
+            warnings.simplefilter("error", DeprecationWarning)
+            counts = np.fromstring(text, dtype=np.int64, sep=" ")
+        valid = bool((counts >= 0).all() and (counts < _MAX_COUNT).all())
+    except (ValueError, DeprecationWarning):
+        valid = False
+    if not valid:
+        raise _bad_count(text, label=label)
+    if counts.size == _NASA_SECONDS and int(counts.sum()) == _NASA_REQUESTS:
+        return _nasa_trace(counts, step=step)
+    return LoadTrace(
+        name=stem,
+        start=SYNTHETIC_EPOCH,
+        step=step,
+        rates=_resample_rates(counts.astype(np.float64), src_step=1.0, dst_step=step),
+        source=f"per-second request counts from {label}",
+    )
+
+
+def _bad_count(text: str, *, label: str) -> TraceFormatError:
+    """Build the error for the first token of a counts file that is not a valid count.
+
+    Args:
+        text: file content.
+        label: file label for errors.
+
+    Returns:
+        The error, naming the line when the bad token is found.
+    """
+    for n, line in enumerate(io.StringIO(text), start=1):
+        for token in line.split():
+            if not (token.isascii() and token.isdigit() and int(token) < _MAX_COUNT):
+                return TraceFormatError(label, f"expected a count >= 0, got {token!r}", line=n)
+    return TraceFormatError(label, "counts must be whitespace-separated integers >= 0")
+
+
+def _nasa_trace(counts: NDArray[np.int64], *, step: float) -> LoadTrace:
+    """Put the NASA-HTTP 1995 per-second counts on the wall clock (see ``_NASA_*``).
+
+    Args:
+        counts: the 5,059,950 counts of ``workload.txt``.
+        step: bin width in seconds.
+
+    Returns:
+        The trace from 1995-07-01 00:00 EDT, NaN where nothing was logged.
+    """
+    august = _NASA_AUGUST - _NASA_MIDNIGHT
+    end = _NASA_END - _NASA_MIDNIGHT
+    seconds = np.full(end, np.nan)
+    seconds[1 : 1 + _NASA_JULY_SECONDS] = counts[:_NASA_JULY_SECONDS]
+    august_counts = counts[_NASA_JULY_SECONDS:][: end - august]
+    seconds[august : august + august_counts.size] = august_counts
+    seconds[_NASA_OUTAGE[0] - _NASA_MIDNIGHT : _NASA_OUTAGE[1] - _NASA_MIDNIGHT] = np.nan
+    return LoadTrace(
+        name="nasa-http-1995",
+        start=float(_NASA_MIDNIGHT),
+        step=step,
+        rates=_resample_rates(seconds, src_step=1.0, dst_step=step),
+        source=_SOURCE_NASA,
+    )
+
+
+def _load_simple_csv(text: str, *, label: str, stem: str) -> LoadTrace:
+    """Our CSV format (see the module docstring).
+
+    Args:
+        text: file content.
+        label: file label for errors.
+        stem: file name without suffix; the name unless a ``# name:`` comment gives one.
+
+    Returns:
+        The trace on the grid of its rows, NaN for empty/``nan`` rates and left-out rows.
+
+    Raises:
+        TraceFormatError: naming the line of the first malformed row, or if the rows
+            are not increasing and evenly spaced.
+    """
+    meta = {"name": stem, "source": label}
+    rows: list[tuple[int, float, float]] = []
+    header_seen = False
+    for n, raw in enumerate(io.StringIO(text), start=1):
+        line = raw.strip()
+        if line.startswith("#"):
+            key, sep, value = line[1:].partition(":")
+            if sep and key.strip().lower() in meta and not header_seen:
+                meta[key.strip().lower()] = value.strip()
+            continue
+        if not line:
+            continue
+        if not header_seen:
+            header_seen = True
+            continue
+        fields = [field.strip() for field in line.split(",")]
+        if len(fields) != 2:
+            raise TraceFormatError(
+                label, f"expected 2 fields (timestamp_seconds,requests_per_second), got {line!r}", line=n
+            )
+        ts = _parse_number(fields[0], label=label, line=n, what="timestamp_seconds")
+        if fields[1].lower() in ("", "nan"):
+            rate = math.nan
+        else:
+            rate = _parse_number(fields[1], label=label, line=n, what="requests_per_second")
+            if rate < 0:
+                raise TraceFormatError(label, f"requests_per_second must be >= 0, got {rate}", line=n)
+        if rows and ts <= rows[-1][1]:
+            raise TraceFormatError(
+                label, f"timestamp {fields[0]} is not after the previous row's {rows[-1][1]!r}", line=n
+            )
+        rows.append((n, ts, rate))
+    if len(rows) < 2:
+        raise TraceFormatError(label, "need at least two data rows to know the step")
+    stamps = np.array([row[1] for row in rows])
+    offsets = stamps - stamps[0]
+    # The smallest spacing is the step; when the whole span is a whole number of such
+    # steps, dividing the span evens out rounding noise in the timestamps.
+    rough = float(np.min(np.diff(stamps)))
+    whole = round(offsets[-1] / rough)
+    consistent = abs(offsets[-1] - whole * rough) <= _GRID_TOLERANCE * rough
+    step = float(offsets[-1] / whole) if consistent else rough
+    slots = np.rint(offsets / step).astype(np.intp)
+    off_grid = np.abs(offsets - slots * step) > _GRID_TOLERANCE * step
+    repeated = np.concatenate(([False], np.diff(slots) == 0))
+    bad = np.flatnonzero(off_grid | repeated)
+    if bad.size:
+        n, ts, _ = rows[int(bad[0])]
+        raise TraceFormatError(
+            label,
+            f"timestamp {ts!r} is not on the {step:g} s grid starting at {float(stamps[0])!r}; "
+            "rows must be evenly spaced (a left-out row is a gap)",
+            line=n,
+        )
+    rates = np.full(int(slots[-1]) + 1, np.nan)
+    rates[slots] = [row[2] for row in rows]
+    return LoadTrace(name=meta["name"], start=float(stamps[0]), step=step, rates=rates, source=meta["source"])
