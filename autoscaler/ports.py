@@ -1,0 +1,105 @@
+"""The ports the controller talks through: metrics, cluster, clock.
+
+The control loop (:mod:`autoscaler.controller`) only ever sees these protocols. The
+in-cluster wiring plugs in Prometheus and the Kubernetes API; the simulator plugs in its
+in-process cluster with a virtual clock; tests plug in small fakes. There is one copy of
+the control logic.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from autoscaler.core.leadtimes import LeadTimes
+from autoscaler.core.types import ClusterState, Decision, MetricsSnapshot
+from autoscaler.policy.schema import Policy, Target
+from models.series import Series
+
+
+class Clock(Protocol):
+    """Where "now" comes from (wall time in the cluster, virtual time in the simulator)."""
+
+    def now(self) -> float:
+        """Current time in unix seconds."""
+        ...
+
+
+class MetricsSource(Protocol):
+    """Reads load, latency, saturation and GPU signals."""
+
+    def observe(self, targets: Sequence[Target], now: float) -> Mapping[str, MetricsSnapshot]:
+        """Current signals for each target, keyed by ``Target.key``.
+
+        Must not raise for a per-target problem: a failed signal is ``None`` in the
+        snapshot with the error kind in ``problems``. May raise
+        :class:`~autoscaler.errors.MetricsError` when the source as a whole is down.
+        """
+        ...
+
+    def load_history(self, target: Target, *, start: float, end: float, step: float) -> Series:
+        """The target's load on a regular grid (NaN where unknown).
+
+        Raises:
+            MetricsError: when the history cannot be read.
+        """
+        ...
+
+    def lead_times(self, target: Target, now: float) -> LeadTimes | None:
+        """Measured cold-start lead times, or ``None`` until enough samples exist."""
+        ...
+
+
+@dataclass(frozen=True)
+class ApplyResult:
+    """What an actuator did with a decision."""
+
+    wrote_replicas: bool = False
+    wrote_placeholders: bool = False
+    refused: str | None = None
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+
+class Cluster(Protocol):
+    """Reads and writes the Kubernetes side of one target."""
+
+    def read(self, target: Target) -> ClusterState:
+        """Current replicas, placeholders and nodes.
+
+        Raises:
+            ActuationError: when the state cannot be read.
+        """
+        ...
+
+    def apply(self, target: Target, decision: Decision) -> ApplyResult:
+        """Make the cluster match the decision (write only what changed).
+
+        Raises:
+            ActuationError: when a write fails.
+        """
+        ...
+
+
+class PolicySource(Protocol):
+    """Where the policy comes from (a file, a ConfigMap). Keeps the last good policy."""
+
+    def current(self) -> tuple[Policy, int]:
+        """The policy in force and its generation (increments on every accepted change).
+
+        An invalid update never replaces the last good policy; the source reports the
+        rejection itself (log, Event, metric).
+        """
+        ...
+
+
+class LeaderElector(Protocol):
+    """Tells whether this replica may write (two replicas must never both act)."""
+
+    def is_leader(self) -> bool:
+        """True while this replica holds leadership."""
+        ...
+
+    def stop(self) -> None:
+        """Release leadership (if held) and stop renewing."""
+        ...
