@@ -196,6 +196,7 @@ class Controller:
             snapshot.newest_sample_time is None
             or now - snapshot.newest_sample_time <= target.scaling.stale_after_seconds
         )
+        forecast: ForecastView | None
         if self.forecast_source is None:
             completed = fc.observe(now, snapshot.load if fresh else None)
             fc.refresh(now, bucket_completed=completed)

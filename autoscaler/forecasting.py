@@ -13,12 +13,13 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from models.base import Forecaster, Prediction
-from models.registry import build_forecaster
 
 from autoscaler.core.forecast_view import PredictionView
 from autoscaler.policy.schema import SEASONS, Target
+from models.base import Forecaster, Prediction
 from models.errors import ForecastError
+from models.linear import LinearTrend
+from models.registry import build_forecaster
 from models.series import Series
 
 #: Tried in order when the configured model cannot fit: the fallback always exists.
@@ -48,6 +49,7 @@ class TargetForecaster:
         self.horizon = max(2, math.ceil(horizon_seconds / self.step) + 2)
         self.series: Series | None = None
         self.model: Forecaster | None = None
+        self._model_type: str | None = None
         self.prediction: Prediction | None = None
         self.last_fit: float | None = None
         self.last_error: str | None = None
@@ -127,22 +129,53 @@ class TargetForecaster:
             if self.model is None:
                 self.prediction = None
                 return
-            self.prediction = self.model.predict(self.horizon, self.quantiles)
+            self.prediction = self._with_trend_guard(self.model.predict(self.horizon, self.quantiles))
         except (ForecastError, ValueError, np.linalg.LinAlgError) as exc:
             self.last_error = f"{type(exc).__name__}: {exc}"
             self.model = None
             self.prediction = None
 
+    def _with_trend_guard(self, prediction: Prediction) -> Prediction:
+        """Raise upper quantiles to a short linear trend's, so ramps are met early.
+
+        Seasonal models learn yesterday's shape; a ramp they have not seen (a recovery
+        after an outage, a launch) shows first as a trend in the last half hour. Only
+        levels above the median are raised, so the mean and median stay the model's.
+        """
+        window = self.target.forecast.trend_guard_points
+        if window < 2 or self.series is None:
+            return prediction
+        try:
+            trend = LinearTrend(window).fit(self.series).predict(len(prediction.mean), tuple(prediction.quantiles))
+        except (ForecastError, ValueError):
+            return prediction
+        quantiles = {
+            q: np.maximum(values, trend.quantiles[q]) if q > 0.5 else values
+            for q, values in prediction.quantiles.items()
+        }
+        return Prediction(
+            start=prediction.start,
+            step=prediction.step,
+            mean=prediction.mean,
+            quantiles=quantiles,
+            model=f"{prediction.model}+trend",
+        )
+
     def _fit_with_fallback(self) -> Forecaster | None:
         assert self.series is not None  # noqa: S101 - checked by the caller
         errors = []
-        for model_type in dict.fromkeys((self.target.forecast.model, *FALLBACK_MODELS)):
+        configured = self.target.forecast.model
+        for model_type in dict.fromkeys((configured, *FALLBACK_MODELS)):
+            # Refit the configured model in place: 'auto' remembers its last selection
+            # and only re-runs its backtest when one is due.
+            reuse = model_type == configured and self.model is not None and self._model_type == configured
             try:
-                model = self._build(model_type).fit(self.series)
+                model = (self.model if reuse and self.model is not None else self._build(model_type)).fit(self.series)
             except (ForecastError, ValueError, np.linalg.LinAlgError) as exc:
                 errors.append(f"{model_type}: {exc}")
                 continue
             self.last_error = "; ".join(errors) or None
+            self._model_type = model_type
             return model
         self.last_error = "; ".join(errors)
         return None

@@ -807,6 +807,7 @@ def _load_servegen(directory: Path) -> LoadTrace:
     index = np.array(windows) - min(windows)
     total = np.bincount(index, weights=np.array(rates)).astype(np.float64)
     total[(total == 0) | (np.bincount(index) == 0)] = np.nan
+    _drop_partial_edges(total)
     return LoadTrace(
         name=f"servegen-{directory.name}",
         start=SYNTHETIC_EPOCH + min(windows) * _SERVEGEN_WINDOW,
@@ -814,6 +815,31 @@ def _load_servegen(directory: Path) -> LoadTrace:
         rates=total,
         source=_SOURCE_SERVEGEN.format(category=directory.parent.name, model=directory.name),
     )
+
+
+def _drop_partial_edges(rates: NDArray[np.float64], *, context: int = 72, fraction: float = 0.1) -> None:
+    """Mark windows beside a gap that hold under ``fraction`` of the local level as gaps, in place.
+
+    ServeGen's collection stops and restarts mid-window, and sometimes trickles for an
+    hour around an outage: the windows next to a zero-total gap then hold 0.01-1 % of the
+    level around them (m-mid days 9.6-9.7). Read as load, that is a fake drop to zero
+    followed by a jump no forecaster could predict. The local level is the median of the
+    finite windows within ``context`` windows (12 h at 600 s); repeated until no edge
+    window qualifies, so a trickling run is removed whole.
+    """
+    changed = True
+    while changed:
+        changed = False
+        gap = np.isnan(rates)
+        for i in np.flatnonzero(~gap):
+            beside_gap = (i > 0 and gap[i - 1]) or (i + 1 < rates.size and gap[i + 1])
+            if not beside_gap:
+                continue
+            near = rates[max(0, i - context) : i + context + 1]
+            level = np.nanmedian(near) if np.isfinite(near).any() else np.nan
+            if np.isfinite(level) and rates[i] < fraction * level:
+                rates[i] = np.nan
+                changed = True
 
 
 def _load_counts(text: str, *, label: str, stem: str, step: float) -> LoadTrace:

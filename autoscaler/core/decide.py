@@ -34,7 +34,9 @@ from autoscaler.policy.schema import Target
 
 #: The most the SLO guard multiplies ready replicas by in one cycle (the HPA formula
 #: ``ready * latency / target`` explodes once a queue forms).
-SLO_GUARD_MAX_FACTOR = 2.0
+SLO_GUARD_MAX_FACTOR = 1.5
+#: A queue of waiting requests should drain within this many seconds.
+QUEUE_DRAIN_SECONDS = 120.0
 
 
 def decide(
@@ -103,25 +105,41 @@ def decide(
             )
         )
 
-    # 2. Never below what the observed load needs now.
+    # 2. Never below what the observed load needs now, including draining a queue.
+    waiting = None if stale else metrics.waiting
     if load is not None:
-        observed_need = replicas_for(load, cap)
+        backlog = (waiting or 0.0) / QUEUE_DRAIN_SECONDS
+        observed_need = replicas_for(load + backlog, cap)
         if observed_need > value:
             value = observed_need
-            steps.append(Step("observed", value, Reason.OBSERVED_LOAD, f"load {load:.3g}/s now"))
+            steps.append(
+                Step(
+                    "observed",
+                    value,
+                    Reason.OBSERVED_LOAD,
+                    f"load {load:.3g}/s now" + (f" + queue {waiting:.0f}" if backlog else ""),
+                )
+            )
 
-    # 3. Reactive guard: the SLO is already breached, or requests queue with no replica.
+    # 3. Reactive guard: while the SLO is breached there is no scale-down, and if every
+    #    replica is ready (so the capacity figure is optimistic) replicas are added at
+    #    once. While replicas are still starting, their arrival is awaited instead (the
+    #    HPA's unready-pod rule): a queue-driven latency spike must not scale to the max.
     latency = metrics.latency_mean if target.slo.latency_signal == "mean" else metrics.latency_quantile
     slo = target.slo.latency_seconds
-    if not stale and latency is not None and latency > slo and cluster.ready_replicas > 0:
-        factor = min(latency / slo, SLO_GUARD_MAX_FACTOR)
-        guard = max(cluster.ready_replicas + 1, math.ceil(cluster.ready_replicas * factor))
+    in_flight = current - cluster.ready_replicas
+    breached = not stale and latency is not None and latency > slo
+    if breached and latency is not None:
+        detail = f"latency {latency * 1000:.0f}ms > {slo * 1000:.0f}ms"
+        guard = current  # never scale down while the SLO is breached
+        if cluster.ready_replicas > 0 and in_flight <= 0:
+            factor = min(latency / slo, SLO_GUARD_MAX_FACTOR)
+            guard = max(cluster.ready_replicas + 1, math.ceil(cluster.ready_replicas * factor))
+        else:
+            detail += f"; waiting for {in_flight} starting replica(s)"
         if guard > value:
             value = guard
-            steps.append(
-                Step("slo_guard", value, Reason.SLO_BREACHED, f"latency {latency * 1000:.0f}ms > {slo * 1000:.0f}ms")
-            )
-    waiting = None if stale else metrics.waiting
+            steps.append(Step("slo_guard", value, Reason.SLO_BREACHED, detail))
     if current == 0 and value == 0 and ((waiting or 0) > 0 or (load or 0) > 0):
         value = 1
         steps.append(Step("wake_up", value, Reason.QUEUE_WAKE_UP, "requests arrive with no replica"))

@@ -118,6 +118,12 @@ class Forecast:
         minimum=60,
         maximum=7 * 86400,
     )
+    trend_guard_points: int = spec(
+        12,
+        doc="Also size for a linear trend over this many recent buckets (upper quantiles only); 0 = off.",
+        minimum=0,
+        maximum=288,
+    )
     history_days: float = spec(
         14.0,
         doc="History loaded on start-up and kept for fitting.",

@@ -69,7 +69,31 @@ CASES = [
     Case("forecast rises within pod start-up: scale up ahead", 3, 0, Reason.PREDICTED_LOAD, forecast=500.0),
     Case("observed load above forecast wins", 4, 0, Reason.OBSERVED_LOAD, forecast=300.0, load=700.0, current=4),
     Case(
-        "SLO breached: reactive guard scales at once", 4, 0, Reason.SLO_BREACHED, forecast=400.0, latency=0.5, current=2
+        "SLO breached with every replica ready: guard adds 50 % at once",
+        3,
+        0,
+        Reason.SLO_BREACHED,
+        forecast=400.0,
+        latency=0.5,
+        current=2,
+    ),
+    Case(
+        "SLO breached while replicas are starting: wait for them, never scale down",
+        4,
+        0,
+        Reason.SLO_BREACHED,
+        forecast=400.0,
+        latency=0.5,
+        current=4,
+        ready=2,
+    ),
+    Case(
+        "a queue is drained within two minutes",
+        3,
+        0,
+        Reason.OBSERVED_LOAD,
+        forecast=400.0,
+        waiting=12_000.0,
     ),
     Case(
         "no forecast: reactive value from observed load",
@@ -214,10 +238,11 @@ CASES = [
         0,
         Reason.QUEUE_WAKE_UP,
         forecast=0.0,
-        load=0.0,
+        load=None,
         current=0,
         waiting=3.0,
         target=with_scaling(min_replicas=0),
+        placeholder_reason=Reason.PLACEHOLDERS_HOLD,
     ),
 ]
 

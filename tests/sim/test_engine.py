@@ -1,0 +1,59 @@
+"""Whole-simulation checks: the HPA's cold-start miss, and the controller acting ahead of it."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from autoscaler.policy.schema import Target
+from autoscaler.sim.cluster import ClusterPhases
+from autoscaler.sim.engine import Scenario, run_policy
+from autoscaler.traces import LoadTrace
+
+HOUR = 3600.0
+
+
+def step_trace(
+    before: float, after: float, *, warmup_h: float = 1.0, before_h: float = 1.0, after_h: float = 1.0
+) -> LoadTrace:
+    """A 10-second trace: ``before`` req/s, then a step to ``after`` req/s."""
+    n_before = int((warmup_h + before_h) * HOUR / 10)
+    n_after = int(after_h * HOUR / 10)
+    rates = np.concatenate([np.full(n_before, before), np.full(n_after, after)])
+    return LoadTrace(name="step", start=1_700_000_000.0, step=10.0, rates=rates, source="synthetic")
+
+
+def slo_miss_span(result_latency: np.ndarray, slo: float, dt: float) -> float:
+    """Seconds from the first to the last step whose latency misses the SLO."""
+    bad = np.flatnonzero(result_latency > slo)
+    return 0.0 if bad.size == 0 else float((bad[-1] - bad[0] + 1) * dt)
+
+
+def test_load_step_makes_the_hpa_miss_the_slo_for_about_one_cold_start() -> None:
+    """After a step beyond capacity the HPA's new replicas need a new node each: ~16 min of misses."""
+    scenario = Scenario(trace=step_trace(400.0, 1200.0), warmup_seconds=HOUR, noise_sigma=0.0, phases=ClusterPhases())
+    target = Target(namespace="llm", deployment="vllm")
+    result = run_policy("hpa", scenario, target)
+    span = slo_miss_span(result.series["latency"], 0.2, scenario.dt)
+    cold = scenario.phases.total  # 970 s
+    assert cold - 60 <= span <= cold + 180, span
+    assert result.slo_attainment < 0.95
+    assert result.failed > 0
+
+
+def test_static_peak_provisioning_meets_the_slo_on_a_step() -> None:
+    """Static peak provisioning never misses (and pays for the peak all the time)."""
+    scenario = Scenario(trace=step_trace(400.0, 1200.0), warmup_seconds=HOUR, noise_sigma=0.0)
+    result = run_policy("static", scenario, Target(namespace="llm", deployment="vllm"))
+    assert result.slo_attainment == pytest.approx(1.0)
+    assert result.gpu_node_hours == pytest.approx(6 * 2.0, rel=0.01)  # ceil(1200/200) nodes for 2 h
+
+
+def test_oracle_scales_ahead_of_a_known_step() -> None:
+    """With perfect foresight the controller has capacity ready when the step arrives."""
+    scenario = Scenario(trace=step_trace(400.0, 1200.0), warmup_seconds=HOUR, noise_sigma=0.0)
+    result = run_policy("oracle", scenario, Target(namespace="llm", deployment="vllm"))
+    assert result.slo_attainment > 0.999
+    step_index = int(HOUR / scenario.dt)
+    assert result.series["ready"][step_index] >= 5, "replicas were ready before the load arrived"
+    assert result.series["nodes"][step_index - int(600 / scenario.dt)] >= 5, "nodes were asked for early"
