@@ -58,7 +58,8 @@ class MetricsSnapshot:
     """What the metrics source observed for one target at ``time``. ``None`` = unknown.
 
     ``load`` is in the policy's capacity unit (requests/s, or tokens/s). Latencies are in
-    seconds. ``newest_sample_time`` lets the core judge staleness without a clock.
+    seconds; ``kv_cache_usage``, ``gpu_utilization`` and ``gpu_engine_active`` are 0-1 fractions.
+    ``newest_sample_time`` lets the core judge staleness without a clock.
     ``problems`` maps a signal name to the error kind that made it unknown.
     """
 

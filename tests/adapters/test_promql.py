@@ -1,0 +1,102 @@
+"""Pure tests of the PromQL builders and of splitting batched answers per target.
+
+Why: the grouping a query uses and the splitting of its answer must agree, names must be
+escaped, and the number of queries per loop must not depend on the number of targets.
+These need no server; the live behaviour is tested against a real one elsewhere.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from autoscaler.adapters import promql
+from autoscaler.adapters.promql import Sample
+from autoscaler.errors import MetricsEmpty, MetricsInvalid, MetricsUnavailable
+from autoscaler.policy.schema import SLO, Metrics, Target
+
+
+def _sample(value: float, **labels: str) -> Sample:
+    return Sample(labels=labels, time=0.0, value=value)
+
+
+@pytest.mark.parametrize(
+    ("pod", "deployment"),
+    [
+        ("vllm-gpt2-7d9f8c6b5-x2k4q", "vllm-gpt2"),
+        ("a.b-c-5d8f7c9b4-q7x2p", "a.b-c"),
+        ("vllm-gpt2-0", None),  # a StatefulSet pod is not a Deployment's
+        ("vllm-x2k4q", None),
+    ],
+)
+def test_deployment_of_replicaset_pod_names(pod: str, deployment: str | None) -> None:
+    """The owning Deployment is the pod name without the ReplicaSet hash and random suffix."""
+    assert promql.deployment_of(pod) == deployment
+
+
+def test_string_literals_and_durations() -> None:
+    """Label values are escaped for PromQL, and rate windows parse as Prometheus durations."""
+    assert promql.string('a"b\\c') == '"a\\"b\\\\c"'
+    assert promql.alternation(["b.c", "a", "a"]) == "a|b\\.c"
+    assert promql.duration_seconds("1m30s") == 90.0
+    with pytest.raises(ValueError, match="duration"):
+        promql.duration_seconds("2 minutes")
+
+
+def test_queries_per_loop_do_not_grow_with_targets() -> None:
+    """One target and 1,000 targets (same window and quantile) need the same 14 queries."""
+    one = promql.loop_queries([Target(namespace="llm", deployment="d0")])
+    many = promql.loop_queries([Target(namespace=f"ns{i % 7}", deployment=f"d{i}") for i in range(1000)])
+    assert len(one) == len(many) == 14
+    assert max(len(q.expr) for q in many) < 2000  # grows with namespaces, not targets
+
+
+def test_extra_windows_and_quantiles_add_queries() -> None:
+    """A second rate window or latency quantile adds only that variant's queries."""
+    targets = [
+        Target(namespace="llm", deployment="a"),
+        Target(namespace="llm", deployment="b", slo=SLO(latency_quantile=0.99)),
+        Target(namespace="llm", deployment="c", metrics=Metrics(rate_window="5m")),
+    ]
+    plan = promql.loop_queries(targets)
+    assert len(plan) == 14 + 2 + 8  # +2 quantile queries (0.99), +8 windowed queries (5m)
+    assert len({q.key for q in plan}) == len(plan)
+
+
+def test_pick_sums_filters_and_refuses_bad_answers() -> None:
+    """pick sums a target's series, ignores others, and turns bad answers into our errors."""
+    target = Target(namespace="llm", deployment="vllm", model_name="m")
+    answer = [
+        _sample(2.0, namespace="llm", deployment="vllm", model_name="m"),
+        _sample(3.0, namespace="llm", deployment="vllm", model_name="m"),
+        _sample(7.0, namespace="llm", deployment="vllm", model_name="other"),
+        _sample(9.0, namespace="prod", deployment="vllm", model_name="m"),
+    ]
+    assert promql.pick(target, answer, signal="running", how="sum") == 5.0
+    assert promql.pick(target, answer, signal="kv_cache_usage", how="avg") == 2.5
+    with pytest.raises(MetricsInvalid, match="where one was expected"):
+        promql.pick(target, answer, signal="latency_mean", how="one")
+    with pytest.raises(MetricsEmpty):
+        promql.pick(Target(namespace="llm", deployment="nope"), answer, signal="running", how="sum")
+    nan = [_sample(math.nan, namespace="llm", deployment="vllm", model_name="m")]
+    with pytest.raises(MetricsInvalid, match="NaN"):
+        promql.pick(target, nan, signal="running", how="sum")
+    with pytest.raises(MetricsEmpty, match="no requests completed"):
+        promql.pick(target, nan, signal="latency_mean", how="one")
+    inf = [_sample(math.inf, namespace="llm", deployment="vllm", model_name="m")]
+    with pytest.raises(MetricsInvalid):
+        promql.pick(target, inf, signal="latency_quantile", how="one")
+    failed = MetricsUnavailable("down")
+    with pytest.raises(MetricsUnavailable):
+        promql.pick(target, failed, signal="running", how="sum")
+
+
+def test_history_expression_selects_exactly_the_target() -> None:
+    """History queries select the target's own pods (escaped) and model, in its load unit."""
+    expr = promql.history_load(Target(namespace="llm", deployment="v.1", model_name="m"), step=300)
+    assert 'pod=~"v\\\\.1-[a-z0-9]{1,10}-[a-z0-9]{5}"' in expr and 'model_name="m"' in expr
+    assert "[300s]" in expr and "deriv(" in expr
+    assert "[75000ms] offset 225000ms" in expr  # data near both ends of the bucket
+    override = Target(namespace="llm", deployment="v", metrics=Metrics(arrival_rate_query="sum(rate(gw[1m]))"))
+    assert promql.history_load(override, step=300) == "avg_over_time((sum(rate(gw[1m])))[300s:30s])"
