@@ -27,10 +27,10 @@ def test_learn_needs_min_samples_then_mixes_policy_for_unmeasured_fields() -> No
     """Below learnMinSamples nothing is returned; fields without own samples keep the policy value."""
     target = Target(namespace="llm", deployment="v", cold_start=ColdStart(learn_min_samples=3, model_load_seconds=200))
     fresh_only = [_start(pod_name("v", f"p{i}aaa"), f"n{i}", 1000.0 + i, 2.0, 100.0 + 10 * i) for i in range(5)]
-    few = learn(target, fresh_only[:2], since=0.0, wait_threshold=30.0, placeholder_suffix="-placeholder")
+    few = learn(target, fresh_only[:2], since=0.0, wait_threshold=30.0, placeholder_suffix="-capacity")
     assert few["lead_times"] is None and few["samples"] == 2
 
-    learned = learn(target, fresh_only, since=0.0, wait_threshold=30.0, placeholder_suffix="-placeholder")
+    learned = learn(target, fresh_only, since=0.0, wait_threshold=30.0, placeholder_suffix="-capacity")
     policy = LeadTimes.from_policy(target.cold_start)
     startups = [100.0, 110.0, 120.0, 130.0, 140.0]
     # no pod waited: node_ready stays the policy's; no warm start-up: the P90 over all start-ups
@@ -43,7 +43,7 @@ def test_learn_needs_min_samples_then_mixes_policy_for_unmeasured_fields() -> No
     )
     assert learned["from_policy"] == ["node_ready", "pod_start_warm"]
     low_policy = Target(namespace="llm", deployment="v", cold_start=ColdStart(learn_min_samples=3))
-    lowered = learn(low_policy, fresh_only, since=0.0, wait_threshold=30.0, placeholder_suffix="-placeholder")
+    lowered = learn(low_policy, fresh_only, since=0.0, wait_threshold=30.0, placeholder_suffix="-capacity")
     assert lowered["lead_times"].pod_start_warm == 60.0  # policy modelLoadSeconds, already below the bound
 
 
@@ -79,7 +79,7 @@ def test_measured_lead_times_from_kube_state_metrics(live: Live) -> None:
 
     for key, node, offset, wait, startup in LT_PODS:
         pod(pod_name("vllm-lt", key), node, t0 + offset, wait, startup)
-    pod("vllm-lt-placeholder-6c7d8e9f0-ph001", "n6", t0 - 6000, 1.0, 99.0)  # pulled the image on n6
+    pod("vllm-lt-capacity-6c7d8e9f0-ph001", "n6", t0 - 6000, 1.0, 99.0)  # pulled the image on n6
     pod(pod_name("vllm-other", "o1aaa"), "n4", t0 - 6000, 10.0, 190.0)  # another image: n4 stays cold
     pod(pod_name("vllm-lt", "old01"), "n1", t0 - 8 * 86400, 5.0, 45.0)  # created outside the 7-day look-back
     ksm.set_pod("llm", pod_name("vllm-lt", "pend1"), phase="Pending", created=t0 - 100, unschedulable=True)
