@@ -19,8 +19,8 @@ import pytest
 from kubernetes.client import ApiClient
 from kubernetes.client.exceptions import ApiException
 
-from .conftest import wait_for
 from .controlplane import ControlPlane, token_subject
+from .fixtures import wait_for
 from .node_agent import (
     GPU_RESOURCE,
     NODE_READY,

@@ -1,0 +1,1 @@
+"""Tests of the Kubernetes adapters (autoscaler.kube) against a real control plane."""
