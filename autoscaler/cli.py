@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from autoscaler import __version__
-from autoscaler.errors import AutoscalerError, PolicyRejected
+from autoscaler.errors import AutoscalerError, ConfigError, PolicyRejected
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 
@@ -45,6 +45,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     val = sub.add_parser("validate-policy", help="check a policy file and print every problem")
     val.add_argument("file", type=Path)
+
+    from autoscaler import observe, wiring
+
+    obs = sub.add_parser("observe", help="print a target's current observation and forecast (read-only)")
+    observe.configure_parser(obs)
+    run = sub.add_parser("run", help="run the controller (in a cluster, or against a kubeconfig)")
+    wiring.configure_parser(run)
     return parser
 
 
@@ -57,13 +64,24 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _simulate(args)
         if args.command == "validate-policy":
             return _validate(args)
+        if args.command == "observe":
+            from autoscaler import observe
+
+            return observe.run(args)
+        if args.command == "run":
+            from autoscaler import wiring
+
+            return wiring.run(args)
     except PolicyRejected as exc:
         for err in exc.errors:
             print(f"error: {err}", file=sys.stderr)
         return EXIT_USAGE
-    except (AutoscalerError, ValueError) as exc:
+    except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return EXIT_USAGE if isinstance(exc, ValueError) else EXIT_FAILURE
+        return EXIT_USAGE
+    except (AutoscalerError, ValueError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILURE if isinstance(exc, AutoscalerError) else EXIT_USAGE
     parser.print_help()
     return EXIT_USAGE
 

@@ -1,0 +1,154 @@
+"""The long-running controller process: schedule cycles, follow the policy, lead or stand by.
+
+A thin shell around :meth:`Controller.reconcile_once` (one cycle), in the style of KEDA's
+scale loop: an apscheduler interval job with ``max_instances=1`` (cycles never overlap),
+``coalesce=True`` (no catch-up burst after a pause) and a bounded ``misfire_grace_time``.
+Each cycle first picks up a new policy generation (accepted updates only), then acts only
+if this replica is the leader. SIGTERM stops the scheduler after the running cycle ends.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+from apscheduler.schedulers.background import BackgroundScheduler
+
+from autoscaler.controller import Controller, CycleResult
+from autoscaler.ports import LeaderElector, PolicySource
+from autoscaler.telemetry import Health, Telemetry
+
+
+class AlwaysLeader:
+    """Leader election for a single replica (or ``--once``): always the leader."""
+
+    def is_leader(self) -> bool:
+        """Always true."""
+        return True
+
+    def stop(self) -> None:
+        """Nothing to release."""
+
+
+class Service:
+    """Runs controller cycles on a schedule while this replica leads."""
+
+    def __init__(
+        self,
+        *,
+        controller: Controller,
+        policy_source: PolicySource,
+        elector: LeaderElector,
+        telemetry: Telemetry,
+        health: Health,
+        log: Any,
+    ) -> None:
+        self.controller = controller
+        self.policy_source = policy_source
+        self.elector = elector
+        self.telemetry = telemetry
+        self.health = health
+        self.log = log
+        self.generation: int | None = None
+        self.interval = controller.policy.loop_interval_seconds
+        self._scheduler: BackgroundScheduler | None = None
+        self._next_scheduled: float | None = None
+        self._lock = threading.Lock()
+        self._was_leader = False
+
+    def cycle(self, *, scheduled: float | None = None) -> CycleResult | None:
+        """One cycle: follow the policy, then reconcile if leading. Never raises.
+
+        Returns:
+            The cycle's result, or ``None`` when standing by (not the leader) or on an
+            unexpected error (logged and counted).
+        """
+        with self._lock:
+            started = time.time()
+            try:
+                self._follow_policy()
+                leader = self.elector.is_leader()
+                if leader and not self._was_leader:
+                    # What another leader wrote meanwhile is not a manual edit.
+                    reset = getattr(self.controller.cluster, "reset_memory", None)
+                    if callable(reset):
+                        reset()
+                self._was_leader = leader
+                self.telemetry.leader.set(1 if leader else 0)
+                self.health.standby = not leader
+                if not leader:
+                    self.log.info("standby", reason="another replica holds the lease")
+                    self.health.cycle_done()
+                    return None
+                result = self.controller.reconcile_once()
+                self.telemetry.record_cycle(result, started=started, scheduled=scheduled)
+                for key in (t.key for t in self.controller.policy.targets):
+                    self._export_forecast(key, result.time)
+                self.health.cycle_done()
+                return result
+            except Exception as exc:
+                self.telemetry.errors.labels("unexpected").inc()
+                self.log.error("cycle_failed", error=repr(exc), exc_info=True)
+                return None
+
+    def _follow_policy(self) -> None:
+        policy, generation = self.policy_source.current()
+        if generation == self.generation:
+            return
+        self.controller.set_policy(policy)
+        self.generation = generation
+        self.telemetry.policy_generation.set(generation)
+        self.log.info("policy_applied", generation=generation, targets=[t.key for t in policy.targets])
+        if policy.loop_interval_seconds != self.interval:
+            self.interval = policy.loop_interval_seconds
+            if self._scheduler is not None:
+                self._scheduler.reschedule_job("cycle", trigger="interval", seconds=self.interval)
+
+    def _export_forecast(self, key: str, now: float) -> None:
+        fc = self.controller.forecaster(key)
+        view = fc.view(now)
+        decision = self.controller.last_decision(key)
+        if view is None or decision is None:
+            return
+        p = view.prediction
+        for horizon, seconds in (("pod", decision.pod_horizon_seconds), ("node", decision.node_horizon_seconds)):
+            k = int((now + seconds - p.start) // p.step)
+            if 0 <= k < len(p.mean):
+                self.telemetry.record_forecast_mean(key, horizon, float(p.mean[: k + 1].max()))
+        self.telemetry.forecast_model.labels(*key.split("/", 1), p.model).set(1)
+
+    def run(self, stop: threading.Event) -> None:
+        """Run cycles every loop interval until ``stop`` is set, then shut down cleanly."""
+        scheduler = BackgroundScheduler(timezone="UTC")
+        self._scheduler = scheduler
+
+        def job() -> None:
+            self.cycle(scheduled=self._next_scheduled)
+            self._next_scheduled = time.time() + self.interval
+
+        scheduler.add_job(
+            job,
+            "interval",
+            id="cycle",
+            seconds=self.interval,
+            next_run_time=None,
+            max_instances=1,
+            coalesce=True,
+            misfire_grace_time=max(1, int(self.interval)),
+        )
+        self._next_scheduled = time.time()
+        scheduler.start()
+        scheduler.modify_job("cycle", next_run_time=_now_dt())
+        self.log.info("started", interval_seconds=self.interval)
+        stop.wait()
+        self.log.info("stopping")
+        scheduler.shutdown(wait=True)
+        self.elector.stop()
+        self.log.info("stopped")
+
+
+def _now_dt() -> Any:
+    from datetime import UTC, datetime
+
+    return datetime.now(UTC)

@@ -1,0 +1,181 @@
+"""The controller's own metrics, and the HTTP endpoints /metrics, /healthz and /readyz.
+
+Operators watch the controller the way they watch everything else: Prometheus scrapes
+``/metrics`` (forecast mean and upper quantile per target and horizon, desired replicas
+and placeholders, decisions by reason, loop duration and lateness, errors by kind,
+leader status, policy generation). ``/healthz`` says the process is alive; ``/readyz``
+says a cycle completed recently (or, for a standby replica, that it is following).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from autoscaler.controller import CycleResult
+
+
+class Telemetry:
+    """All metrics of one controller process, in their own registry."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        labels = ("namespace", "deployment")
+        self.forecast = Gauge(
+            "autoscaler_forecast_load",
+            "Forecast peak load over a horizon (policy unit/s).",
+            (*labels, "horizon", "stat"),
+            registry=r,
+        )
+        self.observed_load = Gauge("autoscaler_observed_load", "Observed load (policy unit/s).", labels, registry=r)
+        self.desired_replicas = Gauge("autoscaler_desired_replicas", "Serving replicas decided.", labels, registry=r)
+        self.current_replicas = Gauge(
+            "autoscaler_current_replicas", "Serving replicas in the spec.", labels, registry=r
+        )
+        self.desired_placeholders = Gauge(
+            "autoscaler_desired_placeholders", "Placeholder pods decided.", labels, registry=r
+        )
+        self.horizon = Gauge(
+            "autoscaler_lead_time_seconds",
+            "Lead times used (pod start-up, node cold start).",
+            (*labels, "kind"),
+            registry=r,
+        )
+        self.decisions = Counter("autoscaler_decisions", "Decisions by final reason.", (*labels, "reason"), registry=r)
+        self.steps = Counter(
+            "autoscaler_decision_steps", "Safety-pipeline steps met, by reason.", (*labels, "reason"), registry=r
+        )
+        self.dry_run = Gauge("autoscaler_dry_run", "1 if the target is in dry-run.", labels, registry=r)
+        self.writes = Counter("autoscaler_writes", "Writes to the cluster.", (*labels, "object"), registry=r)
+        self.errors = Counter("autoscaler_errors", "Errors by kind.", ("kind",), registry=r)
+        self.target_errors = Counter(
+            "autoscaler_target_errors", "Per-target errors by kind.", (*labels, "kind"), registry=r
+        )
+        self.loop_duration = Histogram(
+            "autoscaler_loop_duration_seconds",
+            "Duration of one control cycle.",
+            buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60),
+            registry=r,
+        )
+        self.loop_lateness = Gauge("autoscaler_loop_lateness_seconds", "Start delay of the last cycle.", registry=r)
+        self.last_cycle = Gauge("autoscaler_last_cycle_timestamp_seconds", "End time of the last cycle.", registry=r)
+        self.leader = Gauge("autoscaler_leader", "1 while this replica holds the leader Lease.", registry=r)
+        self.policy_generation = Gauge("autoscaler_policy_generation", "Generation of the policy in force.", registry=r)
+        self.policy_rejected = Counter("autoscaler_policy_rejected", "Policy updates rejected.", registry=r)
+        self.forecast_model = Gauge(
+            "autoscaler_forecast_model_info", "Forecast model in use (value 1).", (*labels, "model"), registry=r
+        )
+
+    def record_cycle(self, cycle: CycleResult, *, started: float, scheduled: float | None) -> None:
+        """Export one cycle's decisions, errors and timing."""
+        duration = time.time() - started
+        self.loop_duration.observe(duration)
+        if scheduled is not None:
+            self.loop_lateness.set(max(0.0, started - scheduled))
+        self.last_cycle.set(time.time())
+        if cycle.metrics_error is not None:
+            self.errors.labels(cycle.metrics_error.kind).inc()
+        for result in cycle.results:
+            ns, name = result.target.split("/", 1)
+            if result.error is not None:
+                self.errors.labels(result.error.kind).inc()
+                self.target_errors.labels(ns, name, result.error.kind).inc()
+                continue
+            d = result.decision
+            if d is None:
+                continue
+            self.dry_run.labels(ns, name).set(1 if result.dry_run else 0)
+            self.desired_replicas.labels(ns, name).set(d.replicas)
+            self.current_replicas.labels(ns, name).set(d.current_replicas)
+            self.desired_placeholders.labels(ns, name).set(d.placeholders)
+            if d.observed_load is not None:
+                self.observed_load.labels(ns, name).set(d.observed_load)
+            self.decisions.labels(ns, name, d.reason.value).inc()
+            for reason in d.reasons:
+                self.steps.labels(ns, name, reason).inc()
+            self.horizon.labels(ns, name, "pod").set(d.pod_horizon_seconds)
+            self.horizon.labels(ns, name, "node").set(d.node_horizon_seconds)
+            for horizon, value in (("pod", d.predicted_load_pod_horizon), ("node", d.predicted_load_node_horizon)):
+                if value is not None:
+                    self.forecast.labels(ns, name, horizon, "quantile").set(value)
+            if result.applied is not None:
+                if result.applied.wrote_replicas:
+                    self.writes.labels(ns, name, "replicas").inc()
+                if result.applied.wrote_placeholders:
+                    self.writes.labels(ns, name, "placeholders").inc()
+
+    def record_forecast_mean(self, key: str, horizon: str, value: float | None) -> None:
+        """Export the forecast mean at a horizon (the quantile comes with the decision)."""
+        if value is None:
+            return
+        ns, name = key.split("/", 1)
+        self.forecast.labels(ns, name, horizon, "mean").set(value)
+
+    def render(self) -> bytes:
+        """The registry in the Prometheus text format."""
+        return generate_latest(self.registry)
+
+
+class Health:
+    """Liveness and readiness state shared between the loop and the HTTP server."""
+
+    def __init__(self, *, max_cycle_age: float) -> None:
+        self.max_cycle_age = max_cycle_age
+        self.started = time.time()
+        self.last_cycle: float | None = None
+        self.standby = False
+        self._lock = threading.Lock()
+
+    def cycle_done(self) -> None:
+        """Record a completed cycle."""
+        with self._lock:
+            self.last_cycle = time.time()
+
+    def ready(self) -> tuple[bool, str]:
+        """Ready when a cycle completed recently, or when following another leader."""
+        with self._lock:
+            if self.standby:
+                return True, "standby (not leader)"
+            if self.last_cycle is None:
+                return False, "no cycle completed yet"
+            age = time.time() - self.last_cycle
+            if age > self.max_cycle_age:
+                return False, f"last cycle {age:.0f}s ago"
+            return True, "ok"
+
+
+def serve(*, telemetry: Telemetry, health: Health, host: str, port: int) -> ThreadingHTTPServer:
+    """Start the /metrics, /healthz, /readyz server in a daemon thread and return it."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            if self.path.startswith("/metrics"):
+                self._send(200, telemetry.render(), CONTENT_TYPE_LATEST)
+            elif self.path.startswith("/healthz"):
+                self._send(200, b"ok\n", "text/plain")
+            elif self.path.startswith("/readyz"):
+                ok, why = health.ready()
+                self._send(200 if ok else 503, (why + "\n").encode(), "text/plain")
+            else:
+                self._send(404, b"not found\n", "text/plain")
+
+        def _send(self, code: int, body: bytes, content_type: str) -> None:
+            self.send_response(code)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            return
+
+    server = ThreadingHTTPServer((host, port), Handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, name="http", daemon=True).start()
+    return server
