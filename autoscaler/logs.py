@@ -25,13 +25,26 @@ def redact(_logger: Any, _method: str, event: MutableMapping[str, Any]) -> Mutab
     return event
 
 
+class _Stderr:
+    """Writes to whatever ``sys.stderr`` is at write time (it may be replaced, e.g. by pytest)."""
+
+    def write(self, text: str) -> int:
+        """Write to the current stderr."""
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        """Flush the current stderr."""
+        sys.stderr.flush()
+
+
 def configure(*, fmt: str = "json", level: str = "info", stream: Any = None) -> None:
     """Configure structlog for the process.
 
     Args:
         fmt: ``json`` (one object per line) or ``console`` (human-readable).
         level: Minimum level name.
-        stream: Output stream (stderr by default, keeping stdout for command output).
+        stream: Output stream (default: the current stderr at each write, keeping stdout
+            for command output).
     """
     renderer: Any = (
         structlog.processors.JSONRenderer(sort_keys=False)
@@ -48,7 +61,7 @@ def configure(*, fmt: str = "json", level: str = "info", stream: Any = None) -> 
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(getattr(logging, level.upper(), logging.INFO)),
-        logger_factory=structlog.PrintLoggerFactory(file=stream or sys.stderr),
+        logger_factory=structlog.PrintLoggerFactory(file=stream or _Stderr()),  # type: ignore[arg-type]
         cache_logger_on_first_use=False,
     )
 

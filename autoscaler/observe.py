@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -68,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
     from autoscaler.adapters.prometheus import PrometheusSource
     from autoscaler.logs import configure
 
-    configure(fmt="console", level="warning", stream=sys.stderr)
+    configure(fmt="console", level="warning")
     target = _target(args.target, args.policy)
     loop_interval = 30.0
     if args.policy is not None:

@@ -293,3 +293,57 @@ def test_start_up_errors_are_clear_and_non_zero(
     invalid = run_cli("run", "--once", "--no-leader-election", "--policy", str(bad_policy),
                       "--prometheus-url", server.url, "--kubeconfig", str(control_plane.kubeconfig_path))
     assert invalid.returncode == 2 and "targets[0].scaling.maxReplicas" in invalid.stderr
+
+
+def leader_gauge(port: int) -> float | None:
+    """This process's ``autoscaler_leader`` value, or None while it is not serving yet."""
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as r:
+            for line in r.read().decode().splitlines():
+                if line.startswith("autoscaler_leader "):
+                    return float(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+def test_two_controller_processes_elect_one_leader_and_fail_over(
+    control_plane: ControlPlane, k8s_client: ApiClient, namespace: str,
+    prometheus: tuple[PrometheusServer, VllmExporter, float], tmp_path: Path,
+) -> None:
+    """Two `autoscaler run` processes: exactly one leads; SIGKILL it and the other takes over."""
+    import signal
+
+    kubernetes.client.AppsV1Api(k8s_client).create_namespaced_deployment(namespace, serving_deployment(namespace))
+    server, _, _ = prometheus
+    policy = tmp_path / "p.yaml"
+    write_policy(policy, namespace, mode="dry-run")
+    policy.write_text(policy.read_text().replace("loopIntervalSeconds: 30", "loopIntervalSeconds: 5"))
+    ports = [free_port(), free_port()]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "autoscaler", "run", "--policy", str(policy), "--prometheus-url", server.url,
+             "--kubeconfig", str(control_plane.kubeconfig_path), "--listen", f"127.0.0.1:{port}",
+             "--lease-namespace", namespace, "--identity", f"replica-{i}"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        for i, port in enumerate(ports)
+    ]
+    try:
+        wait_for(lambda: sorted(leader_gauge(p) or 0.0 for p in ports) == [0.0, 1.0]
+                 and all(leader_gauge(p) is not None for p in ports), timeout=60)
+        leader = next(i for i, p in enumerate(ports) if leader_gauge(p) == 1.0)
+        other = 1 - leader
+        procs[leader].send_signal(signal.SIGKILL)  # no release: the lease must expire
+        procs[leader].wait(timeout=10)
+        wait_for(lambda: leader_gauge(ports[other]) == 1.0, timeout=60)
+        lease = kubernetes.client.CoordinationV1Api(k8s_client).read_namespaced_lease(
+            "gpu-predictive-autoscaler", namespace)
+        assert lease.spec.holder_identity == f"replica-{other}"
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(timeout=10)
