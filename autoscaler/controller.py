@@ -102,6 +102,7 @@ class Controller:
         self.forecast_source = forecast_source
         self.policy = policy
         self._state: dict[str, _TargetState] = {}
+        self._fit_spent = 0.0
         self.set_policy(policy)
 
     def set_policy(self, policy: Policy) -> None:
@@ -140,6 +141,10 @@ class Controller:
         cold = target.cold_start
         return cold.total_seconds * 1.5 + policy.loop_interval_seconds + target.forecast.resolution_seconds
 
+    def _fit_priority(self, target: Target) -> tuple[bool, float]:
+        fc = self._state[target.key].forecaster
+        return (fc.model is not None, fc.last_fit if fc.last_fit is not None else float("-inf"))
+
     def is_dry_run(self, target: Target) -> bool:
         """Whether this target's decisions are only logged."""
         mode = self.mode_override or target.mode
@@ -157,7 +162,8 @@ class Controller:
         """Run one cycle for every target. Never raises for a per-target failure."""
         now = self.clock.now() if now is None else now
         cycle = CycleResult(time=now)
-        targets = list(self.policy.targets)
+        # The most overdue refits first, so a spent fit budget defers the least overdue ones.
+        targets = sorted(self.policy.targets, key=self._fit_priority)
         snapshots: Mapping[str, MetricsSnapshot]
         try:
             snapshots = self.metrics.observe(targets, now)
@@ -165,6 +171,7 @@ class Controller:
             cycle.metrics_error = exc
             self.log.warning("metrics_unavailable", error=str(exc), kind=exc.kind)
             snapshots = {}
+        self._fit_spent = 0.0
         for target in targets:
             started = time.perf_counter()
             snapshot = snapshots.get(target.key) or MetricsSnapshot(
@@ -199,7 +206,9 @@ class Controller:
         forecast: ForecastView | None
         if self.forecast_source is None:
             completed = fc.observe(now, snapshot.load if fresh else None)
-            fc.refresh(now, bucket_completed=completed)
+            cpu = time.process_time()
+            fc.refresh(now, bucket_completed=completed, allow_fit=self._fit_spent < self.policy.fit_budget_seconds)
+            self._fit_spent += time.process_time() - cpu
             forecast = fc.view(now)
         else:
             forecast = self.forecast_source(target, now)

@@ -52,6 +52,8 @@ class TargetForecaster:
         self._model_type: str | None = None
         self.prediction: Prediction | None = None
         self.last_fit: float | None = None
+        #: True when the last refresh skipped a due refit for lack of fit budget.
+        self.fit_deferred = False
         self.last_error: str | None = None
         self._bucket_start: float | None = None
         self._bucket_sum = 0.0
@@ -102,11 +104,13 @@ class TargetForecaster:
         new_start = start - (len(values) - 1) * self.step
         self.series = Series(start=new_start, step=self.step, values=values)
 
-    def refresh(self, now: float, *, bucket_completed: bool) -> None:
+    def refresh(self, now: float, *, bucket_completed: bool, allow_fit: bool = True) -> None:
         """Refit on the cadence, otherwise update state when a bucket completed.
 
         The configured model is tried first, then the seasonal-naive and naive fallbacks,
-        so a target always gets a forecast once it has any history. Never raises: a
+        so a target always gets a forecast once it has any history. With ``allow_fit``
+        false (the loop's fit budget is spent) a due refit waits for a later loop; a
+        target with no model yet gets the cheap fallbacks meanwhile. Never raises: a
         model failure is recorded in ``last_error``.
         """
         if self.series is None or not np.isfinite(self.series.values).any():
@@ -116,12 +120,15 @@ class TargetForecaster:
             # Until a model fits (short history), retry every bucket rather than hourly.
             interval = min(interval, int(self.step))
         due = self.last_fit is None or now - self.last_fit >= interval
+        self.fit_deferred = due and not allow_fit
         try:
-            if due:
+            if due and allow_fit:
                 self.model = self._fit_with_fallback()
                 self.last_fit = now
             elif self.model is None:
-                return
+                if not self.fit_deferred:
+                    return
+                self.model = self._fit_with_fallback(FALLBACK_MODELS)  # cheap stand-in until budget allows
             elif bucket_completed:
                 self.model = self.model.update(self.series)
             elif self.prediction is not None:
@@ -161,11 +168,11 @@ class TargetForecaster:
             model=f"{prediction.model}+trend",
         )
 
-    def _fit_with_fallback(self) -> Forecaster | None:
+    def _fit_with_fallback(self, types: tuple[str, ...] | None = None) -> Forecaster | None:
         assert self.series is not None  # noqa: S101 - checked by the caller
         errors = []
         configured = self.target.forecast.model
-        for model_type in dict.fromkeys((configured, *FALLBACK_MODELS)):
+        for model_type in dict.fromkeys(types or (configured, *FALLBACK_MODELS)):
             # Refit the configured model in place: 'auto' remembers its last selection
             # and only re-runs its backtest when one is due.
             reuse = model_type == configured and self.model is not None and self._model_type == configured

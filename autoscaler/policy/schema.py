@@ -340,6 +340,14 @@ class Policy:
 
     targets: tuple[Target, ...] = spec(doc="Deployments to scale.")
     loop_interval_seconds: float = spec(30.0, doc="Seconds between control cycles.", unit="s", minimum=5, maximum=3600)
+    fit_budget_seconds: float = spec(
+        1.0,
+        doc="CPU seconds per cycle for model (re)fits; further due refits wait for the next cycles "
+        "(the most overdue first) and targets without a model use the seasonal-naive fallback meanwhile.",
+        unit="s",
+        minimum=0.0,
+        maximum=3600,
+    )
 
     def check(self) -> list[tuple[str, str]]:
         """At least one target, and no Deployment listed twice."""
