@@ -14,6 +14,8 @@ log() { printf '[test %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
 
 log "system packages"
 bash scripts/install-prometheus.sh
+log "deploy lint tools (kubernetes-validate, hadolint, checkov in their own venvs)"
+bash scripts/install-deploy-tools.sh >/dev/null
 KUBE_BIN="$(bash scripts/build-control-plane.sh | tail -n 1)"
 export KUBE_CP_BIN="$KUBE_BIN"
 
@@ -25,7 +27,7 @@ fi
 .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[dev]'
 
 log "ruff"
-.venv/bin/ruff check autoscaler models tests benchmarks scripts
+.venv/bin/ruff check autoscaler models tests benchmarks scripts docs
 log "mypy"
 .venv/bin/mypy
 log "pytest"
