@@ -99,7 +99,7 @@ def parse(cls: type[T], data: Any, *, path: str = "", problems: Problems) -> T |
     for key in data:
         if key not in fields:
             known = ", ".join(sorted(fields))
-            problems.add(join(path, str(key)), f"unknown field (known: {known})")
+            problems.add(join(path, str(key) or '""'), f"unknown field (known: {known})")
     values: dict[str, Any] = {}
     before = len(problems.items)
     for key, f in fields.items():
@@ -181,6 +181,9 @@ def convert_number(
     """Check an int/float field: type (bools rejected), finiteness and bounds. Pure."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         problems.add(path, f"expected a number, got {type_name(value)}")
+        return None
+    if isinstance(value, int) and not -1e308 < value < 1e308:  # int/float comparison is exact, never overflows
+        problems.add(path, "number out of range (beyond ±1e308)")
         return None
     if hint is int:
         if isinstance(value, float) and not value.is_integer():

@@ -40,6 +40,17 @@ class _NoAliasLoader(yaml.SafeLoader):
         return super().compose_node(parent, index)
 
 
+def _construct_int(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> int | float:
+    """Like SafeLoader's int, but a literal past Python's digit limit becomes ±inf (reported at its field)."""
+    try:
+        return loader.construct_yaml_int(node)
+    except ValueError:
+        return float("-inf") if str(node.value).lstrip().startswith("-") else float("inf")
+
+
+_NoAliasLoader.add_constructor("tag:yaml.org,2002:int", _construct_int)
+
+
 def load_policy(text: str | bytes) -> Policy:
     """Parse and validate a policy document.
 

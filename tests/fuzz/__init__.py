@@ -1,0 +1,1 @@
+"""Property-based (hypothesis) fuzzing of untrusted inputs such as the policy document."""

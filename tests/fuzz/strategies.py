@@ -1,0 +1,512 @@
+"""Hypothesis strategies that build policy documents from the schema itself.
+
+Every field comes from :func:`autoscaler.policy.fields.walk_fields`, so a field added to the
+schema is generated, valid and broken, without touching this module. Only cross-field rules
+(the schema's ``check()`` methods) need knowledge here: ``_VALID_OVERRIDES``, ``_REPAIRS`` and
+``_INVALID_EXTRA``. A field whose type hint has no strategy raises ``NotImplementedError`` at
+import time, so a new kind of field cannot slip past the fuzzer unnoticed.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import math
+import re
+import types
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from functools import cache
+from typing import Any, Literal, Union, get_args, get_origin
+
+import yaml
+from hypothesis import strategies as st
+
+from autoscaler.policy.fields import join, walk_fields
+from autoscaler.policy.schema import SEASONS, Policy
+
+Doc = dict[Any, Any]
+Step = str | int
+Strategy = st.SearchStrategy[Any]
+
+#: A string that YAML dumps as a plain scalar; replaced by raw YAML snippets in the text.
+PLACEHOLDER = "fuzz-placeholder-7f3a"
+#: The root key the loader merges into every target before validation.
+DEFAULTS_KEY = "defaults"
+
+
+@dataclass(frozen=True)
+class FieldInfo:
+    """One schema field as ``walk_fields`` reports it, with ``X | None`` unwrapped."""
+
+    path: str  # schema path with ``[]`` for list items, e.g. ``targets[].slo.latencySeconds``
+    name: str  # the camelCase YAML key
+    hint: Any
+    nullable: bool
+    required: bool
+    default: Any
+    meta: Mapping[str, Any]
+
+    @property
+    def parent(self) -> str:
+        """Schema path of the mapping that holds this field (``""`` for the root)."""
+        return self.path[: -len(self.name)].rstrip(".")
+
+
+def _unwrap(hint: Any) -> tuple[Any, bool]:
+    if get_origin(hint) in (Union, types.UnionType):
+        args = [a for a in get_args(hint) if a is not type(None)]
+        return args[0], len(args) != len(get_args(hint))
+    return hint, False
+
+
+def _field_info(path: str, f: dataclasses.Field[Any], hint: Any) -> FieldInfo:
+    inner, nullable = _unwrap(hint)
+    if f.default is not dataclasses.MISSING:
+        default: Any = f.default
+    elif f.default_factory is not dataclasses.MISSING:
+        default = f.default_factory()
+    else:
+        default = dataclasses.MISSING
+    name = path.rsplit(".", 1)[-1]
+    return FieldInfo(path, name, inner, nullable, default is dataclasses.MISSING, default, f.metadata)
+
+
+#: Every field of the policy, depth first, keyed by schema path.
+FIELDS: dict[str, FieldInfo] = {path: _field_info(path, f, hint) for path, f, hint in walk_fields(Policy)}
+
+
+def is_group(hint: Any) -> bool:
+    """Whether the hint is a nested dataclass (a YAML mapping)."""
+    return dataclasses.is_dataclass(hint)
+
+
+def list_item(hint: Any) -> Any:
+    """The item hint of a ``tuple[X, ...]`` field, else ``None``."""
+    return get_args(hint)[0] if get_origin(hint) is tuple else None
+
+
+def children(prefix: str) -> list[FieldInfo]:
+    """The fields of the mapping at schema path ``prefix``."""
+    return [f for f in FIELDS.values() if f.parent == prefix]
+
+
+_ANY_FIELD = st.sampled_from(list(FIELDS.values()))
+
+#: Schema paths of every mapping in a policy document (``""`` is the root).
+GROUPS: list[str] = [""]
+for _info in FIELDS.values():
+    if is_group(_info.hint):
+        GROUPS.append(_info.path)
+    elif is_group(list_item(_info.hint)):
+        GROUPS.append(_info.path + "[]")
+
+_ANY_GROUP = st.sampled_from(GROUPS)
+#: Any field's schema path, or the root ``defaults`` block.
+ANY_PATH = st.sampled_from([*FIELDS, DEFAULTS_KEY])
+
+# ---------------------------------------------------------------------------------------
+# Building blocks
+# ---------------------------------------------------------------------------------------
+
+#: Any unicode except lone surrogates (which cannot be UTF-8 encoded unchanged).
+TEXT_CHARS = st.characters(codec="utf-8")
+STRINGS = st.text(alphabet=TEXT_CHARS, max_size=30)
+NON_FINITE = st.sampled_from([math.nan, math.inf, -math.inf])
+HUGE_INTS = st.sampled_from([10**30, -(10**30), 2**63, -(2**63) - 1, 2**64, 10**308, 10**400, -(10**400)])
+FINITE_FLOATS = st.floats(allow_nan=False, allow_infinity=False)
+NUMBERS = st.one_of(st.integers(), FINITE_FLOATS, NON_FINITE, HUGE_INTS)
+SCALARS = st.one_of(st.none(), st.booleans(), NUMBERS, STRINGS)
+LISTS = st.lists(SCALARS, max_size=3)
+MAPPINGS = st.dictionaries(STRINGS, SCALARS, max_size=3)
+#: Longer than the loader's 4096-character string limit (unicode repeated).
+LONG_STRINGS = st.builds(lambda ch, n: ch * n, TEXT_CHARS, st.sampled_from([4097, 4500]))
+KEYS = st.one_of(STRINGS, st.integers(-5, 5), st.booleans(), st.none())
+#: Arbitrary YAML data: what a confused operator (or an attacker) might put anywhere.
+YAML_VALUES = st.recursive(
+    SCALARS,
+    lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(KEYS, inner, max_size=4)),
+    max_leaves=12,
+)
+
+_DNS = re.compile(r"[a-z0-9]([a-z0-9.-]*[a-z0-9])?")
+
+
+def is_dns_name(value: str, max_len: int) -> bool:
+    """Kubernetes object-name rule used by ``Target.check`` (lower-case alphanumerics, ``-``, ``.``)."""
+    return 0 < len(value) <= max_len and _DNS.fullmatch(value) is not None
+
+
+_ALNUM = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789", min_size=1, max_size=6)
+
+
+def dns_names() -> Strategy:
+    """Valid namespace/Deployment names (cheaper to draw than ``from_regex``)."""
+    return st.one_of(_ALNUM, st.builds("{}{}{}".format, _ALNUM, st.sampled_from(["-", ".", "--"]), _ALNUM))
+
+
+def _bounds(meta: Mapping[str, Any]) -> tuple[float | None, float | None, bool]:
+    return meta.get("minimum"), meta.get("maximum"), bool(meta.get("exclusive_minimum"))
+
+
+def _int_range(meta: Mapping[str, Any]) -> tuple[int | None, int | None]:
+    lo, hi, excl = _bounds(meta)
+    lo_int = None if lo is None else (math.floor(lo) + 1 if excl else math.ceil(lo))
+    return lo_int, None if hi is None else math.floor(hi)
+
+
+# ---------------------------------------------------------------------------------------
+# Valid documents
+# ---------------------------------------------------------------------------------------
+
+
+def _target_key(target: Mapping[str, Any]) -> str:
+    return f"{target['namespace']}/{target['deployment']}"
+
+
+def _resolutions() -> list[int]:
+    lo, hi = _int_range(FIELDS["targets[].forecast.resolutionSeconds"].meta)
+    assert lo is not None and hi is not None
+    return [r for r in range(lo, hi + 1) if all(s % r == 0 for s in SEASONS.values())]
+
+
+def _valid_hint(path: str, hint: Any, meta: Mapping[str, Any], sparse: bool = False) -> Strategy:
+    if is_group(hint):
+        return valid_mapping(path, sparse)
+    item = list_item(hint)
+    if item is not None:
+        if is_group(item):
+            return st.lists(valid_mapping(path + "[]", sparse), max_size=3)
+        return st.lists(_valid_hint(path + "[]", item, meta), max_size=4)
+    if get_origin(hint) is Literal:
+        return st.sampled_from(get_args(hint))
+    if hint is bool:
+        return st.booleans()
+    if hint is int:
+        return st.integers(*_int_range(meta))
+    if hint is float:
+        lo, hi, excl = _bounds(meta)
+        floats = st.floats(lo, hi, exclude_min=excl and lo is not None, allow_nan=False, allow_infinity=False)
+        lo_int, hi_int = _int_range(meta)
+        if lo_int is not None and hi_int is not None and lo_int > hi_int:
+            return floats  # no whole number in range (e.g. a quantile)
+        return st.one_of(floats, st.integers(lo_int, hi_int))
+    if hint is str:
+        choices = meta.get("choices")
+        if choices is not None:
+            return st.sampled_from(sorted(choices()))
+        return st.text(alphabet=TEXT_CHARS, max_size=40)
+    raise NotImplementedError(f"tests/fuzz/strategies.py: no valid-value strategy for {path}: {hint!r}")
+
+
+def valid_value(info: FieldInfo, sparse: bool = False) -> Strategy:
+    """Values that are valid for one field on their own."""
+    override = _VALID_OVERRIDES.get(info.path)
+    base = override(sparse) if override else _valid_hint(info.path, info.hint, info.meta, sparse)
+    return st.one_of(st.none(), base) if info.nullable else base
+
+
+@cache
+def valid_mapping(prefix: str, sparse: bool = False) -> Strategy:
+    """Valid mappings for the group at schema path ``prefix``: required keys always, others sometimes.
+
+    ``sparse`` mappings hold at most two optional keys: cheap backgrounds for mutations
+    (whose target field is created on demand), where rich documents would only cost time.
+    """
+    fields = children(prefix)
+    required = {f.name: valid_value(f, sparse) for f in fields if f.required}
+    optional = {f.name: valid_value(f, sparse) for f in fields if not f.required}
+    if not sparse or not optional:
+        strategy = st.fixed_dictionaries(required, optional=optional)
+    else:
+        strategy = _sparse_mapping(
+            required, optional, st.lists(st.sampled_from(sorted(optional)), max_size=2, unique=True)
+        )
+    repair = _REPAIRS.get(prefix)
+    return strategy.map(repair) if repair else strategy
+
+
+@st.composite
+def _sparse_mapping(
+    draw: st.DrawFn, required: dict[str, Strategy], optional: dict[str, Strategy], names: Strategy
+) -> Doc:
+    """Required keys plus a few optional ones, drawing only from pre-built strategies (fast)."""
+    doc = {key: draw(strategy) for key, strategy in required.items()}
+    for key in draw(names):
+        doc[key] = draw(optional[key])
+    return doc
+
+
+def valid_docs(sparse: bool = False) -> Strategy:
+    """Whole valid policy documents as Python data (deep-copied, safe to mutate)."""
+    return valid_mapping("", sparse).map(copy.deepcopy)
+
+
+#: Fields whose valid values depend on a ``check()`` rule rather than on type and bounds
+#: (each takes the ``sparse`` flag of :func:`valid_mapping`).
+_VALID_OVERRIDES: dict[str, Callable[[bool], Strategy]] = {
+    "targets": lambda sparse: st.lists(
+        valid_mapping("targets[]", sparse), min_size=1, max_size=2, unique_by=_target_key
+    ),
+    "targets[].namespace": lambda _: dns_names(),
+    "targets[].deployment": lambda _: dns_names(),
+    "targets[].forecast.resolutionSeconds": lambda _: st.sampled_from(_resolutions()),
+    "targets[].forecast.seasons": lambda _: st.lists(st.sampled_from(sorted(SEASONS)), unique=True),
+}
+
+
+def _order_replicas(scaling: Doc) -> Doc:
+    """Keep ``minReplicas <= maxReplicas`` (``Scaling.check``)."""
+    lo = scaling.get("minReplicas", FIELDS["targets[].scaling.minReplicas"].default)
+    hi = scaling.get("maxReplicas", FIELDS["targets[].scaling.maxReplicas"].default)
+    if lo > hi:
+        if "minReplicas" in scaling:
+            return {**scaling, "minReplicas": hi}
+        return {**scaling, "maxReplicas": lo}
+    return scaling
+
+
+_REPAIRS: dict[str, Callable[[Doc], Doc]] = {"targets[].scaling": _order_replicas}
+
+
+# ---------------------------------------------------------------------------------------
+# Invalid values
+# ---------------------------------------------------------------------------------------
+
+
+def _out_of_range(hint: Any, meta: Mapping[str, Any]) -> list[Strategy]:
+    lo, hi, excl = _bounds(meta)
+    lo_int, hi_int = _int_range(meta)
+    parts: list[Strategy] = []
+    if lo_int is not None:
+        parts.append(st.integers(max_value=lo_int - 1))
+    if hi_int is not None:
+        parts.append(st.integers(min_value=hi_int + 1))
+    if hint is float:
+        if lo is not None:
+            parts.append(st.floats(max_value=lo, exclude_max=not excl, allow_nan=False, allow_infinity=False))
+        if hi is not None:
+            parts.append(st.floats(min_value=hi, exclude_min=True, allow_nan=False, allow_infinity=False))
+    return parts
+
+
+def _invalid_hint(path: str, hint: Any, meta: Mapping[str, Any]) -> Strategy:
+    """Non-null values that the field's type, bounds or choices reject."""
+    numbers = st.one_of(st.integers(), FINITE_FLOATS)
+    if is_group(hint):
+        return st.one_of(STRINGS, st.booleans(), numbers, LISTS)
+    item = list_item(hint)
+    if item is not None:
+        bad_items = st.one_of(st.none(), _invalid_hint(path + "[]", item, meta))
+        return st.one_of(STRINGS, st.booleans(), numbers, MAPPINGS, st.lists(bad_items, min_size=1, max_size=3))
+    if get_origin(hint) is Literal:
+        allowed = get_args(hint)
+        return st.one_of(STRINGS.filter(lambda s: s not in allowed), st.booleans(), numbers, LISTS, MAPPINGS)
+    if hint is bool:
+        return st.one_of(STRINGS, numbers, LISTS, MAPPINGS)
+    if hint in (int, float):
+        wrong = [STRINGS, st.booleans(), LISTS, MAPPINGS, NON_FINITE, HUGE_INTS, *_out_of_range(hint, meta)]
+        if hint is int:
+            wrong.append(FINITE_FLOATS.filter(lambda x: not x.is_integer()))
+        return st.one_of(*wrong)
+    if hint is str:
+        wrong = [numbers, st.booleans(), LISTS, MAPPINGS, LONG_STRINGS]
+        choices = meta.get("choices")
+        if choices is not None:
+            wrong.append(STRINGS.filter(lambda s: s not in choices()))
+        return st.one_of(*wrong)
+    raise NotImplementedError(f"tests/fuzz/strategies.py: no invalid-value strategy for {path}: {hint!r}")
+
+
+#: Extra invalid values for fields whose ``check()`` adds a rule beyond type and bounds.
+_INVALID_EXTRA: dict[str, Strategy] = {
+    "targets[].namespace": st.one_of(STRINGS.filter(lambda s: not is_dns_name(s, 63)), st.just("a" * 64)),
+    "targets[].deployment": st.one_of(
+        STRINGS.filter(lambda s: not is_dns_name(s, 253)), st.just("a" * 254), st.just("UPPER")
+    ),
+}
+
+
+def invalid_value(info: FieldInfo) -> Strategy:
+    """Values that must make the loader reject the document at (or below) this field's path."""
+    cached = _INVALID_CACHE.get(info.path)
+    if cached is None:
+        strategies = [_invalid_hint(info.path, info.hint, info.meta)]
+        if info.path in _INVALID_EXTRA:
+            strategies.append(_INVALID_EXTRA[info.path])
+        if not info.nullable:
+            strategies.append(st.none())
+        cached = _INVALID_CACHE[info.path] = st.one_of(*strategies)
+    return cached
+
+
+_INVALID_CACHE: dict[str, Strategy] = {}
+
+
+# ---------------------------------------------------------------------------------------
+# Navigating and editing documents
+# ---------------------------------------------------------------------------------------
+
+_TOKEN = re.compile(r"\[\]|[^.\[\]]+")
+
+
+def concrete_steps(draw: st.DrawFn, schema_path: str, doc: Doc) -> list[Step]:
+    """Turn ``targets[].slo`` into concrete steps such as ``["targets", 1, "slo"]`` (index drawn)."""
+    steps: list[Step] = []
+    node: Any = doc
+    for token in _TOKEN.findall(schema_path):
+        if token == "[]":
+            index = draw(_indexes(len(node)))
+            steps.append(index)
+            node = node[index]
+        else:
+            steps.append(token)
+            node = node.get(token, {}) if isinstance(node, dict) else {}
+    return steps
+
+
+@cache
+def _indexes(size: int) -> Strategy:
+    return st.integers(0, size - 1)
+
+
+def path_of(steps: list[Step]) -> str:
+    """The loader's field path for concrete steps, e.g. ``targets[1].slo``."""
+    path = ""
+    for step in steps:
+        path = join(path, step)
+    return path
+
+
+def mapping_at(doc: Doc, steps: list[Step]) -> Doc:
+    """The mapping at ``steps``, creating empty groups on the way (an empty group is valid)."""
+    node: Any = doc
+    for step in steps:
+        node = node[step] if isinstance(step, int) else node.setdefault(step, {})
+    assert isinstance(node, dict)
+    return node
+
+
+def set_at(doc: Doc, steps: list[Step], value: Any) -> None:
+    """Replace (or add) the value at ``steps``."""
+    mapping_at(doc, steps[:-1])[steps[-1]] = value
+
+
+def delete_at(doc: Doc, steps: list[Step]) -> None:
+    """Remove the key at ``steps`` if present."""
+    mapping_at(doc, steps[:-1]).pop(steps[-1], None)
+
+
+# ---------------------------------------------------------------------------------------
+# Rendering
+# ---------------------------------------------------------------------------------------
+
+#: How a document is written: YAML block style, flow style, mixed, or canonical (explicit tags).
+#: Not JSON: PyYAML resolves YAML 1.1, where JSON's ``1e-05`` is a string, not a float.
+STYLES = ("block", "flow", "mixed", "canonical")
+
+
+def render(doc: Any, style: str) -> str:
+    """Serialise ``doc`` as YAML in the given style."""
+    flow = {"block": False, "flow": True, "mixed": None, "canonical": None}[style]
+    return yaml.dump(
+        doc,
+        Dumper=yaml.CSafeDumper,
+        default_flow_style=flow,
+        canonical=style == "canonical",
+        sort_keys=False,
+        allow_unicode=True,
+    )
+
+
+# ---------------------------------------------------------------------------------------
+# Mutations
+# ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Mutation:
+    """A valid document with one problem introduced, and where the loader must report it."""
+
+    doc: Doc
+    path: str
+    what: str
+
+
+@st.composite
+def field_mutations(draw: st.DrawFn) -> Mutation:
+    """One field of a valid document gets a wrong type/out-of-range value, or a required one is deleted."""
+    doc = draw(valid_docs(sparse=True))
+    info = draw(_ANY_FIELD)
+    steps = concrete_steps(draw, info.path, doc)
+    if info.required and draw(st.booleans()):
+        delete_at(doc, steps)
+        return Mutation(doc, path_of(steps), "deleted required field")
+    value = draw(invalid_value(info))
+    set_at(doc, steps, value)
+    return Mutation(doc, path_of(steps), f"set to {value!r:.80}")
+
+
+@st.composite
+def unknown_key_mutations(draw: st.DrawFn) -> Mutation:
+    """A valid document with an unknown key added to one of its mappings (root, target or group)."""
+    doc = draw(valid_docs(sparse=True))
+    group = draw(_ANY_GROUP)
+    steps = concrete_steps(draw, group, doc)
+    known = {f.name for f in children(group)} | ({DEFAULTS_KEY} if group == "" else set())
+    key = draw(KEYS.filter(lambda k: k not in known))
+    mapping_at(doc, steps)[key] = draw(SCALARS)
+    return Mutation(doc, join(path_of(steps), str(key)), f"unknown key {key!r}")
+
+
+@st.composite
+def rule_mutations(draw: st.DrawFn) -> Mutation:
+    """A valid document that breaks one cross-field rule (empty/duplicate targets, min > max, seasons)."""
+    doc = draw(valid_docs(sparse=True))
+    targets: list[Doc] = doc["targets"]
+    i = draw(st.integers(0, len(targets) - 1))
+    rule = draw(st.sampled_from(["empty", "duplicate", "replicas", "resolution", "seasons"]))
+    if rule == "empty":
+        doc["targets"] = []
+        return Mutation(doc, "targets", "empty targets")
+    if rule == "duplicate":
+        targets.append(copy.deepcopy(targets[i]))
+        return Mutation(doc, f"targets[{len(targets) - 1}]", "duplicate target")
+    if rule == "replicas":
+        hi: int = draw(st.integers(1, 99_999))
+        targets[i]["scaling"] = {"minReplicas": draw(st.integers(hi + 1, 100_000)), "maxReplicas": hi}
+        return Mutation(doc, f"targets[{i}].scaling.minReplicas", "minReplicas > maxReplicas")
+    forecast = targets[i].setdefault("forecast", {})
+    if rule == "resolution":
+        forecast["resolutionSeconds"] = draw(
+            st.integers(*_int_range(FIELDS["targets[].forecast.resolutionSeconds"].meta)).filter(
+                lambda r: SEASONS["daily"] % r != 0
+            )
+        )
+        forecast["seasons"] = ["daily", *draw(st.lists(st.just("weekly"), max_size=1))]
+        return Mutation(doc, f"targets[{i}].forecast.seasons[0]", "resolution does not divide a day")
+    forecast["resolutionSeconds"] = draw(st.sampled_from(_resolutions()))
+    forecast["seasons"] = [draw(st.sampled_from(sorted(SEASONS)))] * 2
+    return Mutation(doc, f"targets[{i}].forecast.seasons", "duplicate season")
+
+
+@st.composite
+def docs_with_snippet(draw: st.DrawFn, snippets: Strategy) -> tuple[str, str, str]:
+    """A valid document rendered as YAML with one field's value replaced by a raw YAML snippet.
+
+    Returns ``(text, field path, snippet)``. The snippet is single-line, so it fits both
+    block and flow style.
+    """
+    doc = draw(valid_docs(sparse=True))
+    schema_path = draw(ANY_PATH)
+    steps = concrete_steps(draw, schema_path, doc)
+    set_at(doc, steps, PLACEHOLDER)
+    snippet: str = draw(snippets)
+    text = render(doc, draw(st.sampled_from(STYLES[:3])))
+    assert text.count(PLACEHOLDER) == 1, text
+    return text.replace(PLACEHOLDER, snippet), path_of(steps), snippet
+
+
+def names_field(error_path: str, field_path: str) -> bool:
+    """Whether an error path is the field's path or inside it (``x.y``, ``x[0]``)."""
+    return error_path == field_path or error_path.startswith((field_path + ".", field_path + "["))
