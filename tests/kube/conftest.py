@@ -314,3 +314,26 @@ def controller_account(
         api.close()
         delete_cluster_objects(k8s_client, objects)
         _delete_namespace(core, controller_ns)
+
+
+def rv(apps: kubernetes.client.AppsV1Api, *, ns: str, name: str) -> str:
+    """resourceVersion of a Deployment."""
+    return str(apps.read_namespaced_deployment(name, ns).metadata.resource_version)
+
+
+def settled_rv(apps: kubernetes.client.AppsV1Api, *, ns: str, name: str) -> str:
+    """The resourceVersion once the Deployment controller has stopped updating the status.
+
+    The controller writes status after every spec change and pod change; comparing
+    resourceVersions before that settles would blame us for its writes.
+    """
+
+    def stable() -> str | None:
+        first = apps.read_namespaced_deployment(name, ns)
+        if first.status.observed_generation != first.metadata.generation:
+            return None
+        time.sleep(0.5)
+        again = rv(apps, ns=ns, name=name)
+        return again if again == first.metadata.resource_version else None
+
+    return wait_for(stable, message=f"deployment {ns}/{name} settled")

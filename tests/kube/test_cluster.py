@@ -9,8 +9,6 @@ through a passthrough FaultProxy, so "nothing written" is checked on the wire, n
 
 from __future__ import annotations
 
-import time
-
 import kubernetes.client
 import pytest
 from kubernetes.client import ApiClient
@@ -29,7 +27,9 @@ from .conftest import (
     hpa_body,
     make_decision,
     make_target,
+    rv,
     serving_deployment,
+    settled_rv,
     wait_for,
 )
 
@@ -47,27 +47,6 @@ def writes(proxy: FaultProxy, *, ignore_events: bool = True) -> list[tuple[str, 
     ]
 
 
-def rv(apps: kubernetes.client.AppsV1Api, *, ns: str, name: str) -> str:
-    """resourceVersion of a Deployment."""
-    return str(apps.read_namespaced_deployment(name, ns).metadata.resource_version)
-
-
-def settled_rv(apps: kubernetes.client.AppsV1Api, *, ns: str, name: str) -> str:
-    """The resourceVersion once the Deployment controller has stopped updating the status.
-
-    The controller writes status after every spec change and pod change; comparing
-    resourceVersions before that settles would blame us for its writes.
-    """
-
-    def stable() -> str | None:
-        first = apps.read_namespaced_deployment(name, ns)
-        if first.status.observed_generation != first.metadata.generation:
-            return None
-        time.sleep(0.5)
-        again = rv(apps, ns=ns, name=name)
-        return again if again == first.metadata.resource_version else None
-
-    return wait_for(stable, message=f"deployment {ns}/{name} settled")
 
 
 def test_scale_goes_through_subresource_and_nothing_is_written_without_change(
@@ -80,6 +59,7 @@ def test_scale_goes_through_subresource_and_nothing_is_written_without_change(
 ) -> None:
     """Replicas are patched only via deployments/scale; an unchanged decision sends no write at all."""
     apps.create_namespaced_deployment(namespace, serving_deployment("web", 1))
+    settled_rv(apps, ns=namespace, name="web")
     target = make_target(namespace)
     cluster = KubeCluster(via_proxy)
 
@@ -113,6 +93,7 @@ def test_conflict_is_retried_once_then_given_up(
 ) -> None:
     """A 409 on the scale write is retried once on a fresh read; two 409s raise Conflict and change nothing."""
     apps.create_namespaced_deployment(namespace, serving_deployment("web", 1))
+    settled_rv(apps, ns=namespace, name="web")
     target = make_target(namespace, placeholders={"enabled": False})
     cluster = KubeCluster(via_proxy)
     scale_path = f"/apis/apps/v1/namespaces/{namespace}/deployments/web/scale"
@@ -261,6 +242,7 @@ def test_hpa_coexist_sets_min_replicas_and_clamps_to_max(
     """With hpa: coexist the HPA's minReplicas follows the decision (clamped to maxReplicas); replicas untouched."""
     autoscaling = kubernetes.client.AutoscalingV1Api(k8s_client)
     apps.create_namespaced_deployment(namespace, serving_deployment("web", 2))
+    settled_rv(apps, ns=namespace, name="web")
     autoscaling.create_namespaced_horizontal_pod_autoscaler(
         namespace, hpa_body("web-hpa", "web", min_replicas=1, max_replicas=5)
     )
@@ -297,6 +279,7 @@ def test_hpa_refuse_writes_nothing(
     """With hpa: refuse nothing is written (Deployment and HPA resourceVersions unchanged); a Warning says why."""
     autoscaling = kubernetes.client.AutoscalingV1Api(k8s_client)
     apps.create_namespaced_deployment(namespace, serving_deployment("web", 2))
+    settled_rv(apps, ns=namespace, name="web")
     hpa = autoscaling.create_namespaced_horizontal_pod_autoscaler(
         namespace, hpa_body("web-hpa", "web", min_replicas=1, max_replicas=5)
     )
@@ -330,6 +313,7 @@ def test_manual_edit_is_reported_once(
 ) -> None:
     """A replica change made outside the autoscaler is reported in the result and as a Warning Event, once."""
     apps.create_namespaced_deployment(namespace, serving_deployment("web", 1))
+    settled_rv(apps, ns=namespace, name="web")  # the Deployment controller's status writes would race our write
     target = make_target(namespace, placeholders={"enabled": False})
     cluster = KubeCluster(admin)
     cluster.read(target)

@@ -26,7 +26,15 @@ from models.series import Series
 from tests.cluster.controlplane import ControlPlane
 from tests.prom.faultproxy import FaultProxy
 
-from .conftest import events_of, hpa_body, make_decision, make_target, proxied_api, serving_deployment
+from .conftest import (
+    events_of,
+    hpa_body,
+    make_decision,
+    make_target,
+    proxied_api,
+    serving_deployment,
+    settled_rv,
+)
 
 pytestmark = pytest.mark.cluster
 
@@ -71,6 +79,7 @@ def test_read_failures_map_to_our_errors(
 ) -> None:
     """Each fault on read raises the matching ActuationError subclass; the next read works again."""
     apps.create_namespaced_deployment(namespace, serving_deployment("web", 1))
+    settled_rv(apps, ns=namespace, name="web")
     target = make_target(namespace)
     cluster = KubeCluster(fast_api)
     fault(proxy)
@@ -88,6 +97,7 @@ def test_write_failures_raise_and_event_failures_never_do(
 ) -> None:
     """A 5xx on the scale write raises ClusterUnavailable; a failing Event write is counted, not raised."""
     apps.create_namespaced_deployment(namespace, serving_deployment("web", 1))
+    settled_rv(apps, ns=namespace, name="web")
     target = make_target(namespace, placeholders={"enabled": False})
     cluster = KubeCluster(fast_api)
 
@@ -115,6 +125,7 @@ def test_forbidden_priority_class_is_reported_and_placeholders_still_written(
 ) -> None:
     """Without the right to create the PriorityClass the placeholder Deployment is still written, with a Warning."""
     apps.create_namespaced_deployment(namespace, serving_deployment("web", 0))
+    settled_rv(apps, ns=namespace, name="web")
     target = make_target(namespace)
     cluster = KubeCluster(fast_api)
     cluster.read(target)
@@ -153,6 +164,7 @@ def test_controller_cycle_survives_an_unavailable_api_server(
 ) -> None:
     """A full control cycle over KubeCluster records the failure kind and acts once the API server is back."""
     apps.create_namespaced_deployment(namespace, serving_deployment("web", 1))
+    settled_rv(apps, ns=namespace, name="web")
     target = make_target(namespace, placeholders={"enabled": False})
     controller = Controller(
         policy=Policy(targets=(target,)), metrics=_SteadyMetrics(), cluster=KubeCluster(fast_api), clock=_WallClock()
@@ -177,6 +189,7 @@ def test_conflicts_on_placeholder_and_hpa_writes_are_retried_once(
 ) -> None:
     """A 409 on the placeholder scale, the placeholder template PUT or the HPA patch is retried once and succeeds."""
     apps.create_namespaced_deployment(namespace, serving_deployment("web", 1))
+    settled_rv(apps, ns=namespace, name="web")
     apps.create_namespaced_deployment(namespace, serving_deployment("chat", 1))
     autoscaling = kubernetes.client.AutoscalingV1Api(k8s_client)
     autoscaling.create_namespaced_horizontal_pod_autoscaler(
