@@ -63,10 +63,6 @@ class CycleResult:
     results: list[TargetResult] = field(default_factory=list)
     metrics_error: MetricsError | None = None
 
-    def by_target(self) -> dict[str, TargetResult]:
-        """Results keyed by ``namespace/deployment``."""
-        return {r.target: r for r in self.results}
-
 
 @dataclass
 class _TargetState:

@@ -67,7 +67,7 @@ def build(n: int, model: str) -> Controller:
     targets = tuple(dataclasses.replace(base, deployment=f"vllm-{i}") for i in range(n))
     return Controller(
         policy=Policy(targets=targets),
-        metrics=SimMetrics(traffic=traffic, cluster=sim, history=history),
+        metrics=SimMetrics(traffic=traffic, history=history),
         cluster=SimClusterPort(sim, clock),
         clock=clock,
     )

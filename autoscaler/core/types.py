@@ -184,11 +184,6 @@ class Decision:
     forecast_model: str | None = None
 
     @property
-    def changes(self) -> bool:
-        """True if applying this decision would write anything."""
-        return self.replicas != self.current_replicas or self.placeholders != self.current_placeholders
-
-    @property
     def reasons(self) -> tuple[str, ...]:
         """The distinct reasons met along the pipeline, in order."""
         seen: list[str] = []

@@ -17,7 +17,7 @@ from typing import Any
 import yaml
 
 from autoscaler.errors import ConfigError, PolicyRejected
-from autoscaler.policy.fields import Problems, camel, parse
+from autoscaler.policy.fields import Problems, parse
 from autoscaler.policy.schema import Policy
 
 #: Largest policy document accepted. A ConfigMap holds at most 1 MiB in total.
@@ -110,11 +110,6 @@ def load_policy_file(path: str | Path) -> Policy:
     except OSError as exc:
         raise PolicyRejected([ConfigError("", f"cannot read {path}: {exc.strerror}")]) from exc
     return load_policy(raw)
-
-
-def default_target_dict(namespace: str, deployment: str) -> dict[str, Any]:
-    """A minimal target mapping (all defaults) for commands that take ``NS/NAME`` only."""
-    return {camel("namespace"): namespace, camel("deployment"): deployment}
 
 
 def _merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:

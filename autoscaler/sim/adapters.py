@@ -8,7 +8,7 @@ runs against the simulation exactly as it runs against Prometheus and Kubernetes
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import NDArray
@@ -42,7 +42,6 @@ class TrafficRecord:
     latency: NDArray[np.float64]
     queue: NDArray[np.float64]
     count: int = 0
-    outages: list[tuple[float, float]] = field(default_factory=list)
 
     def window(self, now: float, seconds: float) -> slice:
         """Indices of the steps within the last ``seconds`` before ``now``."""
@@ -50,19 +49,14 @@ class TrafficRecord:
         begin = max(0, end - round(seconds / self.dt))
         return slice(begin, end)
 
-    def in_outage(self, now: float) -> bool:
-        """Whether the metrics pipeline is down at ``now`` (fault injection)."""
-        return any(a <= now < b for a, b in self.outages)
-
 
 class SimMetrics:
     """Metrics port: 1-minute rates and means of the simulated traffic, like rate(...[1m])."""
 
     def __init__(
-        self, *, traffic: TrafficRecord, cluster: SimCluster, history: Series, window_seconds: float = 60.0
+        self, *, traffic: TrafficRecord, history: Series, window_seconds: float = 60.0
     ) -> None:
         self.traffic = traffic
-        self.cluster = cluster
         self.history = history
         self.window_seconds = window_seconds
 
@@ -70,9 +64,6 @@ class SimMetrics:
         """Observed load (req/s), mean latency and queue over the last window."""
         out: dict[str, MetricsSnapshot] = {}
         for target in targets:
-            if self.traffic.in_outage(now):
-                out[target.key] = MetricsSnapshot(time=now, problems={"load": "metrics_unavailable"})
-                continue
             w = self.traffic.window(now, self.window_seconds)
             arrivals = self.traffic.arrivals[w]
             if arrivals.size == 0:

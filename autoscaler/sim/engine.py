@@ -20,7 +20,7 @@ from numpy.typing import NDArray
 from autoscaler.controller import Controller, TargetResult
 from autoscaler.core.capacity import replicas_for
 from autoscaler.core.types import Observation
-from autoscaler.policy.schema import ColdStart, Policy, Target
+from autoscaler.policy.schema import Policy, Target
 from autoscaler.sim.adapters import SimClusterPort, SimMetrics, TrafficRecord, VirtualClock
 from autoscaler.sim.baselines import PerfectForecast, ReactiveHPA
 from autoscaler.sim.cluster import PLACEHOLDER, SERVING, ClusterPhases, SimCluster
@@ -43,7 +43,6 @@ class Scenario:
     noise_sigma: float = 0.08
     noise_correlation_seconds: float = 60.0
     seed: int = 7
-    metric_outages: tuple[tuple[float, float], ...] = ()
 
     @property
     def start(self) -> float:
@@ -207,7 +206,6 @@ def run_policy(
         arrivals=np.zeros(steps),
         latency=np.zeros(steps),
         queue=np.zeros(steps),
-        outages=list(scenario.metric_outages),
     )
     per_replica = target.capacity.per_replica
     autoscaler: _Autoscaler | None
@@ -310,7 +308,7 @@ def _controller_driver(
         oracle = PerfectForecast(start=scenario.start, dt=scenario.dt, rates=rates)
         forecast_source = lambda _t, _now: oracle  # noqa: E731 - a one-line port adapter
     policy = Policy(targets=(target,), loop_interval_seconds=loop_interval)
-    metrics = SimMetrics(traffic=traffic, cluster=sim, history=scenario.history())
+    metrics = SimMetrics(traffic=traffic, history=scenario.history())
     driver: _ControllerDriver
 
     def record(result: TargetResult, _obs: Observation | None) -> None:
@@ -382,7 +380,3 @@ def _weighted_quantile(values: NDArray[np.float64], weights: NDArray[np.float64]
     idx = int(np.searchsorted(cum, q * cum[-1]))
     return float(values[order][min(idx, values.size - 1)])
 
-
-def default_cold_start_for(phases: ClusterPhases) -> ColdStart:
-    """Policy cold-start phases matching a simulated preset (what an operator would write)."""
-    return simulation_policy(Target(namespace="default", deployment="x"), phases).cold_start

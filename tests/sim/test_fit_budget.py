@@ -39,7 +39,7 @@ def controller(targets: int, budget: float) -> Controller:
     )
     return Controller(
         policy=policy,
-        metrics=SimMetrics(traffic=traffic, cluster=sim, history=history),
+        metrics=SimMetrics(traffic=traffic, history=history),
         cluster=SimClusterPort(sim, clock),
         clock=clock,
     )
