@@ -86,7 +86,11 @@ class ClusterUnavailable(ActuationError):
     """The API server did not answer or answered 5xx/timeout."""
 
 
-class CompetingWriter(ActuationError):
-    """Another writer (an HPA) owns the replicas and the policy says to refuse."""
+class InvalidRequest(ActuationError):
+    """The API server rejected a request as invalid (HTTP 400/422 and other 4xx).
+
+    A bug or a schema mismatch with the API server version: retrying the same request will
+    not help.
+    """
 
     temporary = False

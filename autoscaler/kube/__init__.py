@@ -6,7 +6,7 @@ module here turns the client's answers into our value objects and its exceptions
 either. The least-privilege RBAC these modules need is ``deploy/rbac.yaml``.
 """
 
-from autoscaler.kube.client import InvalidRequest, KubeApi, connect, from_api_client
+from autoscaler.kube.client import KubeApi, connect, from_api_client
 from autoscaler.kube.cluster import KubeCluster
 from autoscaler.kube.events import EventRecorder
 from autoscaler.kube.leader import LeaseElector
@@ -16,7 +16,6 @@ __all__ = [
     "ConfigMapPolicySource",
     "EventRecorder",
     "FilePolicySource",
-    "InvalidRequest",
     "KubeApi",
     "KubeCluster",
     "LeaseElector",

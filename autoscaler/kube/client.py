@@ -29,23 +29,21 @@ from kubernetes.client import ApiClient
 from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
 
-from autoscaler.errors import ActuationError, ClusterUnavailable, ConfigError, Conflict, Forbidden, NotFound
+from autoscaler.errors import (
+    ActuationError,
+    ClusterUnavailable,
+    ConfigError,
+    Conflict,
+    Forbidden,
+    InvalidRequest,
+    NotFound,
+)
 
 #: (connect, read) timeout in seconds of every API call. A cycle makes ~6 calls per target;
 #: a hung API server costs one read timeout per call, never a retry storm.
 DEFAULT_TIMEOUT: tuple[float, float] = (5.0, 15.0)
 #: Longest message taken from an API answer into an error (Status messages can be long).
 _MAX_MESSAGE = 300
-
-
-class InvalidRequest(ActuationError):
-    """The API server rejected a request as invalid (HTTP 400/422 and other 4xx).
-
-    A bug or a schema mismatch with the API server version: retrying the same request will
-    not help.
-    """
-
-    temporary = False
 
 
 def status_message(exc: ApiException) -> str:

@@ -25,7 +25,7 @@ from tests.cluster.controlplane import ControlPlane
 from tests.cluster.node_agent import NodeAgent
 from tests.prom.backfill import backfill, synthetic_vllm_history
 from tests.prom.exporters import VllmExporter
-from tests.prom.server import PrometheusServer, ScrapeJob, ScrapeTarget
+from tests.prom.server import PrometheusServer, ScrapeJob, ScrapeTarget, free_port
 
 from .conftest import wait_for
 
@@ -201,15 +201,6 @@ def test_placeholders_first_then_serving_replicas_ahead_of_the_ramp(
     finally:
         agent.stop()
         agent.cleanup()
-
-
-def free_port() -> int:
-    """A free loopback port."""
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def test_run_serves_metrics_and_stops_cleanly_on_sigterm(

@@ -18,8 +18,8 @@ import pytest
 from autoscaler.controller import Controller
 from autoscaler.core.leadtimes import LeadTimes
 from autoscaler.core.types import MetricsSnapshot
-from autoscaler.errors import ActuationError, ClusterUnavailable, Forbidden, MetricsEmpty, NotFound
-from autoscaler.kube.client import InvalidRequest, KubeApi
+from autoscaler.errors import ActuationError, ClusterUnavailable, Forbidden, InvalidRequest, MetricsEmpty, NotFound
+from autoscaler.kube.client import KubeApi
 from autoscaler.kube.cluster import KubeCluster
 from autoscaler.policy.schema import Policy, Target
 from models.series import Series
