@@ -11,9 +11,29 @@ Then the safety pipeline, in a fixed order, each step recording a :class:`Reason
 
 1. predicted load (or the reactive value when no forecast exists);
 2. observed load now; 3. SLO-breach guard and wake-up on a queue;
+3b. with ``minReplicas: 0`` only, the idle gate (see below);
 4. missing or stale data: never a scale-down, hold;
 5. no scale-down while the forecast needs the capacity again within a node cold start;
 6. scale-down stabilisation; 7. scale-up/down rate limits; 8. min/max.
+
+Scale-to-zero (``scaling.minReplicas: 0``) is deliberate, never a side effect of a small
+number. A forecast quantile at or below ``idleForecastFraction`` of one replica's capacity
+counts as *idle* and sizes to zero replicas and zero nodes (instead of ``ceil`` rounding
+it up to one: the forecasters' intervals never quite reach zero, even over an empty
+night). The idle gate then lets serving replicas reach zero only when **all** of these
+hold: fresh, known observed load at or below ``idleObservedFraction`` of a replica (no
+traffic: a trickle that would fail at zero replicas blocks it), no queued request, no SLO
+breach, and an idle forecast over a whole node cold start (the time it takes to get the
+capacity back). In every other case a running target keeps at least one replica
+(``ScaleToZeroBlocked``), and the drop itself is recorded as ``IdleForecastScaleToZero``;
+like any scale-down it waits out the stabilisation window.
+
+At zero, capacity comes back *before* the load: placeholders cover the forecast over the
+node cold start, so a return of load at ``T`` requests nodes by ``T - node cold start``,
+and serving replicas cover it over the pod start-up, so they are asked for by ``T - pod
+start`` (both ``ForecastWakeUp``). Requests that arrive anyway (a queue, or any arrival
+rate while no replica exists) still wake the target at once (``QueueWakeUp``): the
+reactive fallback when the forecast missed.
 
 Placeholder-victim design: among equal-priority victims the kube-scheduler prefers the
 most recently started pod, which may still be pulling the image. While any placeholder is
@@ -24,7 +44,7 @@ then image pull + model load rather than model load alone.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from autoscaler.core.capacity import replicas_for
 from autoscaler.core.forecast_view import ForecastView
@@ -72,6 +92,16 @@ def decide(
     q = target.forecast.quantile
     current = cluster.spec_replicas
     steps: list[Step] = []
+    # Scale-to-zero is only ever considered when the policy allows zero replicas.
+    zero_ok = scaling.min_replicas == 0
+    idle_forecast = scaling.idle_forecast_fraction * cap
+    idle_observed = scaling.idle_observed_fraction * cap
+
+    def size(predicted: float) -> int:
+        """Replicas for a predicted load; with minReplicas 0, an idle forecast needs none."""
+        if zero_ok and predicted <= idle_forecast:
+            return 0
+        return replicas_for(predicted, cap)
 
     stale = metrics.newest_sample_time is not None and now - metrics.newest_sample_time > scaling.stale_after_seconds
     load = None if stale else metrics.load
@@ -89,10 +119,17 @@ def decide(
 
     # 1. Predicted load over the serving lead time (or the reactive value).
     predicted_pod = _peak(forecast, q, now, now + pod_h)
+    predicted_node = _peak(forecast, q, now, now + node_h)
     if predicted_pod is not None:
-        value = replicas_for(predicted_pod, cap)
+        value = size(predicted_pod)
+        waking = current == 0 and value > 0
         steps.append(
-            Step("forecast", value, Reason.PREDICTED_LOAD, f"q{q:g} peak {predicted_pod:.3g}/s over {pod_h:.0f}s")
+            Step(
+                "forecast",
+                value,
+                Reason.FORECAST_WAKE_UP if waking else Reason.PREDICTED_LOAD,
+                f"q{q:g} peak {predicted_pod:.3g}/s over {pod_h:.0f}s" + (" (load returns)" if waking else ""),
+            )
         )
     else:
         value = replicas_for(load, cap) if load is not None else current
@@ -144,6 +181,34 @@ def decide(
         value = 1
         steps.append(Step("wake_up", value, Reason.QUEUE_WAKE_UP, "requests arrive with no replica"))
 
+    # 3b. Idle gate (minReplicas 0 only): zero replicas only when every signal says idle;
+    #     otherwise a running target keeps one. Part of the recommendation, so the
+    #     stabilisation window also requires the idle state to last before the drop.
+    if zero_ok and current > 0:
+        blockers = _idle_blockers(
+            load=load,
+            waiting=waiting,
+            breached=breached,
+            predicted_node=predicted_node,
+            idle_observed=idle_observed,
+            idle_forecast=idle_forecast,
+            node_h=node_h,
+        )
+        if not blockers:
+            value = 0
+            steps.append(
+                Step(
+                    "idle",
+                    value,
+                    Reason.IDLE_FORECAST_SCALE_TO_ZERO,
+                    f"load <= {idle_observed:.3g}/s, no queue, q{q:g} forecast <= {idle_forecast:.3g}/s "
+                    f"over {node_h:.0f}s",
+                )
+            )
+        elif value == 0:
+            value = 1
+            steps.append(Step("idle", value, Reason.SCALE_TO_ZERO_BLOCKED, "; ".join(blockers)))
+
     # 4. Missing or stale data never causes a scale-down.
     if not data_ok:
         reason = Reason.STALE_DATA_HOLD if stale else Reason.MISSING_DATA_HOLD
@@ -155,9 +220,9 @@ def decide(
     #    start: a released GPU may be gone by then, and keeping it as a warm serving
     #    replica costs the same node-hours as keeping it as a placeholder.
     if value < current:
-        needed = _peak(forecast, q, now, now + node_h)
+        needed = predicted_node
         if needed is not None:
-            hold = min(current, replicas_for(needed, cap))
+            hold = min(current, size(needed))
             if hold > value:
                 value = hold
                 steps.append(
@@ -198,15 +263,19 @@ def decide(
         steps.append(Step("bounds", value, Reason.DESIRED_WITHIN_RANGE))
     replicas = value
     reason = _final_reason(steps, replicas, current)
+    if replicas == 0 < current:
+        # Only the idle gate lets a running target reach zero (every later step only
+        # holds or raises), so the drop is always reported as that decision.
+        reason = Reason.IDLE_FORECAST_SCALE_TO_ZERO
 
-    placeholders, total_recommendation, predicted_node, ph_reason = _placeholders(
+    placeholders, total_recommendation, ph_reason = _placeholders(
         target=target,
         observation=observation,
-        forecast=forecast,
+        predicted=predicted_node,
+        size=size,
         history=history,
         now=now,
         node_h=node_h,
-        cap=cap,
         replicas=replicas,
         data_ok=data_ok,
         steps=steps,
@@ -234,6 +303,35 @@ def decide(
         data_ok=data_ok,
         forecast_model=forecast.model if forecast is not None else None,
     )
+
+
+def _idle_blockers(
+    *,
+    load: float | None,
+    waiting: float | None,
+    breached: bool,
+    predicted_node: float | None,
+    idle_observed: float,
+    idle_forecast: float,
+    node_h: float,
+) -> list[str]:
+    """Why the target is not idle (empty = idle). Unknown data is never idle. Pure."""
+    blockers = []
+    if load is None:
+        blockers.append("load unknown or stale")
+    elif load > idle_observed:
+        blockers.append(f"load {load:.3g}/s > {idle_observed:.3g}/s")
+    if waiting is None:
+        blockers.append("queue unknown")
+    elif waiting >= 1:
+        blockers.append(f"{waiting:.0f} request(s) queued")
+    if breached:
+        blockers.append("SLO breached")
+    if predicted_node is None:
+        blockers.append("no forecast")
+    elif predicted_node > idle_forecast:
+        blockers.append(f"forecast {predicted_node:.3g}/s > {idle_forecast:.3g}/s within {node_h:.0f}s")
+    return blockers
 
 
 def _peak(forecast: ForecastView | None, q: float, start: float, end: float) -> float | None:
@@ -306,29 +404,35 @@ def _placeholders(
     *,
     target: Target,
     observation: Observation,
-    forecast: ForecastView | None,
+    predicted: float | None,
+    size: Callable[[float], int],
     history: Sequence[DecisionRecord],
     now: float,
     node_h: float,
-    cap: float,
     replicas: int,
     data_ok: bool,
     steps: list[Step],
     serving_recommendation: int,
     enabled: bool,
-) -> tuple[int, int, float | None, Reason]:
-    """Placeholder pods: total capacity over the node cold start minus serving replicas."""
+) -> tuple[int, int, Reason]:
+    """Placeholder pods: total capacity over the node cold start minus serving replicas.
+
+    ``predicted`` is the forecast quantile's peak over the node cold start and ``size``
+    turns a load into replicas (idle load into none when the target may scale to zero).
+    """
     cluster = observation.cluster
     settings = target.placeholders
-    predicted = _peak(forecast, target.forecast.quantile, now, now + node_h)
     if not enabled:
         steps.append(Step("placeholders", 0, Reason.PLACEHOLDERS_DISABLED))
-        return 0, max(replicas, serving_recommendation), predicted, Reason.PLACEHOLDERS_DISABLED
+        return 0, max(replicas, serving_recommendation), Reason.PLACEHOLDERS_DISABLED
     current_total = cluster.spec_replicas + cluster.placeholder_replicas
     if predicted is not None:
-        total = max(replicas_for(predicted, cap), serving_recommendation)
+        total = max(size(predicted), serving_recommendation)
         reason = Reason.PLACEHOLDERS_FOR_FORECAST
         detail = f"q{target.forecast.quantile:g} peak {predicted:.3g}/s over {node_h:.0f}s"
+        if current_total == 0 and size(predicted) > replicas:
+            # From zero: nodes are requested a whole cold start before the load returns.
+            reason, detail = Reason.FORECAST_WAKE_UP, detail + " (load returns)"
     else:
         total = max(current_total, serving_recommendation)
         reason = Reason.PLACEHOLDERS_HOLD
@@ -352,4 +456,4 @@ def _placeholders(
         value = ceiling
         reason, detail = Reason.PLACEHOLDER_LIMIT, f"max {settings.max}, fleet max {target.scaling.max_replicas}"
     steps.append(Step("placeholders", value, reason, detail))
-    return value, total_recommendation, predicted, reason
+    return value, total_recommendation, reason

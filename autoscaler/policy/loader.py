@@ -88,11 +88,18 @@ def build_policy(data: Any) -> Policy:
         raise PolicyRejected([ConfigError("", "the policy must be a YAML mapping with a 'targets' list")])
     data = dict(data)
     defaults = data.pop("defaults", None)
+    targets = data.get("targets")
+    if isinstance(targets, list):
+        for i, t in enumerate(targets):
+            if isinstance(t, Mapping):
+                _check_cost_conflict(t, f"targets[{i}]", problems)
     if defaults is not None:
         if not isinstance(defaults, Mapping):
             problems.add("defaults", "expected a mapping of target fields")
-        elif isinstance(data.get("targets"), list):
-            data["targets"] = [_merge(defaults, t) if isinstance(t, Mapping) else t for t in data["targets"]]
+        else:
+            _check_cost_conflict(defaults, "defaults", problems)
+            if isinstance(targets, list):
+                data["targets"] = [_merge_target(defaults, t) if isinstance(t, Mapping) else t for t in targets]
     policy = parse(Policy, data, problems=problems)
     if problems.items or policy is None:
         raise PolicyRejected(problems.items or [ConfigError("", "invalid policy")])
@@ -110,6 +117,46 @@ def load_policy_file(path: str | Path) -> Policy:
     except OSError as exc:
         raise PolicyRejected([ConfigError("", f"cannot read {path}: {exc.strerror}")]) from exc
     return load_policy(raw)
+
+
+def _sets_cost(mapping: Mapping[str, Any]) -> bool:
+    """Whether a target (or ``defaults``) mapping itself states the cost knob."""
+    return mapping.get("cost") is not None
+
+
+def _sets_quantile(mapping: Mapping[str, Any]) -> bool:
+    """Whether a target (or ``defaults``) mapping itself states ``forecast.quantile``."""
+    forecast = mapping.get("forecast")
+    return isinstance(forecast, Mapping) and "quantile" in forecast
+
+
+def _check_cost_conflict(mapping: Mapping[str, Any], path: str, problems: Problems) -> None:
+    """Reject ``cost`` and ``forecast.quantile`` stated together at one level.
+
+    Both decide the same number, so silently preferring one would hide a mistake.
+    """
+    if _sets_cost(mapping) and _sets_quantile(mapping):
+        problems.add(
+            f"{path}.cost",
+            "cannot be combined with forecast.quantile: cost sets the quantile (remove one of them)",
+        )
+
+
+def _merge_target(defaults: Mapping[str, Any], target: Mapping[str, Any]) -> dict[str, Any]:
+    """Merge ``defaults`` into one target; the target's own cost or quantile wins over the other's default.
+
+    ``cost`` and ``forecast.quantile`` are two spellings of one setting, so a target that
+    states one of them drops the other one inherited from ``defaults`` (as a target's own
+    field wins over its default everywhere else).
+    """
+    merged = _merge(defaults, target)
+    if _sets_cost(target) and not _sets_quantile(target):
+        forecast = merged.get("forecast")
+        if isinstance(forecast, dict):
+            forecast.pop("quantile", None)
+    elif _sets_quantile(target) and not _sets_cost(target):
+        merged.pop("cost", None)
+    return merged
 
 
 def _merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:

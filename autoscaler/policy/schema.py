@@ -9,9 +9,11 @@ latency SLO and a ~15 minute GPU node cold start.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Literal
 
+from autoscaler.policy.cost import QUANTILE_MAX, QUANTILE_MIN, newsvendor_quantile
 from autoscaler.policy.fields import spec
 
 
@@ -91,9 +93,10 @@ class Forecast:
     )
     quantile: float = spec(
         0.9,
-        doc="Forecast quantile capacity is sized for (higher = safer, more GPU-hours).",
-        minimum=0.5,
-        maximum=0.999,
+        doc="Forecast quantile capacity is sized for (higher = safer, more GPU-hours); "
+        "derived from the target's cost section when that is set.",
+        minimum=QUANTILE_MIN,
+        maximum=QUANTILE_MAX,
     )
     seasons: tuple[Literal["daily", "weekly"], ...] = spec(
         ("daily", "weekly"),
@@ -229,7 +232,10 @@ class Scaling:
     """Bounds, rate limits and stabilisation of serving replicas."""
 
     min_replicas: int = spec(
-        1, doc="Never fewer serving replicas (0 allows predictive scale-from-zero).", minimum=0, maximum=100000
+        1,
+        doc="Never fewer serving replicas; 0 allows scale-to-zero in forecast-idle hours (see idleForecastFraction).",
+        minimum=0,
+        maximum=100000,
     )
     max_replicas: int = spec(
         12, doc="Never more serving replicas; also caps serving + placeholders.", minimum=1, maximum=100000
@@ -252,6 +258,20 @@ class Scaling:
         unit="s",
         minimum=10,
         maximum=86400,
+    )
+    idle_forecast_fraction: float = spec(
+        0.25,
+        doc="With minReplicas 0: a forecast quantile at most this fraction of one replica's capacity is idle "
+        "(needs no replica, no node); scale to zero needs it over a whole node cold start.",
+        minimum=0.0,
+        maximum=1.0,
+    )
+    idle_observed_fraction: float = spec(
+        0.01,
+        doc="With minReplicas 0: fresh observed load at most this fraction of one replica's capacity counts as "
+        "no traffic; scale to zero also needs it and an empty queue.",
+        minimum=0.0,
+        maximum=1.0,
     )
 
     def check(self) -> list[tuple[str, str]]:
@@ -301,6 +321,36 @@ class Metrics:
 
 
 @dataclass(frozen=True)
+class Cost:
+    """The cost knob: what a missing minute and an idle GPU-hour cost (see ``autoscaler.policy.cost``).
+
+    Only the ratio matters; the defaults (0.15 and 1) give the default quantile 0.9 with one
+    GPU per replica, so an empty ``cost: {}`` changes nothing until a value is stated.
+    """
+
+    under_provisioned_minute: float = spec(
+        0.15,
+        doc="Cost of one minute with one replica of capacity too few (requests at risk of missing the SLO).",
+        unit="cost/min",
+        minimum=0.0,
+        exclusive_minimum=True,
+        maximum=1e9,
+    )
+    idle_gpu_hour: float = spec(
+        1.0,
+        doc="Cost of one GPU-hour provisioned but idle, in the same currency.",
+        unit="cost/GPU-h",
+        minimum=0.0,
+        exclusive_minimum=True,
+        maximum=1e9,
+    )
+
+    def quantile(self, gpus_per_replica: int) -> float:
+        """The forecast quantile these costs ask for: the clamped newsvendor critical fractile."""
+        return newsvendor_quantile(self.under_provisioned_minute, self.idle_gpu_hour, gpus_per_replica)
+
+
+@dataclass(frozen=True)
 class Target:
     """One vLLM Deployment the controller scales."""
 
@@ -315,10 +365,25 @@ class Target:
     slo: SLO = spec(SLO(), doc="Latency objective.")
     capacity: Capacity = spec(Capacity(), doc="Per-replica capacity.")
     forecast: Forecast = spec(Forecast(), doc="Forecaster settings.")
+    cost: Cost | None = spec(
+        None,
+        doc="Cost knob: sets forecast.quantile to the newsvendor quantile 60u / (60u + g c) (u = "
+        "underProvisionedMinute, c = idleGpuHour, g = placeholders.gpusPerPod), clamped to [0.5, 0.999]; "
+        "null = use forecast.quantile. Setting both in one place is rejected.",
+    )
     cold_start: ColdStart = spec(ColdStart(), doc="Cold-start phases.")
     scaling: Scaling = spec(Scaling(), doc="Replica bounds and limits.")
     placeholders: Placeholders = spec(Placeholders(), doc="Placeholder pods.")
     metrics: Metrics = spec(Metrics(), doc="Metric query overrides.")
+
+    def __post_init__(self) -> None:
+        # The cost knob is applied here, once, so everything downstream (decide, the
+        # forecaster, the simulator) keeps reading ``forecast.quantile`` and needs no change;
+        # ``cost`` stays on the target for logs and docs.
+        if self.cost is not None:
+            quantile = self.cost.quantile(self.placeholders.gpus_per_pod)
+            if quantile != self.forecast.quantile:
+                object.__setattr__(self, "forecast", dataclasses.replace(self.forecast, quantile=quantile))
 
     @property
     def key(self) -> str:

@@ -266,7 +266,18 @@ def _order_replicas(scaling: Doc) -> Doc:
     return scaling
 
 
-_REPAIRS: dict[str, Callable[[Doc], Doc]] = {"targets[].scaling": _order_replicas}
+def _one_quantile_source(target: Doc) -> Doc:
+    """Keep ``cost`` and ``forecast.quantile`` from being set together (the loader's cost rule)."""
+    forecast = target.get("forecast")
+    if target.get("cost") is not None and isinstance(forecast, dict) and "quantile" in forecast:
+        return {**target, "forecast": {k: v for k, v in forecast.items() if k != "quantile"}}
+    return target
+
+
+_REPAIRS: dict[str, Callable[[Doc], Doc]] = {
+    "targets[].scaling": _order_replicas,
+    "targets[]": _one_quantile_source,
+}
 
 
 # ---------------------------------------------------------------------------------------
@@ -382,7 +393,12 @@ def mapping_at(doc: Doc, steps: list[Step]) -> Doc:
     """The mapping at ``steps``, creating empty groups on the way (an empty group is valid)."""
     node: Any = doc
     for step in steps:
-        node = node[step] if isinstance(step, int) else node.setdefault(step, {})
+        if isinstance(step, int):
+            node = node[step]
+            continue
+        if node.get(step) is None:  # absent, or a nullable group written as null
+            node[step] = {}
+        node = node[step]
     assert isinstance(node, dict)
     return node
 
@@ -461,11 +477,11 @@ def unknown_key_mutations(draw: st.DrawFn) -> Mutation:
 
 @st.composite
 def rule_mutations(draw: st.DrawFn) -> Mutation:
-    """A valid document that breaks one cross-field rule (empty/duplicate targets, min > max, seasons)."""
+    """A valid document that breaks one cross-field rule (empty/duplicate targets, min > max, seasons, cost)."""
     doc = draw(valid_docs(sparse=True))
     targets: list[Doc] = doc["targets"]
     i = draw(st.integers(0, len(targets) - 1))
-    rule = draw(st.sampled_from(["empty", "duplicate", "replicas", "resolution", "seasons"]))
+    rule = draw(st.sampled_from(["empty", "duplicate", "replicas", "resolution", "seasons", "cost"]))
     if rule == "empty":
         doc["targets"] = []
         return Mutation(doc, "targets", "empty targets")
@@ -476,7 +492,11 @@ def rule_mutations(draw: st.DrawFn) -> Mutation:
         hi: int = draw(st.integers(1, 99_999))
         targets[i]["scaling"] = {"minReplicas": draw(st.integers(hi + 1, 100_000)), "maxReplicas": hi}
         return Mutation(doc, f"targets[{i}].scaling.minReplicas", "minReplicas > maxReplicas")
-    forecast = targets[i].setdefault("forecast", {})
+    if rule == "cost":
+        targets[i]["cost"] = draw(valid_value(FIELDS["targets[].cost"]).filter(lambda c: c is not None))
+        mapping_at(targets[i], ["forecast"])["quantile"] = draw(valid_value(FIELDS["targets[].forecast.quantile"]))
+        return Mutation(doc, f"targets[{i}].cost", "cost and forecast.quantile both set")
+    forecast = mapping_at(targets[i], ["forecast"])
     if rule == "resolution":
         forecast["resolutionSeconds"] = draw(
             st.integers(*_int_range(FIELDS["targets[].forecast.resolutionSeconds"].meta)).filter(
