@@ -1,4 +1,4 @@
-"""The ``autoscaler`` command line: simulate, validate-policy, observe, run.
+"""The ``autoscaler`` command line: simulate, backtest, validate-policy, observe, run.
 
 Exit codes: 0 success, 1 runtime failure (e.g. a server unreachable at start-up),
 2 bad input (invalid policy, bad arguments). Errors are one clear line on stderr.
@@ -19,6 +19,8 @@ EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every subcommand."""
+    from autoscaler.sim.tradeoff import DEFAULT_QUANTILES
+
     parser = argparse.ArgumentParser(prog="autoscaler", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"autoscaler {__version__}")
     sub = parser.add_subparsers(dest="command")
@@ -40,8 +42,24 @@ def build_parser() -> argparse.ArgumentParser:
         "--policies", action="append", default=None, help="comma-separated subset of predictive,hpa,oracle,static"
     )
     sim.add_argument("--seed", type=int, default=7)
+    sim.add_argument(
+        "--tradeoff",
+        nargs="?",
+        const=",".join(f"{q:g}" for q in DEFAULT_QUANTILES),
+        default=None,
+        metavar="Q1,Q2,...",
+        help="also run the predictive policy at each forecast quantile (default 0.5,0.7,0.8,0.9,0.95,0.99) "
+        "and plot SLO attainment vs GPU node-hours",
+    )
     sim.add_argument("--no-progress", action="store_true")
     sim.add_argument("--no-plot", action="store_true")
+
+    from autoscaler import backtest
+
+    bt = sub.add_parser(
+        "backtest", help="replay a target's recorded history under each policy and compare with what happened"
+    )
+    backtest.configure_parser(bt)
 
     val = sub.add_parser("validate-policy", help="check a policy file and print every problem")
     val.add_argument("file", type=Path)
@@ -62,6 +80,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "simulate":
             return _simulate(args)
+        if args.command == "backtest":
+            from autoscaler import backtest
+
+            return backtest.run(args)
         if args.command == "validate-policy":
             return _validate(args)
         if args.command == "observe":
@@ -87,6 +109,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _simulate(args: argparse.Namespace) -> int:
+    from autoscaler.sim.tradeoff import parse_quantiles
     from autoscaler.simulate import EXAMPLE_POLICY, SimulateOptions, parse_policies, simulate
 
     options = SimulateOptions(
@@ -102,6 +125,7 @@ def _simulate(args: argparse.Namespace) -> int:
         seed=args.seed,
         progress=not args.no_progress,
         plot=not args.no_plot,
+        tradeoff=parse_quantiles(args.tradeoff) if args.tradeoff is not None else (),
     )
     simulate(options)
     return EXIT_OK

@@ -2,7 +2,9 @@
 
 Runs the predictive controller, the seed's reactive HPA, the perfect-foresight oracle and
 static peak provisioning on the same load and cluster, then prints the table, writes
-``result.json`` and ``simulation.png`` under ``--out``.
+``result.json`` and ``simulation.png`` under ``--out``. With ``--tradeoff`` it also runs the
+predictive policy at each given forecast quantile and draws the cost knob's trade-off curve
+(SLO attainment vs GPU node-hours, ``tradeoff.png``) with the HPA and oracle as references.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from autoscaler.sim.cluster import PRESETS
 from autoscaler.sim.engine import POLICIES, PolicyResult, Scenario, run_policy
 from autoscaler.sim.latency import LatencyModel
 from autoscaler.sim.report import format_table, plot, summaries, write_json
+from autoscaler.sim.tradeoff import format_tradeoff, plot_tradeoff, run_tradeoff, tradeoff_rows
 from autoscaler.traces import LoadTrace, load_trace
 
 EXAMPLE_POLICY = Path(__file__).parent / "policy" / "example-gpt2.yaml"
@@ -43,6 +46,8 @@ class SimulateOptions:
     seed: int = 7
     progress: bool = True
     plot: bool = True
+    tradeoff: tuple[float, ...] = ()
+    """Forecast quantiles to sweep for the trade-off curve (empty: no sweep)."""
 
 
 def prepare(options: SimulateOptions) -> tuple[Scenario, Target]:
@@ -75,12 +80,15 @@ def simulate(options: SimulateOptions, *, out: Any = sys.stdout) -> list[PolicyR
     scenario, target = prepare(options)
     load = scenario.load()
     steps = load.size
+    # The trade-off needs its reference points even when --policies leaves them out.
+    references = [n for n in ("hpa", "oracle") if options.tradeoff and n not in options.policies]
+    sweep = [q for q in options.tradeoff if not ("predictive" in options.policies and q == target.forecast.quantile)]
     bar = None
     if options.progress:
         from tqdm import tqdm
 
         bar = tqdm(
-            total=steps * len(options.policies),
+            total=steps * (len(options.policies) + len(references) + len(sweep)),
             unit="step",
             desc="simulating",
             file=sys.stderr,
@@ -93,10 +101,21 @@ def simulate(options: SimulateOptions, *, out: Any = sys.stdout) -> list[PolicyR
             bar.update(steps_done)
 
     results = [run_policy(name, scenario, target, load=load, progress=advance) for name in options.policies]
+    trade: list[dict[str, Any]] = []
+    trade_refs: list[dict[str, Any]] = []
+    if options.tradeoff:
+        extra = [run_policy(name, scenario, target, load=load, progress=advance) for name in references]
+        by_name = {r.name: r for r in (*results, *extra)}
+        known = {target.forecast.quantile: by_name["predictive"]} if "predictive" in by_name else {}
+        points = run_tradeoff(scenario, target, options.tradeoff, load=load, known=known, progress=advance)
+        trade = tradeoff_rows(points, gpus_per_replica=target.placeholders.gpus_per_pod)
+        oracle_hours = by_name["oracle"].gpu_node_hours
+        trade_refs = [by_name[n].summary(oracle_hours) for n in ("hpa", "oracle")]
     if bar is not None:
         bar.close()
     elapsed = time.perf_counter() - started
     rows = summaries(results)
+    runs = len(options.policies) + len(references) + len(sweep)
     sim_days = steps * scenario.dt / 86400.0
     title = (
         f"{scenario.trace.name}: {sim_days:.1f} simulated days, cold start {options.cold_start}, "
@@ -104,6 +123,9 @@ def simulate(options: SimulateOptions, *, out: Any = sys.stdout) -> list[PolicyR
     )
     print(title, file=out)
     print(format_table(rows), file=out)
+    if trade:
+        print(f"\ntrade-off (forecast quantile; policy {target.forecast.quantile:g}):", file=out)
+        print(format_tradeoff(trade, trade_refs), file=out)
     options.out.mkdir(parents=True, exist_ok=True)
     meta = {
         "trace": scenario.trace.name,
@@ -118,9 +140,10 @@ def simulate(options: SimulateOptions, *, out: Any = sys.stdout) -> list[PolicyR
         "quantile": target.forecast.quantile,
         "forecast_model": target.forecast.model,
         "wall_seconds": round(elapsed, 2),
-        "simulated_days_per_second": round(sim_days * len(options.policies) / elapsed, 2),
+        "simulated_days_per_second": round(sim_days * runs / elapsed, 2),
     }
-    write_json(options.out / "result.json", meta=meta, rows=rows)
+    write_json(options.out / "result.json", meta=meta, rows=rows, extra={"tradeoff": trade} if trade else None)
+    written = [options.out / "result.json"]
     if options.plot:
         plot(
             options.out / "simulation.png",
@@ -130,9 +153,17 @@ def simulate(options: SimulateOptions, *, out: Any = sys.stdout) -> list[PolicyR
             slo_seconds=target.slo.latency_seconds,
             per_replica=target.capacity.per_replica,
         )
+        written.append(options.out / "simulation.png")
+        if trade:
+            plot_tradeoff(
+                options.out / "tradeoff.png",
+                trade,
+                trade_refs,
+                title=f"{scenario.trace.name}, {sim_days:.1f} days: SLO attainment vs GPU node-hours per quantile",
+            )
+            written.append(options.out / "tradeoff.png")
     print(
-        f"wrote {options.out / 'result.json'}"
-        + (f" and {options.out / 'simulation.png'}" if options.plot else "")
+        f"wrote {' and '.join(str(p) for p in written)}"
         + f" ({elapsed:.1f} s, {meta['simulated_days_per_second']} simulated days/s)",
         file=out,
     )

@@ -82,8 +82,15 @@ class SimMetrics:
         return out
 
     def load_history(self, target: Target, *, start: float, end: float, step: float) -> Series:
-        """History before the simulation started (the trace), bucketed to ``step``."""
+        """History before the simulation started (the trace), bucketed to ``step``.
+
+        A trace coarser than ``step`` is upsampled by repetition (each point's mean load
+        holds over its whole interval), so timestamps stay true to the trace.
+        """
         h = self.history
+        if h.step > step:
+            ratio = max(1, round(h.step / step))
+            h = Series(start=h.start, step=h.step / ratio, values=np.repeat(h.values, ratio))
         factor = max(1, round(step / h.step))
         first = max(0, int(np.ceil((start - h.start) / h.step)))
         last = min(len(h.values), int((end - h.start) / h.step) + factor)

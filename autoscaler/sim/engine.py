@@ -174,6 +174,8 @@ def run_policy(
     loop_interval: float = 30.0,
     load: NDArray[np.float64] | None = None,
     progress: Callable[[int], None] | None = None,
+    initial_replicas: int | None = None,
+    label: str | None = None,
 ) -> PolicyResult:
     """Simulate one policy over the scenario.
 
@@ -184,6 +186,10 @@ def run_policy(
         loop_interval: Controller loop period in seconds.
         load: Pre-computed per-step load (shared between policies of one run).
         progress: Called with the number of steps done since the last call.
+        initial_replicas: Serving replicas ready at the start (a backtest starts from the
+            recorded count); default: what the first step's load needs.
+        label: Name of the result (e.g. ``candidate`` for a second predictive policy);
+            default ``name``.
 
     Returns:
         The policy's results and recorded series.
@@ -215,6 +221,8 @@ def run_policy(
         autoscaler = None
     else:
         initial = max(target.scaling.min_replicas, replicas_for(float(rates[0]), per_replica))
+        if initial_replicas is not None:
+            initial = max(target.scaling.min_replicas, min(target.scaling.max_replicas, initial_replicas))
         sim.bootstrap(serving=initial, now=start)
         if name == "hpa":
             autoscaler = ReactiveHPA(
@@ -277,7 +285,7 @@ def run_policy(
         _fill_forecast_series(autoscaler, rec, start, dt)
     end = start + steps * dt
     return PolicyResult(
-        name=name,
+        name=label or name,
         requests=float(traffic.arrivals.sum()),
         within_slo=within,
         failed=failed,

@@ -29,25 +29,50 @@ def summaries(results: Sequence[PolicyResult]) -> list[dict[str, Any]]:
     return [r.summary(oracle) for r in results]
 
 
-def format_table(rows: Sequence[Mapping[str, Any]]) -> str:
-    """A fixed-width text table of the summary rows."""
-    header = [title for _, title, _ in COLUMNS]
+Column = tuple[str, str, str]
+"""``(row key, title, format)`` of one table column."""
+
+
+def _cells(rows: Sequence[Mapping[str, Any]], columns: Sequence[Column]) -> list[list[str]]:
     body = []
     for row in rows:
         cells = []
-        for key, _, fmt in COLUMNS:
+        for key, _, fmt in columns:
             value = row.get(key)
             cells.append("-" if value is None else fmt.format(value))
         body.append(cells)
+    return body
+
+
+def format_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[Column] = COLUMNS) -> str:
+    """A fixed-width text table of the summary rows (a missing or ``None`` value prints ``-``)."""
+    header = [title for _, title, _ in columns]
+    body = _cells(rows, columns)
     widths = [max(len(h), *(len(r[i]) for r in body)) for i, h in enumerate(header)]
     lines = ["  ".join(h.rjust(w) for h, w in zip(header, widths, strict=True))]
     lines += ["  ".join(c.rjust(w) for c, w in zip(r, widths, strict=True)) for r in body]
     return "\n".join(lines)
 
 
-def write_json(path: Path, *, meta: Mapping[str, Any], rows: Sequence[Mapping[str, Any]]) -> None:
-    """Write the run's settings and summary rows."""
-    path.write_text(json.dumps({"meta": dict(meta), "results": list(rows)}, indent=2, default=str) + "\n")
+def format_markdown(rows: Sequence[Mapping[str, Any]], columns: Sequence[Column] = COLUMNS) -> str:
+    """The same table in Markdown (for issues, pull requests and reports)."""
+    header = [title for _, title, _ in columns]
+    rule = "|" + "|".join("---" if i == 0 else "---:" for i in range(len(header))) + "|"
+    lines = ["| " + " | ".join(header) + " |", rule]
+    lines += ["| " + " | ".join(cells) + " |" for cells in _cells(rows, columns)]
+    return "\n".join(lines)
+
+
+def write_json(
+    path: Path,
+    *,
+    meta: Mapping[str, Any],
+    rows: Sequence[Mapping[str, Any]],
+    extra: Mapping[str, Any] | None = None,
+) -> None:
+    """Write the run's settings and summary rows (and extra sections, e.g. the trade-off)."""
+    doc = {"meta": dict(meta), "results": list(rows), **(extra or {})}
+    path.write_text(json.dumps(doc, indent=2, default=str) + "\n")
 
 
 def plot(

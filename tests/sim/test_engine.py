@@ -57,3 +57,14 @@ def test_oracle_scales_ahead_of_a_known_step() -> None:
     step_index = int(HOUR / scenario.dt)
     assert result.series["ready"][step_index] >= 5, "replicas were ready before the load arrived"
     assert result.series["nodes"][step_index - int(600 / scenario.dt)] >= 5, "nodes were asked for early"
+
+
+def test_initial_replicas_and_label() -> None:
+    """A backtest starts a replay from the recorded replica count and names its result."""
+    scenario = Scenario(trace=step_trace(400.0, 400.0), warmup_seconds=HOUR, noise_sigma=0.0)
+    target = Target(namespace="llm", deployment="vllm")
+    result = run_policy("hpa", scenario, target, initial_replicas=5, label="recorded-start")
+    assert result.name == "recorded-start"
+    assert result.series["ready"][0] == 5
+    default = run_policy("hpa", scenario, target)
+    assert default.name == "hpa" and default.series["ready"][0] == 2  # what 400 req/s needs at 200/replica
