@@ -3,21 +3,44 @@
 A thin shell around :meth:`Controller.reconcile_once` (one cycle), in the style of KEDA's
 scale loop: an apscheduler interval job with ``max_instances=1`` (cycles never overlap),
 ``coalesce=True`` (no catch-up burst after a pause) and a bounded ``misfire_grace_time``.
-Each cycle first picks up a new policy generation (accepted updates only), then acts only
-if this replica is the leader. SIGTERM stops the scheduler after the running cycle ends.
+Each cycle first picks up a new policy generation (accepted updates only), narrowed to this
+controller's shard when one is configured (:mod:`autoscaler.sharding`: re-evaluated every
+cycle, so relabelled Deployments and unreadable ones are followed without a new generation),
+then acts only if this replica is the leader. SIGTERM stops the scheduler after the running
+cycle ends.
+
+Besides the cycle's decisions, the service exports what the control loop cannot see about
+itself: failed metrics queries and unknown decision signals by error kind (a metrics
+source such as Prometheus reports an outage as unknown values, never by raising), and
+clock jumps — the controller's clock stepping against the monotonic clock between two
+cycles by more than :data:`CLOCK_JUMP_TOLERANCE_SECONDS` (logged as ``clock_jump``).
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from typing import Any
+from typing import Any, Protocol
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from autoscaler.controller import Controller, CycleResult
+from autoscaler.controller import Controller, CycleResult, TargetResult
+from autoscaler.core.types import Observation
+from autoscaler.policy.schema import Policy
 from autoscaler.ports import LeaderElector, PolicySource
 from autoscaler.telemetry import Health, Telemetry
+
+#: A step of the controller clock against the monotonic clock above this between two cycles
+#: is reported as a clock jump (NTP slews are far smaller; staleness needs >= 10 s).
+CLOCK_JUMP_TOLERANCE_SECONDS = 10.0
+
+
+class Scope(Protocol):
+    """Narrows a policy to the targets this controller owns (a shard), before the Controller sees it."""
+
+    def select(self, policy: Policy, generation: int) -> Policy:
+        """The policy with only this controller's targets (may read the cluster; must not raise)."""
+        ...
 
 
 class AlwaysLeader:
@@ -43,8 +66,21 @@ class Service:
         telemetry: Telemetry,
         health: Health,
         log: Any,
+        scope: Scope | None = None,
     ) -> None:
+        """Wire the service.
+
+        Args:
+            controller: Runs one cycle.
+            policy_source: The policy in force and its generation.
+            elector: Whether this replica may act.
+            telemetry: Metrics.
+            health: Liveness/readiness state.
+            log: structlog-style logger.
+            scope: This controller's shard, applied to every policy (``None`` = all targets).
+        """
         self.controller = controller
+        self.scope = scope
         self.policy_source = policy_source
         self.elector = elector
         self.telemetry = telemetry
@@ -56,6 +92,17 @@ class Service:
         self._next_scheduled: float | None = None
         self._lock = threading.Lock()
         self._was_leader = False
+        #: (controller time, monotonic time) at the start of the last reconcile.
+        self._last_times: tuple[float, float] | None = None
+        previous = controller.on_result
+
+        def on_result(result: TargetResult, observation: Observation | None) -> None:
+            if observation is not None:
+                telemetry.record_observation(result.target, observation)
+            if previous is not None:
+                previous(result, observation)
+
+        controller.on_result = on_result
 
     def cycle(self, *, scheduled: float | None = None) -> CycleResult | None:
         """One cycle: follow the policy, then reconcile if leading. Never raises.
@@ -81,8 +128,13 @@ class Service:
                     self.log.info("standby", reason="another replica holds the lease")
                     self.health.cycle_done()
                     return None
+                monotonic = time.monotonic()
                 result = self.controller.reconcile_once()
+                self._check_clock(result.time, monotonic)
                 self.telemetry.record_cycle(result, started=started, scheduled=scheduled)
+                loop = getattr(self.controller.metrics, "last_loop", None)
+                if loop is not None and getattr(loop, "time", None) == result.time:
+                    self.telemetry.record_metrics_loop(dict(getattr(loop, "failed", {})))
                 for key in (t.key for t in self.controller.policy.targets):
                     self._export_forecast(key, result.time)
                 self.health.cycle_done()
@@ -92,9 +144,32 @@ class Service:
                 self.log.error("cycle_failed", error=repr(exc), exc_info=True)
                 return None
 
+    def _check_clock(self, now: float, monotonic: float) -> None:
+        """Report a step of the controller clock against the monotonic clock since the last cycle."""
+        last, self._last_times = self._last_times, (now, monotonic)
+        if last is None:
+            return
+        jump = (now - last[0]) - (monotonic - last[1])
+        if abs(jump) <= CLOCK_JUMP_TOLERANCE_SECONDS:
+            return
+        self.telemetry.record_clock_jump(jump)
+        self.log.warning(
+            "clock_jump",
+            kind="clock_jump",
+            direction="forward" if jump > 0 else "backward",
+            seconds=round(jump, 3),
+            previous_cycle_time=last[0],
+            cycle_time=now,
+        )
+
     def _follow_policy(self) -> None:
         policy, generation = self.policy_source.current()
-        if generation == self.generation:
+        if self.scope is not None:
+            # Every cycle: shard membership can change without a new generation.
+            policy = self.scope.select(policy, generation)
+            if generation == self.generation and policy == self.controller.policy:
+                return
+        elif generation == self.generation:
             return
         self.controller.set_policy(policy)
         self.generation = generation

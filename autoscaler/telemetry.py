@@ -2,7 +2,8 @@
 
 Operators watch the controller the way they watch everything else: Prometheus scrapes
 ``/metrics`` (forecast mean and upper quantile per target and horizon, desired replicas
-and placeholders, decisions by reason, loop duration and lateness, errors by kind,
+and placeholders, decisions by reason, loop duration and lateness, errors by kind
+(including failed metrics queries), unknown decision signals by kind, clock jumps,
 leader status, policy generation). ``/healthz`` says the process is alive; ``/readyz``
 says a cycle completed recently (or, for a standby replica, that it is following).
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -18,6 +20,10 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from autoscaler.controller import CycleResult
+from autoscaler.core.types import Observation
+
+#: Snapshot signals ``decide`` reads: an unknown one is counted in ``autoscaler_metrics_problems``.
+DECISION_SIGNALS = ("load", "waiting", "latency_mean", "latency_quantile")
 
 
 class Telemetry:
@@ -71,6 +77,24 @@ class Telemetry:
         self.forecast_model = Gauge(
             "autoscaler_forecast_model_info", "Forecast model in use (value 1).", (*labels, "model"), registry=r
         )
+        self.metrics_query_failures = Counter(
+            "autoscaler_metrics_query_failures",
+            "Metrics-source queries that failed, by signal and error kind.",
+            ("signal", "kind"),
+            registry=r,
+        )
+        self.metrics_problems = Counter(
+            "autoscaler_metrics_problems",
+            "Cycles in which a signal the decision uses was unknown, by signal and error kind.",
+            (*labels, "signal", "kind"),
+            registry=r,
+        )
+        self.clock_jumps = Counter(
+            "autoscaler_clock_jumps",
+            "Steps of the controller clock against the monotonic clock between two cycles.",
+            ("direction",),
+            registry=r,
+        )
 
     def record_cycle(self, cycle: CycleResult, *, started: float, scheduled: float | None) -> None:
         """Export one cycle's decisions, errors and timing."""
@@ -109,6 +133,31 @@ class Telemetry:
                     self.writes.labels(ns, name, "replicas").inc()
                 if result.applied.wrote_placeholders:
                     self.writes.labels(ns, name, "placeholders").inc()
+
+    def record_metrics_loop(self, failed: Mapping[str, str]) -> None:
+        """Export the metrics source's failed queries of one cycle (signal -> error kind).
+
+        Every failed query counts in ``autoscaler_metrics_query_failures``; each distinct kind
+        counts once per cycle in ``autoscaler_errors`` (a source that never raises, such as
+        Prometheus, would otherwise leave an outage out of the error count).
+        """
+        for signal, kind in failed.items():
+            self.metrics_query_failures.labels(signal, kind).inc()
+        for kind in sorted(set(failed.values())):
+            self.errors.labels(kind).inc()
+
+    def record_observation(self, key: str, observation: Observation) -> None:
+        """Count the decision signals a target's observation lacked, by error kind."""
+        problems = observation.metrics.problems
+        ns, name = key.split("/", 1)
+        for signal in DECISION_SIGNALS:
+            kind = problems.get(signal)
+            if kind is not None:
+                self.metrics_problems.labels(ns, name, signal, kind).inc()
+
+    def record_clock_jump(self, seconds: float) -> None:
+        """Count a step of the controller clock (positive: forward)."""
+        self.clock_jumps.labels("forward" if seconds > 0 else "backward").inc()
 
     def record_forecast_mean(self, key: str, horizon: str, value: float | None) -> None:
         """Export the forecast mean at a horizon (the quantile comes with the decision)."""

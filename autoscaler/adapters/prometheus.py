@@ -62,7 +62,7 @@ class _BearerToken:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self._stamp: tuple[int, int, int] | None = None
-        self._token = ""
+        self._token = ""  # nosec B105 - empty until the token file is read
 
     def header(self) -> dict[str, str]:
         """``{"Authorization": "Bearer …"}`` with the file's current token.
@@ -120,6 +120,16 @@ class PrometheusClient:
         """Release the HTTP connections."""
         self._prom.close()
 
+    @property
+    def _server_timeout(self) -> str:
+        """The server-side query timeout as a Prometheus duration.
+
+        Whole milliseconds: Prometheus durations take no fractions ("1.5s" is refused with
+        HTTP 400, which would fail every query of a controller run with a fractional
+        ``--prometheus-timeout``).
+        """
+        return f"{max(1, round(self.timeout_seconds * 1000))}ms"
+
     def instant(self, name: str, expr: str, *, at: float) -> list[Sample]:
         """An instant query.
 
@@ -135,7 +145,7 @@ class PrometheusClient:
             MetricsUnavailable: no answer, 5xx, an auth failure or a malformed body.
             MetricsInvalid: Prometheus rejected the query (4xx).
         """
-        params = {"time": f"{at:.3f}", "timeout": f"{self.timeout_seconds:g}s"}
+        params = {"time": f"{at:.3f}", "timeout": self._server_timeout}
         result = self._call(name, lambda: self._prom.custom_query(expr, params=params))
         try:
             return [
@@ -163,7 +173,7 @@ class PrometheusClient:
             MetricsUnavailable: as :meth:`instant`.
             MetricsInvalid: as :meth:`instant` (e.g. more than 11,000 points).
         """
-        params = {"timeout": f"{self.timeout_seconds:g}s"}
+        params = {"timeout": self._server_timeout}
         result = self._call(
             name,
             lambda: self._prom.custom_query_range(

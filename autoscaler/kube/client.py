@@ -93,9 +93,14 @@ def translate(exc: BaseException, what: str) -> ActuationError:
         if status == 0 or status >= 500 or status == 429:
             return ClusterUnavailable(message)
         return InvalidRequest(message)
-    if isinstance(exc, urllib3.exceptions.TimeoutError):
-        return ClusterUnavailable(f"{what}: API server timed out ({type(exc).__name__})")
-    return ClusterUnavailable(f"{what}: API server unreachable ({type(exc).__name__}: {exc})"[:_MAX_MESSAGE])
+    # urllib3 wraps the transport failure in MaxRetryError once its (single) retry is spent;
+    # name the failure itself, so a read timeout is not reported as an unreachable server.
+    # (NewConnectionError, e.g. "connection refused", subclasses ConnectTimeoutError.)
+    cause = exc.reason if isinstance(exc, urllib3.exceptions.MaxRetryError) and exc.reason is not None else exc
+    timed_out = isinstance(cause, urllib3.exceptions.TimeoutError)
+    if timed_out and not isinstance(cause, urllib3.exceptions.NewConnectionError):
+        return ClusterUnavailable(f"{what}: API server timed out ({type(cause).__name__}: {cause})"[:_MAX_MESSAGE])
+    return ClusterUnavailable(f"{what}: API server unreachable ({type(cause).__name__}: {cause})"[:_MAX_MESSAGE])
 
 
 #: Exceptions a client call can raise for transport reasons (besides ``ApiException``).

@@ -6,8 +6,12 @@ with ``kubectl scale``, an HPA, a second controller replica during a hand-over).
 
 * **Serving replicas are written only through the scale subresource**
   (``deployments/scale``), with the ``resourceVersion`` that was read: if anyone changed the
-  Deployment since, the API server answers 409; the write is retried once on a fresh read
-  and otherwise given up until the next loop (:class:`~autoscaler.errors.Conflict`).
+  Deployment since, the API server answers 409. The Deployment is then re-read: while its
+  ``spec.replicas`` is still the value the decision was made from (only status or metadata
+  moved, e.g. the Deployment controller updating the status), the write is retried with the
+  fresh ``resourceVersion``, at most :data:`SCALE_WRITE_ATTEMPTS` writes in all. When someone
+  else changed ``spec.replicas`` the decision no longer applies, and when the attempts run out,
+  the write is given up until the next loop (:class:`~autoscaler.errors.Conflict`).
 * **Nothing is written when nothing changes** — not the replicas, not the placeholder
   Deployment, not the HPA, and no Event.
 * **An HPA on the Deployment** owns the replicas: ``coexist`` sets its ``minReplicas``
@@ -45,6 +49,9 @@ from autoscaler.kube.hpa import HpaInfo
 from autoscaler.logs import get_logger
 from autoscaler.policy.schema import Target
 from autoscaler.ports import ApplyResult
+
+#: Most PATCHes of ``deployments/scale`` per apply while 409s only report status/metadata writes.
+SCALE_WRITE_ATTEMPTS = 4
 
 #: Node labels that announce GPUs before the device plugin advertises ``nvidia.com/gpu``.
 _GPU_NODE_LABELS = ("nvidia.com/gpu.present", "nvidia.com/gpu.count", "nvidia.com/gpu.product")
@@ -295,7 +302,8 @@ class KubeCluster:
             What was written, refused and noticed.
 
         Raises:
-            Conflict: the Deployment (or HPA, or placeholder Deployment) changed concurrently
+            Conflict: the Deployment's replicas changed concurrently or kept conflicting (see
+                :meth:`_apply_scale`), or the HPA or placeholder Deployment changed concurrently
                 twice; nothing more is tried until the next loop.
             ActuationError: (other subclasses) a write failed.
         """
@@ -333,29 +341,55 @@ class KubeCluster:
         self._written[target.key] = obs.spec_replicas  # report each edit once
 
     def _apply_scale(self, target: Target, *, obs: _Observed, decision: Decision) -> bool:
-        """Write serving replicas through the scale subresource; on a 409 re-read and retry once."""
+        """Write serving replicas through the scale subresource, retrying 409s while the decision holds.
+
+        A 409 means the Deployment changed since our read. It is re-read: if ``spec.replicas``
+        already is the decided value, nothing is left to do; if it is still the value the
+        decision was made from, only status or metadata moved and the write is retried with
+        the fresh ``resourceVersion`` (at most :data:`SCALE_WRITE_ATTEMPTS` writes); if someone
+        else set another value, the decision was made from a state that no longer exists and
+        is dropped (the next loop decides from the new value).
+
+        Raises:
+            Conflict: the replicas changed concurrently, or every attempt met a 409.
+            ActuationError: (other subclasses) a read or write failed.
+        """
         ns, name, want = target.namespace, target.deployment, decision.replicas
         current = obs.spec_replicas
         if current == want:
             self._written[target.key] = want
             return False
-        try:
-            self._patch_scale(ns=ns, name=name, replicas=want, resource_version=obs.scale_resource_version)
-        except Conflict:
-            self.log.info("scale_conflict", target=target.key)
-            # The Deployment's resourceVersion is its scale's. Re-read the Deployment (not the
-            # scale: a separate path, so a fault proxy can fault the scale writes alone).
-            fresh = self._json(
-                self.api.call(self.api.apps.read_namespaced_deployment, name, ns, what=f"read deployment {ns}/{name}")
-            )
-            current = int((fresh.get("spec") or {}).get("replicas") or 0)
-            if current == want:
-                self._written[target.key] = want
-                return False
-            # A second 409 propagates: give up until the next loop.
-            self._patch_scale(
-                ns=ns, name=name, replicas=want, resource_version=str(fresh["metadata"]["resourceVersion"])
-            )
+        resource_version = obs.scale_resource_version
+        attempt = 1
+        while True:
+            try:
+                self._patch_scale(ns=ns, name=name, replicas=want, resource_version=resource_version)
+                break
+            except Conflict as exc:
+                self.log.info("scale_conflict", target=target.key, attempt=attempt, kind=exc.kind)
+                # The Deployment's resourceVersion is its scale's. Re-read the Deployment (not the
+                # scale: a separate path, so a fault proxy can fault the scale writes alone).
+                fresh = self._json(
+                    self.api.call(
+                        self.api.apps.read_namespaced_deployment, name, ns, what=f"read deployment {ns}/{name}"
+                    )
+                )
+                now = int((fresh.get("spec") or {}).get("replicas") or 0)
+                if now == want:
+                    self._written[target.key] = want
+                    return False
+                if now != current:
+                    raise Conflict(
+                        f"patch deployments/scale {ns}/{name}: replicas changed concurrently "
+                        f"({current} -> {now}) while writing {want}; deciding again next loop"
+                    ) from exc
+                if attempt >= SCALE_WRITE_ATTEMPTS:
+                    raise Conflict(
+                        f"patch deployments/scale {ns}/{name}: {attempt} writes met HTTP 409; "
+                        "giving up until the next loop"
+                    ) from exc
+                attempt += 1
+                resource_version = str(fresh["metadata"]["resourceVersion"])
         self._written[target.key] = want
         self.events.emit(
             obs.ref,

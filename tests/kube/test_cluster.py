@@ -15,7 +15,7 @@ from kubernetes.client import ApiClient
 
 from autoscaler.errors import Conflict
 from autoscaler.kube.client import KubeApi
-from autoscaler.kube.cluster import KubeCluster
+from autoscaler.kube.cluster import SCALE_WRITE_ATTEMPTS, KubeCluster
 from autoscaler.kube.placeholders import MANAGED_BY, MANAGED_BY_LABEL, TARGET_LABEL
 from tests.cluster.node_agent import GPU_RESOURCE, NodeAgent
 from tests.prom.faultproxy import FaultProxy
@@ -88,10 +88,11 @@ def test_scale_goes_through_subresource_and_nothing_is_written_without_change(
     assert (rv(apps, ns=namespace, name="web"), rv(apps, ns=namespace, name="web-capacity")) == before
 
 
-def test_conflict_is_retried_once_then_given_up(
+def test_conflict_is_retried_while_the_spec_is_unchanged_then_given_up(
     apps: kubernetes.client.AppsV1Api, namespace: str, proxy: FaultProxy, via_proxy: KubeApi
 ) -> None:
-    """A 409 on the scale write is retried once on a fresh read; two 409s raise Conflict and change nothing."""
+    """A 409 on the scale write is retried on a fresh read while the replicas we decided from
+    still stand; SCALE_WRITE_ATTEMPTS 409s in a row raise Conflict and change nothing."""
     apps.create_namespaced_deployment(namespace, serving_deployment("web", 1))
     settled_rv(apps, ns=namespace, name="web")
     target = make_target(namespace, placeholders={"enabled": False})
@@ -112,16 +113,16 @@ def test_conflict_is_retried_once_then_given_up(
     assert cluster.apply(target, make_decision(target, replicas=3, current_replicas=2)).wrote_replicas
     assert apps.read_namespaced_deployment_scale("web", namespace).spec.replicas == 3
 
-    # 409 twice: Conflict, no crash, nothing changed; the next cycle succeeds.
+    # 409 on every attempt: Conflict, no crash, nothing changed; the next cycle succeeds.
     cluster.read(target)
     generation = apps.read_namespaced_deployment("web", namespace).metadata.generation
     proxy.reset_counts()
-    proxy.status(409, b'{"kind":"Status","code":409,"reason":"Conflict"}', only_paths=r"/scale$", times=2)
+    proxy.status(409, b'{"kind":"Status","code":409,"reason":"Conflict"}', only_paths=r"/scale$", times=SCALE_WRITE_ATTEMPTS)
     with pytest.raises(Conflict):
         cluster.apply(target, make_decision(target, replicas=4, current_replicas=3))
     assert apps.read_namespaced_deployment("web", namespace).metadata.generation == generation
     assert apps.read_namespaced_deployment_scale("web", namespace).spec.replicas == 3
-    assert proxy.faulted[scale_path] == 2
+    assert proxy.faulted[scale_path] == SCALE_WRITE_ATTEMPTS
     cluster.read(target)
     assert cluster.apply(target, make_decision(target, replicas=4, current_replicas=3)).wrote_replicas
     assert apps.read_namespaced_deployment_scale("web", namespace).spec.replicas == 4
