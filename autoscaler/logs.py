@@ -1,13 +1,18 @@
 """structlog configuration: one JSON object per line in the cluster, readable on a terminal.
 
 Every decision is one event (``decision``) with bound fields, never prose, so operators
-can ``kubectl logs | jq`` dry-run decisions. A redaction processor drops anything that
-looks like a credential before rendering.
+can ``kubectl logs | jq`` dry-run decisions. Two processors keep credentials out of the
+logs before rendering: :func:`redact` replaces the value of any credential-like key, and
+:func:`scrub` (after exceptions are formatted, so tracebacks are covered too) masks
+``Bearer <token>`` wherever it appears inside a string value — e.g. in an error message that
+echoes a request's headers — as defence in depth behind the adapters, which already never
+put tokens in their messages.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import sys
 from collections.abc import MutableMapping
 from typing import Any
@@ -15,6 +20,11 @@ from typing import Any
 import structlog
 
 _SECRET_KEYS = ("token", "authorization", "password", "secret", "bearer")
+#: A bearer credential inside free text: the scheme is kept, the credential masked. 16+ characters
+#: (service-account JWTs and random tokens are far longer), so prose like "bearer token file" stays.
+_CREDENTIAL = re.compile(r"(?i)\b(bearer)(\s+|%20)[A-Za-z0-9._~+/=-]{16,}")
+#: Nesting depth scrubbed inside dicts/lists (decision events nest two levels).
+_MAX_DEPTH = 6
 
 
 def redact(_logger: Any, _method: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
@@ -22,6 +32,27 @@ def redact(_logger: Any, _method: str, event: MutableMapping[str, Any]) -> Mutab
     for key in list(event):
         if any(s in key.lower() for s in _SECRET_KEYS):
             event[key] = "***"
+    return event
+
+
+def _scrub_value(value: Any, depth: int) -> Any:
+    if isinstance(value, str):
+        return _CREDENTIAL.sub(r"\1\2***", value) if value else value
+    if depth >= _MAX_DEPTH:
+        return value
+    if isinstance(value, dict):
+        return {k: _scrub_value(v, depth + 1) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_scrub_value(v, depth + 1) for v in value]
+    if isinstance(value, tuple):
+        return tuple(_scrub_value(v, depth + 1) for v in value)
+    return value
+
+
+def scrub(_logger: Any, _method: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    """structlog processor: mask ``Bearer <credential>`` inside string values (nested up to 6 levels)."""
+    for key, value in event.items():
+        event[key] = _scrub_value(value, 0)
     return event
 
 
@@ -58,6 +89,7 @@ def configure(*, fmt: str = "json", level: str = "info", stream: Any = None) -> 
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             redact,
             structlog.processors.format_exc_info,
+            scrub,
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(getattr(logging, level.upper(), logging.INFO)),

@@ -2,9 +2,12 @@
 
 The only place that picks implementations: Prometheus for metrics, the Kubernetes API for
 the cluster (a dry-run wraps it so nothing is written), a ConfigMap or a file for the
-policy, a Lease for leader election. Start-up problems (no Prometheus, no RBAC, a bad
-kubeconfig or policy) are found here, before the loop starts, and end the process with
-one clear line and a non-zero exit code.
+policy, a Lease for leader election, and — with ``--shard-namespaces``/``--shard-selector`` —
+a :class:`~autoscaler.sharding.ShardScope` that narrows every policy to this controller's
+shard before the Controller sees it (see ``docs/sharding.md``). Start-up problems (no
+Prometheus, no RBAC, a bad kubeconfig, policy or shard selector, a shard without its own
+Lease) are found here, before the loop starts, and end the process with one clear line and
+a non-zero exit code.
 """
 
 from __future__ import annotations
@@ -24,7 +27,11 @@ from autoscaler.logs import configure, get_logger
 from autoscaler.policy.schema import Policy
 from autoscaler.ports import LeaderElector, PolicySource
 from autoscaler.service import AlwaysLeader, Service
+from autoscaler.sharding import Shard, ShardScope, parse_shard
 from autoscaler.telemetry import Health, Telemetry, serve
+
+#: The Lease of an unsharded controller (and of deploy/rbac.yaml).
+DEFAULT_LEASE = "gpu-predictive-autoscaler"
 
 
 class SystemClock:
@@ -53,7 +60,12 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--listen", default="0.0.0.0:8080", help="/metrics, /healthz, /readyz (host:port)")
     parser.add_argument("--leader-election", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--lease-namespace", default=None, help="default: the policy ConfigMap's namespace")
-    parser.add_argument("--lease-name", default="gpu-predictive-autoscaler")
+    parser.add_argument("--lease-name", default=None,
+                        help=f"default: {DEFAULT_LEASE}; required (and different) with a shard")
+    parser.add_argument("--shard-namespaces", metavar="NS[,NS...]", default=None,
+                        help="act only on targets in these namespaces (see docs/sharding.md)")
+    parser.add_argument("--shard-selector", metavar="SELECTOR", default=None,
+                        help="act only on targets whose Deployment labels match, e.g. 'team=x,tier in (a,b)'")
     parser.add_argument("--identity", default=None, help="default: $POD_NAME or the hostname")
     parser.add_argument("--log-format", choices=("json", "console"), default="json")
     parser.add_argument("--log-level", default="info")
@@ -70,6 +82,12 @@ def run(args: argparse.Namespace) -> int:
     from autoscaler.kube.cluster import KubeCluster
     from autoscaler.kube.placeholders import SUFFIX as PLACEHOLDER_SUFFIX
 
+    elect = args.leader_election and not args.once
+    shard = parse_shard(args.shard_namespaces, args.shard_selector)
+    lease_name = _lease_name(args, shard, elect=elect)
+    lease_namespace = _lease_namespace(args) if elect else None
+    if shard is not None:
+        log.info("shard", **shard.describe(), lease=f"{lease_namespace}/{lease_name}" if elect else None)
     try:
         api = connect(kubeconfig=args.kubeconfig, context=args.context)
     except ConfigError:
@@ -77,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
     except Exception as exc:
         raise ConfigError("kubeconfig", f"cannot load {args.kubeconfig or 'the kubeconfig'}: {exc}") from exc
     policy_source = _policy_source(args, api, telemetry, log)
-    policy, _ = policy_source.current()
+    full_policy, generation = policy_source.current()
     metrics = PrometheusSource(
         args.prometheus_url,
         bearer_token_file=args.prometheus_bearer_token_file,
@@ -88,21 +106,37 @@ def run(args: argparse.Namespace) -> int:
         log=get_logger(component="prometheus"),
     )
     cluster = KubeCluster(api, log=get_logger(component="kube"))
-    _check_prometheus(metrics, policy, args.prometheus_url)
+    # Prometheus is checked with every target: its queries are batched for all of them anyway,
+    # and a shard that owns nothing yet must still fail fast on a wrong URL.
+    _check_prometheus(metrics, full_policy, args.prometheus_url)
+    scope: ShardScope | None = None
+    policy = full_policy
+    if shard is not None:
+        scope = ShardScope(shard, api, lease_namespace=lease_namespace, lease_name=lease_name,
+                           log=get_logger(component="shard"))
+        policy = scope.select(full_policy, generation, strict=True)
     _check_cluster(cluster, policy, log)
     mode: Mode | None = "dry-run" if args.dry_run else None
     controller = Controller(policy=policy, metrics=metrics, cluster=cluster, clock=SystemClock(),
                             mode_override=mode, log=log)
-    elector = _elector(args, api, log) if args.leader_election and not args.once else AlwaysLeader()
+    elector: LeaderElector = AlwaysLeader()
+    if lease_namespace is not None:  # set exactly when electing
+        from autoscaler.kube.leader import LeaseElector
+
+        identity = args.identity or os.environ.get("POD_NAME") or socket.gethostname()
+        elector = LeaseElector(api, namespace=lease_namespace, name=lease_name, identity=identity, log=log,
+                               metadata=scope.lease_metadata if scope is not None else None).start()
     health = Health(max_cycle_age=max(120.0, 4 * policy.loop_interval_seconds))
     service = Service(controller=controller, policy_source=policy_source, elector=elector,
-                      telemetry=telemetry, health=health, log=log)
+                      telemetry=telemetry, health=health, log=log, scope=scope)
     if args.once:
         result = service.cycle()
         _stop_source(policy_source)
         return 0 if result is not None and result.metrics_error is None else 1
     host, _, port = args.listen.rpartition(":")
-    server = serve(telemetry=telemetry, health=health, host=host or "0.0.0.0", port=int(port))  # noqa: S104
+    # All interfaces by default: kubelet probes and Prometheus reach the pod IP (deploy/networkpolicy.yaml
+    # limits who may); only /metrics, /healthz and /readyz are served, read-only. --listen narrows it.
+    server = serve(telemetry=telemetry, health=health, host=host or "0.0.0.0", port=int(port))  # noqa: S104 # nosec B104
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     try:
@@ -135,16 +169,34 @@ def _stop_source(source: PolicySource) -> None:
         stop()
 
 
-def _elector(args: argparse.Namespace, api: Any, log: Any) -> LeaderElector:
-    from autoscaler.kube.leader import LeaseElector
-
-    namespace = args.lease_namespace
+def _lease_namespace(args: argparse.Namespace) -> str:
+    """``--lease-namespace``, else the policy ConfigMap's namespace."""
+    namespace: str | None = args.lease_namespace
     if namespace is None and args.policy_configmap:
         namespace = args.policy_configmap.partition("/")[0]
-    if namespace is None:
+    if not namespace:
         raise ConfigError("--lease-namespace", "required with --policy and leader election on")
-    identity = args.identity or os.environ.get("POD_NAME") or socket.gethostname()
-    return LeaseElector(api, namespace=namespace, name=args.lease_name, identity=identity, log=log).start()
+    return namespace
+
+
+def _lease_name(args: argparse.Namespace, shard: Shard | None, *, elect: bool) -> str:
+    """The Lease: ``--lease-name``, :data:`DEFAULT_LEASE` without a shard.
+
+    A shard must name its own Lease explicitly (and the name goes into the RBAC Role's
+    ``resourceNames``): shards sharing one Lease would take turns instead of running side
+    by side, which a copied Deployment keeping ``--lease-name=gpu-predictive-autoscaler``
+    would silently do.
+    """
+    name: str | None = args.lease_name
+    if shard is None or not elect:
+        return name or DEFAULT_LEASE
+    if not name or name == DEFAULT_LEASE:
+        raise ConfigError(
+            "--lease-name",
+            f"a shard needs its own Lease: pass --lease-name with a name other than {DEFAULT_LEASE!r}, "
+            "e.g. gpu-predictive-autoscaler-<shard> (see docs/sharding.md)",
+        )
+    return name
 
 
 def _check_prometheus(metrics: Any, policy: Policy, url: str) -> None:

@@ -18,6 +18,9 @@ client-go's ``leaderelection`` reduced to what we need:
   before anyone else may take over.
 * **Release** on :meth:`LeaseElector.stop`: holder emptied and ``leaseDurationSeconds: 1``, so
   the standby takes over on its next retry instead of waiting for expiry.
+* **Metadata**: an optional ``metadata`` callback gives labels and annotations the holder
+  writes with every create and renewal (sharding publishes its claimed targets there, see
+  :mod:`autoscaler.sharding`); it rides on the writes that happen anyway, costing no call.
 
 Time comes from an injectable monotonic ``clock``; :meth:`LeaseElector.step` runs one
 attempt, so tests can drive two electors deterministically without threads.
@@ -28,7 +31,7 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -58,6 +61,7 @@ class LeaseElector:
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         log: Any = None,
+        metadata: Callable[[], tuple[Mapping[str, str], Mapping[str, str]]] | None = None,
     ) -> None:
         """Configure (not start) an elector.
 
@@ -72,6 +76,8 @@ class LeaseElector:
             clock: Monotonic seconds, for expiry and deadlines.
             wall_clock: Wall time written into ``acquireTime``/``renewTime`` (informational).
             log: structlog-style logger.
+            metadata: Returns ``(labels, annotations)`` merged into the Lease's metadata on
+                every create and renewal while we hold it (e.g. a shard's claimed targets).
 
         Raises:
             ValueError: unless ``lease_duration > renew_deadline > retry_period > 0``.
@@ -90,6 +96,7 @@ class LeaseElector:
         self.clock = clock
         self.wall_clock = wall_clock
         self.log = log if log is not None else get_logger(component="leader", identity=identity)
+        self.metadata = metadata
         self._lock = threading.Lock()
         self._leader = False
         self._renewed_at = -math.inf
@@ -171,6 +178,25 @@ class LeaseElector:
             "leaseTransitions": transitions,
         }
 
+    def _merge_metadata(self, meta: dict[str, Any]) -> dict[str, Any]:
+        """``meta`` with the ``metadata`` callback's labels and annotations merged in.
+
+        A failing callback must not cost the Lease (leadership would flap): it is logged
+        and the metadata is written unchanged.
+        """
+        if self.metadata is None:
+            return meta
+        try:
+            labels, annotations = self.metadata()
+        except Exception as exc:  # any bug in the callback: keep leading, report it
+            self.log.warning("lease_metadata_failed", lease=f"{self.namespace}/{self.name}", error=repr(exc))
+            return meta
+        return {
+            **meta,
+            "labels": {**(meta.get("labels") or {}), **labels},
+            "annotations": {**(meta.get("annotations") or {}), **annotations},
+        }
+
     def _try_acquire_or_renew(self) -> None:
         now = self.clock()
         what = f"lease {self.namespace}/{self.name}"
@@ -182,7 +208,7 @@ class LeaseElector:
             body = {
                 "apiVersion": "coordination.k8s.io/v1",
                 "kind": "Lease",
-                "metadata": {"name": self.name, "namespace": self.namespace},
+                "metadata": self._merge_metadata({"name": self.name, "namespace": self.namespace}),
                 "spec": self._spec(acquire_time=micro_time(self.wall_clock()), transitions=0),
             }
             try:
@@ -212,6 +238,7 @@ class LeaseElector:
             acquire_time=micro_time(acquire_time),
             transitions=transitions if ours else transitions + 1,
         )
+        lease["metadata"] = self._merge_metadata(lease.get("metadata") or {})
         try:
             self.api.call(
                 self.api.coordination.replace_namespaced_lease, self.name, self.namespace, lease, what=f"update {what}"
