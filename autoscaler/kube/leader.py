@@ -120,6 +120,9 @@ class LeaseElector:
         if self._thread is not None:
             raise RuntimeError("elector already started")
         self._stop.clear()
+        # Synchronously, so the first cycle already knows whether it leads (otherwise it
+        # stands by for a whole loop interval after every start).
+        self.step()
         self._thread = threading.Thread(target=self._run, name=f"lease-{self.name}", daemon=True)
         self._thread.start()
         return self
@@ -155,10 +158,8 @@ class LeaseElector:
 
     # -------------------------------------------------------------------------- internals
     def _run(self) -> None:
-        while True:
+        while not self._stop.wait(self.retry_period):
             self.step()
-            if self._stop.wait(self.retry_period):
-                return
 
     def _set_leader(self, leader: bool, *, renewed_at: float | None = None) -> None:
         with self._lock:
