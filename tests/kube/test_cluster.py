@@ -117,7 +117,8 @@ def test_conflict_is_retried_while_the_spec_is_unchanged_then_given_up(
     cluster.read(target)
     generation = apps.read_namespaced_deployment("web", namespace).metadata.generation
     proxy.reset_counts()
-    proxy.status(409, b'{"kind":"Status","code":409,"reason":"Conflict"}', only_paths=r"/scale$", times=SCALE_WRITE_ATTEMPTS)
+    conflict = b'{"kind":"Status","code":409,"reason":"Conflict"}'
+    proxy.status(409, conflict, only_paths=r"/scale$", times=SCALE_WRITE_ATTEMPTS)
     with pytest.raises(Conflict):
         cluster.apply(target, make_decision(target, replicas=4, current_replicas=3))
     assert apps.read_namespaced_deployment("web", namespace).metadata.generation == generation
