@@ -21,13 +21,33 @@ from typing import Any, Literal
 from autoscaler.core.capacity import LearnedCapacity
 from autoscaler.core.decide import decide
 from autoscaler.core.forecast_view import ForecastView
-from autoscaler.core.types import Decision, DecisionRecord, MetricsSnapshot, Observation
+from autoscaler.core.types import ClusterState, Decision, DecisionRecord, MetricsSnapshot, Observation
 from autoscaler.errors import AutoscalerError, MetricsError
 from autoscaler.forecasting import TargetForecaster
 from autoscaler.policy.schema import Policy, Target
 from autoscaler.ports import ApplyResult, Clock, Cluster, MetricsSource
+from autoscaler.shadow import TargetShadow
 
 Mode = Literal["dry-run", "enforce"]
+
+#: Shadow scoring demotes the automatic selection's model when the coverage of its upper
+#: quantile over the last day falls this far below the quantile (0.9 -> under 0.8) ...
+DEMOTE_COVERAGE_TOLERANCE = 0.1
+#: ... on at least this many scored points (each bucket is scored by every forecast
+#: covering it, ~8 at the default horizon, so 96 points is about a dozen buckets, an hour).
+DEMOTE_MIN_POINTS = 96
+
+#: CPU seconds per cycle that owed forecast work (stand-ins for targets without a
+#: forecast, updates on completed buckets) may always use, even when the policy's
+#: ``fit_budget_seconds`` is smaller; beyond it (and the budget) that work waits a cycle.
+#: 1 s covers several hundred targets' stand-ins or updates (1-2 ms each), so smaller
+#: fleets never wait.
+OWED_WORK_SECONDS = 1.0
+
+#: A target's next fit is expected to cost up to this much more than its last: fit CPU
+#: varies with the optimiser's iterations and with garbage collections (0.25-0.65 s
+#: measured for the same 'auto' selection at 1,000 targets).
+FIT_COST_MARGIN = 1.5
 
 
 class NullLog:
@@ -53,6 +73,8 @@ class TargetResult:
     dry_run: bool = True
     error: AutoscalerError | None = None
     duration_seconds: float = 0.0
+    #: The model the automatic selection dropped this cycle for under-forecasting, if any.
+    demoted_model: str | None = None
 
 
 @dataclass
@@ -65,12 +87,24 @@ class CycleResult:
 
 
 @dataclass
+class _Step:
+    """One target's progress through a cycle."""
+
+    target: Target
+    snapshot: MetricsSnapshot
+    result: TargetResult
+    cluster: ClusterState | None = None
+    seconds: float = 0.0  # wall time spent on this target in the first pass
+
+
+@dataclass
 class _TargetState:
     forecaster: TargetForecaster
     history: deque[DecisionRecord] = field(default_factory=lambda: deque(maxlen=4096))
     capacity: LearnedCapacity | None = None
     seeded: bool = False
     last: Decision | None = None
+    shadow: TargetShadow | None = None
 
 
 class Controller:
@@ -98,7 +132,9 @@ class Controller:
         self.forecast_source = forecast_source
         self.policy = policy
         self._state: dict[str, _TargetState] = {}
-        self._fit_spent = 0.0
+        #: CPU seconds of the latest fit of any target, keyed by whether it was a model
+        #: selection: the cost assumed for a target that has not had such a fit yet.
+        self._fit_seconds: dict[bool, float] = {}
         self.set_policy(policy)
 
     def set_policy(self, policy: Policy) -> None:
@@ -119,6 +155,14 @@ class Controller:
                 state.forecaster = TargetForecaster(target, horizon_seconds=horizon)
                 if previous.series is not None and previous.step == state.forecaster.step:
                     state.forecaster.seed(previous.series)
+                state.shadow = None
+            if state.shadow is None:
+                state.shadow = TargetShadow(
+                    quantile=target.forecast.quantile,
+                    step=float(target.forecast.resolution_seconds),
+                    lead_seconds=target.cold_start.total_seconds + policy.loop_interval_seconds,
+                    max_gap_seconds=2 * policy.loop_interval_seconds,
+                )
             if target.capacity.learn and state.capacity is None:
                 state.capacity = LearnedCapacity(
                     policy_value=target.capacity.per_replica,
@@ -137,9 +181,46 @@ class Controller:
         cold = target.cold_start
         return cold.total_seconds * 1.5 + policy.loop_interval_seconds + target.forecast.resolution_seconds
 
-    def _fit_priority(self, target: Target) -> tuple[bool, float]:
-        fc = self._state[target.key].forecaster
-        return (fc.model is not None, fc.last_fit if fc.last_fit is not None else float("-inf"))
+    def _forecast(self, forecasters: list[TargetForecaster], now: float) -> None:
+        """Refresh the forecasts of this cycle within a CPU budget, so no cycle runs long.
+
+        Owed work comes first: the stand-in (seasonal-naive fallback) of each target
+        without a forecast, then the updates of targets with completed buckets, the
+        longest waiting first. It may use ``fit_budget_seconds``, and at least
+        `OWED_WORK_SECONDS` (a zero fit budget disables refits, not forecasting);
+        beyond that it waits for the next cycle, except that an update is deferred at
+        most to its bucket's last cycle, so every target conditions on every bucket
+        before the next one completes. What is left of ``fit_budget_seconds`` goes to due
+        refits, the most overdue first, each only if its expected cost fits in what is
+        left, so a refit does not overshoot the budget by a whole fit: `FIT_COST_MARGIN`
+        times that target's last fit of the same kind (model selection or refit), else
+        the latest of any target, else half the budget. A refit expected to take more
+        than the whole budget runs alone, in a cycle with nothing else to do.
+        """
+        budget = self.policy.fit_budget_seconds
+        next_loop = now + self.policy.loop_interval_seconds
+        spent = 0.0
+        owed = [fc for fc in forecasters if fc.prediction is None or fc.stale_since is not None]
+        owed.sort(key=lambda fc: (fc.prediction is not None, fc.stale_since or 0.0))
+        for fc in owed:
+            if spent < max(budget, OWED_WORK_SECONDS) or (fc.prediction is not None and fc.bucket_due(next_loop)):
+                spent += _timed_refresh(fc, now, allow_fit=False)
+        due = [fc for fc in forecasters if fc.fit_due(now)]
+        due.sort(key=lambda fc: fc.last_fit if fc.last_fit is not None else float("-inf"))
+        for fc in due:
+            left = budget - spent
+            if left <= 0:
+                break
+            selects = fc.next_fit_selects()
+            known = fc.fit_seconds.get(selects, self._fit_seconds.get(selects))
+            expected = budget / 2 if known is None else FIT_COST_MARGIN * known
+            if expected > left and (spent > 0 or expected <= budget):
+                continue
+            spent += _timed_refresh(fc, now, allow_fit=True)
+            if selects in fc.fit_seconds:
+                self._fit_seconds[selects] = fc.fit_seconds[selects]
+        for fc in forecasters:
+            fc.fit_deferred = fc.fit_due(now)
 
     def is_dry_run(self, target: Target) -> bool:
         """Whether this target's decisions are only logged."""
@@ -150,16 +231,24 @@ class Controller:
         """The forecasting state of a target (for observability and tests)."""
         return self._state[key].forecaster
 
+    def shadow(self, key: str) -> TargetShadow | None:
+        """A target's shadow scores (``None`` before its first cycle)."""
+        return self._state[key].shadow
+
     def last_decision(self, key: str) -> Decision | None:
         """The most recent decision for a target."""
         return self._state[key].last
 
     def reconcile_once(self, now: float | None = None) -> CycleResult:
-        """Run one cycle for every target. Never raises for a per-target failure."""
+        """Run one cycle for every target. Never raises for a per-target failure.
+
+        Three passes, so the forecast work can be budgeted across targets before any
+        decision uses it: read each target's cluster state and observe its load, refresh
+        the forecasts (:meth:`_forecast`), then decide and act per target.
+        """
         now = self.clock.now() if now is None else now
         cycle = CycleResult(time=now)
-        # The most overdue refits first, so a spent fit budget defers the least overdue ones.
-        targets = sorted(self.policy.targets, key=self._fit_priority)
+        targets = self.policy.targets
         snapshots: Mapping[str, MetricsSnapshot]
         try:
             snapshots = self.metrics.observe(targets, now)
@@ -167,48 +256,96 @@ class Controller:
             cycle.metrics_error = exc
             self.log.warning("metrics_unavailable", error=str(exc), kind=exc.kind)
             snapshots = {}
-        self._fit_spent = 0.0
+        steps = []
         for target in targets:
             started = time.perf_counter()
             snapshot = snapshots.get(target.key) or MetricsSnapshot(
                 time=now, problems={"load": cycle.metrics_error.kind if cycle.metrics_error else "missing"}
             )
             result = TargetResult(target=target.key, dry_run=self.is_dry_run(target))
-            observation: Observation | None = None
+            step = _Step(target=target, snapshot=snapshot, result=result)
             try:
-                observation = self._reconcile_target(target, snapshot, now, result)
+                step.cluster = self._observe_target(target, snapshot, now)
             except AutoscalerError as exc:
-                result.error = exc
-                self.log.warning("target_failed", target=target.key, error=str(exc), kind=exc.kind)
-            result.duration_seconds = time.perf_counter() - started
-            cycle.results.append(result)
+                self._failed(step.result, exc)
+            step.seconds = time.perf_counter() - started
+            steps.append(step)
+        started = time.perf_counter()
+        if self.forecast_source is None:
+            self._forecast([self._state[s.target.key].forecaster for s in steps if s.cluster is not None], now)
+        shared = (time.perf_counter() - started) / max(1, len(steps))  # the forecast pass, split evenly
+        for step in steps:
+            started = time.perf_counter()
+            observation: Observation | None = None
+            if step.cluster is not None:
+                try:
+                    observation = self._decide_target(step.target, step.snapshot, step.cluster, now, step.result)
+                except AutoscalerError as exc:
+                    self._failed(step.result, exc)
+            step.result.duration_seconds = step.seconds + shared + time.perf_counter() - started
+            cycle.results.append(step.result)
             if self.on_result is not None:
-                self.on_result(result, observation)
+                self.on_result(step.result, observation)
         return cycle
 
-    def _reconcile_target(
-        self, target: Target, snapshot: MetricsSnapshot, now: float, result: TargetResult
-    ) -> Observation:
+    def _score_forecast(self, target: Target, state: _TargetState, now: float) -> str | None:
+        """Score the buckets completed since last cycle; demote a model that keeps under-forecasting."""
+        fc, shadow = state.forecaster, state.shadow
+        assert shadow is not None  # noqa: S101  # nosec B101 - checked by the caller
+        shadow.after_forecast(fc.series, fc.prediction, now=now)
+        served = fc.prediction.model if fc.prediction is not None else None
+        if target.forecast.model != "auto" or served is None:
+            return None
+        if not shadow.forecasts.under_forecasting(
+            served, min_points=DEMOTE_MIN_POINTS, tolerance=DEMOTE_COVERAGE_TOLERANCE
+        ):
+            return None
+        demoted = fc.demote_selected(now)
+        if demoted is not None:
+            score = shadow.forecasts.scores()[served]
+            self.log.warning(
+                "model_demoted",
+                target=target.key,
+                model=demoted,
+                served=served,
+                coverage=round(score.coverage, 3),
+                points=score.points,
+                quantile=target.forecast.quantile,
+            )
+        shadow.forecasts.forget(served)
+        return demoted
+
+    def _failed(self, result: TargetResult, exc: AutoscalerError) -> None:
+        result.error = exc
+        self.log.warning("target_failed", target=result.target, error=str(exc), kind=exc.kind)
+
+    def _observe_target(self, target: Target, snapshot: MetricsSnapshot, now: float) -> ClusterState:
+        """Read the target's cluster state, seed it on its first cycle, and bucket its load."""
         state = self._state[target.key]
         cluster_state = self.cluster.read(target)
-        observation = Observation(metrics=snapshot, cluster=cluster_state)
-        fc = state.forecaster
         if not state.seeded:
             self._seed(target, state, now, cluster_state.spec_replicas, cluster_state.placeholder_replicas)
-        fresh = (
+        if self.forecast_source is None:
+            state.forecaster.observe(now, snapshot.load if self._fresh(target, snapshot, now) else None)
+        return cluster_state
+
+    @staticmethod
+    def _fresh(target: Target, snapshot: MetricsSnapshot, now: float) -> bool:
+        return (
             snapshot.newest_sample_time is None
             or now - snapshot.newest_sample_time <= target.scaling.stale_after_seconds
         )
-        forecast: ForecastView | None
-        if self.forecast_source is None:
-            completed = fc.observe(now, snapshot.load if fresh else None)
-            cpu = time.process_time()
-            fc.refresh(now, bucket_completed=completed, allow_fit=self._fit_spent < self.policy.fit_budget_seconds)
-            self._fit_spent += time.process_time() - cpu
-            forecast = fc.view(now)
-        else:
-            forecast = self.forecast_source(target, now)
-        if state.capacity is not None and fresh:
+
+    def _decide_target(
+        self, target: Target, snapshot: MetricsSnapshot, cluster_state: ClusterState, now: float, result: TargetResult
+    ) -> Observation:
+        state = self._state[target.key]
+        observation = Observation(metrics=snapshot, cluster=cluster_state)
+        source = self.forecast_source
+        forecast: ForecastView | None = state.forecaster.view(now) if source is None else source(target, now)
+        if source is None and state.shadow is not None:
+            result.demoted_model = self._score_forecast(target, state, now)
+        if state.capacity is not None and self._fresh(target, snapshot, now):
             self._learn_capacity(state.capacity, target, snapshot, cluster_state.ready_replicas)
         lead_times = self.metrics.lead_times(target, now) if target.cold_start.learn else None
         decision = decide(
@@ -223,6 +360,11 @@ class Controller:
         )
         state.history.append(decision.record())
         self._prune(state, target, now)
+        if state.shadow is not None:
+            slo = target.slo
+            state.shadow.after_decision(
+                decision, observation, slo_seconds=slo.latency_seconds, signal=slo.latency_signal
+            )
         state.last = decision
         result.decision = decision
         if result.dry_run:
@@ -292,3 +434,10 @@ def _observation_dict(observation: Observation) -> dict[str, Any]:
         out["problems"] = dict(m.problems)
     out.update({f"cluster_{k}": v for k, v in c.__dict__.items() if v is not None})
     return out
+
+
+def _timed_refresh(fc: TargetForecaster, now: float, *, allow_fit: bool) -> float:
+    """Refresh one forecast; returns the process CPU seconds it took."""
+    started = time.process_time()
+    fc.refresh(now, allow_fit=allow_fit)
+    return time.process_time() - started

@@ -5,21 +5,27 @@ Fitting is the expensive part (see ``benchmarks/``), so it runs on a cadence
 with fixed parameters. History comes from the metrics source on start-up, so a restarted
 controller forecasts as well as one that never stopped; new observations are bucketed in
 memory between loads, and a bucket with no valid sample is NaN (a gap), never zero.
+The controller decides, within its per-cycle CPU budget, when each target refits or
+updates; an update left for a later cycle is remembered (``stale_since``) and the
+previous prediction, which covers 1.5 cold starts, is served meanwhile.
 """
 
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass
 
 import numpy as np
 
 from autoscaler.core.forecast_view import PredictionView
 from autoscaler.policy.schema import SEASONS, Target
+from models.auto import AutoSelector
 from models.base import Forecaster, Prediction
 from models.errors import ForecastError
 from models.linear import LinearTrend
 from models.registry import build_forecaster
+from models.residual import CALIBRATION_ORIGINS
 from models.series import Series
 
 #: Tried in order when the configured model cannot fit: the fallback always exists.
@@ -52,9 +58,16 @@ class TargetForecaster:
         self._model_type: str | None = None
         self.prediction: Prediction | None = None
         self.last_fit: float | None = None
-        #: True when the last refresh skipped a due refit for lack of fit budget.
+        #: True when a due refit is waiting for fit budget (set by the controller each cycle).
         self.fit_deferred = False
         self.last_error: str | None = None
+        #: CPU seconds of the last fit of the configured model, keyed by whether it was a
+        #: model selection (see `next_fit_selects`): the controller admits a refit only
+        #: when that much of the loop's work budget is left.
+        self.fit_seconds: dict[bool, float] = {}
+        #: Time the oldest bucket the prediction does not reflect yet completed (None: up
+        #: to date); a loop out of budget leaves the update to a later loop.
+        self.stale_since: float | None = None
         self._bucket_start: float | None = None
         self._bucket_sum = 0.0
         self._bucket_n = 0
@@ -72,6 +85,7 @@ class TargetForecaster:
         self._bucket_start = self.series.end + self.step
         self.model = None
         self.prediction = None
+        self.stale_since = None
 
     def observe(self, now: float, load: float | None) -> bool:
         """Add one observation at ``now``; returns True when a bucket completed.
@@ -82,6 +96,8 @@ class TargetForecaster:
         """
         if self._bucket_start is None:
             self._bucket_start = math.floor(now / self.step) * self.step
+        elif now < self._bucket_start - self.step:
+            self._rewind(now)
         completed = False
         while now >= self._bucket_start + self.step:
             value = self._bucket_sum / self._bucket_n if self._bucket_n else math.nan
@@ -89,10 +105,50 @@ class TargetForecaster:
             self._bucket_start += self.step
             self._bucket_sum, self._bucket_n = 0.0, 0
             completed = True
+        if completed and self.stale_since is None:
+            self.stale_since = now
         if load is not None and math.isfinite(load) and load >= 0:
             self._bucket_sum += load
             self._bucket_n += 1
         return completed
+
+    def _rewind(self, now: float) -> None:
+        """Follow a clock that went back more than a bucket, if no real load was seen "ahead".
+
+        Buckets filled while the clock ran ahead hold no sample (the metrics source has
+        none from the future): they are dropped and the model is rebuilt from the real
+        history (the stand-in at once, the refit when the budget allows), so the forecast
+        covers the present again. Buckets that do hold load were measured, under a wrong
+        clock: they are kept and the bucket clock waits for real time to catch up.
+        """
+        keep_until = math.floor(now / self.step) * self.step
+        series = self.series
+        first_ahead = 0 if series is None else max(0, math.ceil((keep_until - series.start) / self.step))
+        # The bucket of ``now`` itself was closed early by the jump (partial, but real):
+        # it is dropped with the rest and collected again; later ones must be empty.
+        if self._bucket_n or (series is not None and np.isfinite(series.values[first_ahead + 1 :]).any()):
+            return
+        if series is not None:
+            kept = series.values[:first_ahead]
+            self.series = Series(start=series.start, step=self.step, values=kept) if len(kept) else None
+        self._bucket_start = keep_until
+        self._bucket_sum, self._bucket_n = 0.0, 0
+        self.model, self.prediction, self.last_fit, self.stale_since = None, None, None, None
+
+    def demote_selected(self, now: float) -> str | None:
+        """Drop the automatic selection's current model for under-forecasting live traffic.
+
+        The selector ranks it last for a day and the next fit (due at once) reselects
+        among the others. Returns the demoted candidate, or ``None`` when the model is
+        not an automatic selection.
+        """
+        model = self.model
+        if not isinstance(model, AutoSelector) or model.selected is None or self.series is None:
+            return None
+        name = model.selected
+        model.demote(name, until=self.series.end + model.reselect_seconds)
+        self.last_fit = None
+        return name
 
     def _append(self, start: float, value: float) -> None:
         if self.series is None or len(self.series) == 0:
@@ -101,38 +157,73 @@ class TargetForecaster:
         gap = round((start - self.series.end) / self.step) - 1
         pad = [math.nan] * max(0, gap)
         values = np.concatenate([self.series.values, pad, [value]])[-self.capacity :]
+        values.flags.writeable = False  # handed over: Series shares it instead of copying
         new_start = start - (len(values) - 1) * self.step
         self.series = Series(start=new_start, step=self.step, values=values)
 
-    def refresh(self, now: float, *, bucket_completed: bool, allow_fit: bool = True) -> None:
-        """Refit on the cadence, otherwise update state when a bucket completed.
+    def bucket_due(self, now: float) -> bool:
+        """Whether observing at ``now`` completes a bucket (the model will need an update)."""
+        return self._bucket_start is not None and now >= self._bucket_start + self.step
 
-        The configured model is tried first, then the seasonal-naive and naive fallbacks,
-        so a target always gets a forecast once it has any history. With ``allow_fit``
-        false (the loop's fit budget is spent) a due refit waits for a later loop; a
-        target with no model yet gets the cheap fallbacks meanwhile. Never raises: a
-        model failure is recorded in ``last_error``.
-        """
-        if self.series is None or not np.isfinite(self.series.values).any():
-            return
+    def fit_due(self, now: float) -> bool:
+        """Whether the configured model is due for a (re)fit at ``now``."""
+        if self.series is None:
+            return False
         interval = self.target.forecast.refit_interval_seconds
         if self.model is None:
             # Until a model fits (short history), retry every bucket rather than hourly.
             interval = min(interval, int(self.step))
-        due = self.last_fit is None or now - self.last_fit >= interval
+        return self.last_fit is None or now - self.last_fit >= interval
+
+    def next_fit_selects(self) -> bool:
+        """Whether the next fit runs a model selection ('auto' backtest), not just a refit.
+
+        A selection costs several times a refit, so the two are budgeted apart.
+        """
+        configured = self.target.forecast.model
+        if self.model is None or self._model_type != configured:
+            return configured == "auto"
+        return isinstance(self.model, AutoSelector) and self.series is not None and self.model.reselects(self.series)
+
+    def refresh(self, now: float, *, bucket_completed: bool = False, allow_fit: bool = True) -> None:
+        """Refit on the cadence, otherwise update state when the series has new buckets.
+
+        The configured model is tried first, then the seasonal-naive and naive fallbacks,
+        so a target always gets a forecast once it has any history. With ``allow_fit``
+        false (the loop's fit budget is spent) a due refit waits for a later loop; a
+        target with no model yet gets the cheap fallbacks meanwhile. A caller out of
+        budget may also leave an update for a later loop by not calling this: the
+        previous prediction covers 1.5 cold starts, and ``stale_since`` remembers the
+        update is owed. Never raises: a model failure is recorded in ``last_error``.
+
+        Args:
+            now: Current time (unix seconds).
+            bucket_completed: Treat the model as stale even if ``observe`` did not say so
+                (a freshly seeded forecaster).
+            allow_fit: Whether a due (re)fit may run now.
+        """
+        if self.series is None or not np.isfinite(self.series.values).any():
+            return
+        stale = bucket_completed or self.stale_since is not None
+        due = self.fit_due(now)
         self.fit_deferred = due and not allow_fit
         try:
             if due and allow_fit:
+                selects = self.next_fit_selects()
+                started = time.process_time()
                 self.model = self._fit_with_fallback()
                 self.last_fit = now
+                if self._model_type == self.target.forecast.model:
+                    self.fit_seconds[selects] = time.process_time() - started
             elif self.model is None:
                 if not self.fit_deferred:
                     return
                 self.model = self._fit_with_fallback(FALLBACK_MODELS)  # cheap stand-in until budget allows
-            elif bucket_completed:
+            elif stale:
                 self.model = self.model.update(self.series)
             elif self.prediction is not None:
                 return
+            self.stale_since = None
             if self.model is None:
                 self.prediction = None
                 return
@@ -152,12 +243,16 @@ class TargetForecaster:
         window = self.target.forecast.trend_guard_points
         if window < 2 or self.series is None:
             return prediction
+        upper = tuple(q for q in prediction.quantiles if q > 0.5)
+        if not upper:
+            return prediction
         try:
-            trend = LinearTrend(window).fit(self.series).predict(len(prediction.mean), tuple(prediction.quantiles))
+            trend = LinearTrend(window).fit(_recent(self.series, CALIBRATION_ORIGINS + window))
+            trend_prediction = trend.predict(len(prediction.mean), upper)
         except (ForecastError, ValueError):
             return prediction
         quantiles = {
-            q: np.maximum(values, trend.quantiles[q]) if q > 0.5 else values
+            q: np.maximum(values, trend_prediction.quantiles[q]) if q > 0.5 else values
             for q, values in prediction.quantiles.items()
         }
         return Prediction(
@@ -215,3 +310,17 @@ class TargetForecaster:
             last_fit=self.last_fit,
             last_error=self.last_error,
         )
+
+
+def _recent(series: Series, points: int) -> Series:
+    """The last ``points`` of ``series``, reaching back to a known value if they start in a gap.
+
+    A linear trend over the last few buckets and its calibration errors over the last
+    ``CALIBRATION_ORIGINS`` origins depend only on this much history; starting on a known
+    value gives gap filling the same neighbours as on the whole series.
+    """
+    first = max(0, len(series) - points)
+    if not math.isfinite(series.values[first]):
+        known = np.flatnonzero(np.isfinite(series.values[:first]))
+        first = int(known[-1]) if known.size else first
+    return series.tail(len(series) - first)

@@ -81,6 +81,8 @@ class AutoSelector(Forecaster):
         self.scores: dict[str, float] = {}
         self._model: Forecaster | None = None
         self._warm_floor: float | None = None
+        #: Candidate -> history end (timestamp) until which it is ranked last (see `demote`).
+        self._demoted: dict[str, float] = {}
 
     def min_history(self) -> int:
         """The smallest need among the candidates."""
@@ -115,12 +117,13 @@ class AutoSelector(Forecaster):
             raise InsufficientHistory("the series has no finite value")
         first = int(np.argmax(finite))
         history = series.tail(len(series) - first)
-        eligible = frozenset(c for c, need in self._min_history.items() if need <= int(finite.sum()))
-        if self._refit_winner_only(history, eligible):
+        eligible = self._eligible(int(finite.sum()))
+        if not self._reselection_due(history.end, eligible) and self._refit_winner_only(history):
             return self
         self._selected_at = (history.end, eligible)
         self.scores = self._backtest(history)
-        ranking = sorted(self.scores, key=self.scores.__getitem__)
+        self._demoted = {c: until for c, until in self._demoted.items() if until > history.end}
+        ranking = sorted(self.scores, key=lambda c: (c in self._demoted, self.scores[c]))
         if not ranking:
             total = int(finite.sum())
             usable = [n for n, need in self._min_history.items() if need <= total]
@@ -137,13 +140,40 @@ class AutoSelector(Forecaster):
             raise InsufficientHistory(f"no candidate can fit {int(finite.sum())} finite points")
         raise ModelFitError(f"every candidate failed to fit: {ranking}")
 
-    def _refit_winner_only(self, history: Series, eligible: frozenset[str]) -> bool:
-        """Refit the current winner without a new backtest when a reselection is not due."""
+    def reselects(self, series: Series) -> bool:
+        """Whether `fit(series)` would run a new backtest rather than refit the winner.
+
+        A backtest costs several times a refit; the controller budgets its work per loop
+        with this.
+        """
+        finite = np.isfinite(series.values)
+        return self._reselection_due(series.end, self._eligible(int(finite.sum())))
+
+    def _eligible(self, finite_points: int) -> frozenset[str]:
+        """The candidates whose minimum history `finite_points` meets."""
+        return frozenset(c for c, need in self._min_history.items() if need <= finite_points)
+
+    def _reselection_due(self, end: float, eligible: frozenset[str]) -> bool:
+        """No selection yet, other candidates eligible, or `reselect_seconds` of new history."""
         if self.selected is None or self._selected_at is None:
-            return False
+            return True
         selected_end, selected_eligible = self._selected_at
-        if eligible != selected_eligible or history.end - selected_end >= self.reselect_seconds:
-            return False
+        return eligible != selected_eligible or end - selected_end >= self.reselect_seconds
+
+    def demote(self, candidate: str, *, until: float) -> None:
+        """Rank ``candidate`` last until the history reaches ``until``; the next fit reselects.
+
+        Live (shadow) scoring calls this when the served model keeps under-forecasting:
+        a backtest on the past can favour a model that no longer fits the traffic.
+        """
+        if candidate not in self._factories:
+            raise ValueError(f"unknown candidate {candidate!r}")
+        self._demoted[candidate] = until
+        self._selected_at = None
+
+    def _refit_winner_only(self, history: Series) -> bool:
+        """Refit the current winner without a new backtest; False if it fails to fit."""
+        assert self.selected is not None  # noqa: S101 - a selection exists when not due
         try:
             self._model = self._factories[self.selected]().fit(history)
         except ForecastError:

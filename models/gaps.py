@@ -54,7 +54,7 @@ def _fill_seasonal(y: NDArray[np.float64], start: int, end: int, season: int) ->
 
 
 def fill_gaps(values: NDArray[np.float64], *, season: int | None = None) -> NDArray[np.float64]:
-    """A copy of `values` with every NaN (or inf) replaced by a plausible load value.
+    """`values` with every NaN (or inf) replaced by a plausible load value.
 
     Gaps are filled in time order, each one: from one season back plus the level shift
     measured next to the gap (when `season` is given and a season of data precedes it),
@@ -66,15 +66,18 @@ def fill_gaps(values: NDArray[np.float64], *, season: int | None = None) -> NDAr
         season: Season length in points, or None for non-seasonal filling.
 
     Returns:
-        A finite float64 array of the same length.
+        A finite float64 array of the same length: `values` itself when it is a float64
+        array without a gap (models share their history window instead of copying it;
+        do not write to the result), else a filled copy.
 
     Raises:
         InsufficientHistory: If `values` has no finite value at all.
     """
-    y = np.array(values, dtype=np.float64)
+    y = np.asarray(values, dtype=np.float64)
     missing = ~np.isfinite(y)
     if not missing.any():
         return y
+    y = y.copy()
     if missing.all():
         raise InsufficientHistory("the series has no finite value")
     y[missing] = np.nan

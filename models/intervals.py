@@ -10,7 +10,7 @@ Gaussian is used only where too few errors support the requested tail.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from statistics import NormalDist
 
 import numpy as np
@@ -63,8 +63,30 @@ def fallback_sigma(history: NDArray[np.float64], floor: float) -> float:
     return max(float(np.std(rel)), 1e-3)
 
 
+def _sorted_quantiles(
+    ordered: NDArray[np.float64], counts: NDArray[np.int64], q: NDArray[np.float64]
+) -> NDArray[np.float64]:
+    """Row-wise quantiles of the first ``counts[h]`` values of each sorted row ``h``.
+
+    The arithmetic is that of `np.quantile`'s default (linear) method, so the result is
+    bit-for-bit what calling it on each row's finite values gives.
+    """
+    rows = np.arange(ordered.shape[0])
+    top = np.maximum(counts - 1, 0)
+    virtual = top * q
+    previous = np.floor(virtual).astype(np.intp)
+    above = virtual >= top
+    previous = np.where(above, top, previous)
+    following = np.where(above, top, np.minimum(previous + 1, top))
+    gamma = np.where(above, 0.0, virtual - previous)
+    a, b = ordered[rows, previous], ordered[rows, following]
+    diff = b - a
+    result: NDArray[np.float64] = np.where(gamma >= 0.5, b - diff * (1 - gamma), a + diff * gamma)
+    return result
+
+
 def relative_offsets(
-    errors: NDArray[np.float64], levels: Sequence[float], *, sigma1: float
+    errors: NDArray[np.float64], levels: Sequence[float], *, sigma1: Callable[[], float]
 ) -> dict[float, NDArray[np.float64]]:
     """Quantile offsets per level and horizon step, in units of the error scale.
 
@@ -73,28 +95,43 @@ def relative_offsets(
     `MIN_TAIL_ERRORS` errors lie beyond it; otherwise a normal quantile with the
     column's mean and standard deviation, or with `sigma1 * sqrt(h)` for < 2 errors.
 
+    Every prediction runs this (each target, each bucket), so all columns share one sort
+    and the empirical quantiles are read from it with `np.quantile`'s own arithmetic
+    (same values, ~10x cheaper than a call per column and level); only the rare columns
+    with too few errors take the per-column normal path.
+
     Args:
         errors: Shape (n_origins, horizon): (actual - forecast) / scale, NaN if unknown.
+            Sorted fastest when stored step-major (a transposed C-order array), as
+            `ResidualModel` passes them.
         levels: Quantile levels in (0, 1).
-        sigma1: One-step relative spread used when a column has almost no errors.
+        sigma1: The one-step relative spread used when a column has almost no errors
+            (e.g. `fallback_sigma`); called only then.
 
     Returns:
         Level -> offsets of shape (horizon,) to multiply by the forecast's scale and add.
     """
     horizon = errors.shape[1]
-    out = {float(q): np.zeros(horizon) for q in levels}
+    finite = np.isfinite(errors)
+    counts = finite.sum(axis=0)
+    # Row h holds column h's finite errors in ascending order, then the unknown ones.
+    unknown_as_nan = errors if not np.isinf(errors).any() else np.where(finite, errors, np.nan)
+    ordered = np.sort(unknown_as_nan.T, axis=1)  # NaN sorts last
+    n = counts.astype(np.float64)
+    per_point = np.maximum(n, 1.0)
     normal = NormalDist()
-    for h in range(horizon):
-        column = errors[:, h]
-        column = column[np.isfinite(column)]
-        n = column.size
-        for q, row in out.items():
-            tail = min(q, 1.0 - q)
-            if n * tail >= MIN_TAIL_ERRORS:
-                adjusted = q * (n + 1) / n if q >= 0.5 else 1.0 - (1.0 - q) * (n + 1) / n
-                row[h] = float(np.quantile(column, min(max(adjusted, 0.0), 1.0)))
-            elif n >= 2:
+    out: dict[float, NDArray[np.float64]] = {}
+    for q in (float(level) for level in levels):
+        empirical = n * min(q, 1.0 - q) >= MIN_TAIL_ERRORS
+        row = np.zeros(horizon)
+        if empirical.any():
+            adjusted = q * (per_point + 1) / per_point if q >= 0.5 else 1.0 - (1.0 - q) * (per_point + 1) / per_point
+            row = np.where(empirical, _sorted_quantiles(ordered, counts, np.clip(adjusted, 0.0, 1.0)), 0.0)
+        for h in np.flatnonzero(~empirical):
+            if counts[h] >= 2:
+                column = errors[finite[:, h], h]
                 row[h] = float(column.mean()) + normal.inv_cdf(q) * float(column.std(ddof=1))
             else:
-                row[h] = normal.inv_cdf(q) * sigma1 * math.sqrt(h + 1)
+                row[h] = normal.inv_cdf(q) * sigma1() * math.sqrt(h + 1)
+        out[q] = row
     return out

@@ -44,6 +44,10 @@ class LinearTrend(ResidualModel):
         """Origins with `min_history` points behind them: shorter lines extrapolate noise."""
         return self.min_history() - 1
 
+    def _lookback(self) -> int:
+        """A line reads the window before its origin."""
+        return self.window - 1
+
     def _estimate(self, y: NDArray[np.float64]) -> None:
         """Nothing to estimate ahead of time: lines are fitted per origin."""
 
@@ -56,16 +60,21 @@ class LinearTrend(ResidualModel):
         index = np.arange(y.size, dtype=np.float64)
         sum_y = np.concatenate(([0.0], np.cumsum(y)))
         sum_iy = np.concatenate(([0.0], np.cumsum(index * y)))
-        first = np.maximum(origins - self.window + 1, 0)
-        count = (origins - first + 1).astype(np.float64)
+        first = origins - self.window + 1
+        count: float | NDArray[np.float64]
+        if origins.size == 0 or first[0] >= 0:
+            count = float(self.window)  # every window is full (the usual case): scalar sums
+        else:
+            first = np.maximum(first, 0)
+            count = (origins - first + 1).astype(np.float64)
         # Coordinates u = i - t run over -(count-1)..0 within each window.
         s_y = sum_y[origins + 1] - sum_y[first]
         s_uy = sum_iy[origins + 1] - sum_iy[first] - origins * s_y
         s_u = -count * (count - 1) / 2.0
         s_uu = (count - 1) * count * (2 * count - 1) / 6.0
         denom = count * s_uu - s_u**2
-        with np.errstate(invalid="ignore", divide="ignore"):
-            slope = np.where(denom > 0, (count * s_uy - s_u * s_y) / denom, 0.0)
+        slope = np.divide(count * s_uy - s_u * s_y, denom, out=np.zeros_like(s_y), where=denom > 0)
         intercept = (s_y - slope * s_u) / count
         steps = np.arange(1, horizon + 1, dtype=np.float64)
-        return intercept[:, None] + slope[:, None] * steps
+        forecast: NDArray[np.float64] = (intercept + slope * steps[:, None]).T
+        return forecast

@@ -33,7 +33,7 @@ class Naive(ResidualModel):
 
     def _backcast(self, origins: NDArray[np.int64], horizon: int) -> NDArray[np.float64]:
         """y[t] repeated `horizon` times for each origin t."""
-        return np.repeat(self._y[origins][:, None], horizon, axis=1)
+        return np.repeat(self._y[origins][None, :], horizon, axis=0).T
 
 
 class SeasonalNaive(ResidualModel):
@@ -74,6 +74,10 @@ class SeasonalNaive(ResidualModel):
         """The first origin with a full season behind it."""
         return self.season - 1
 
+    def _lookback(self) -> int:
+        """A backcast reads one season back."""
+        return self.season - 1
+
     def _estimate(self, y: NDArray[np.float64]) -> None:
         """Pick the longest season covered twice by the history."""
         covered = [s for s in self._seasons if y.size >= 2 * s]
@@ -86,6 +90,6 @@ class SeasonalNaive(ResidualModel):
         """y at the same phase in the last complete season before each origin."""
         steps = np.arange(1, horizon + 1)
         back = self.season * ((steps - 1) // self.season + 1)
-        index = origins[:, None] + steps - back
-        forecast: NDArray[np.float64] = self._y[np.maximum(index, 0)]
+        index = (steps - back)[:, None] + origins
+        forecast: NDArray[np.float64] = self._y[np.maximum(index, 0)].T
         return forecast

@@ -28,7 +28,11 @@ class Series:
     values: NDArray[np.float64]
 
     def __post_init__(self) -> None:
-        """Validate the grid and freeze a float64 copy of the values.
+        """Validate the grid and freeze the values as float64.
+
+        An array the caller could still write to is copied; a read-only float64 array
+        (another Series' values or a slice of them) is shared, so `tail` and the
+        controller's bucket appends do not copy a long history twice.
 
         Raises:
             ValueError: If start or step is not finite, step <= 0, or values is not 1-D.
@@ -37,7 +41,9 @@ class Series:
             raise ValueError(f"Series.start must be finite, got {self.start!r}")
         if not (math.isfinite(self.step) and self.step > 0):
             raise ValueError(f"Series.step must be finite and > 0, got {self.step!r}")
-        values = np.array(self.values, dtype=np.float64)
+        values = np.asarray(self.values, dtype=np.float64)
+        if values is self.values and values.flags.writeable:
+            values = values.copy()
         if values.ndim != 1:
             raise ValueError(f"Series.values must be 1-D, got shape {values.shape}")
         values.flags.writeable = False

@@ -119,6 +119,17 @@ class StlArima(ResidualModel):
         """Skip the first season, while the innovations forget their zero start."""
         return self.season
 
+    def _lookback(self) -> int:
+        """A backcast reads the seasonal index one season back and the ARMA lags."""
+        return max(self.season, *self.order[::2]) - 1
+
+    def _drop_state(self, k: int) -> None:
+        """Keep the decomposition and innovations from the window's new first point on."""
+        self._seasonal = self._seasonal[k:].copy()
+        self._z = self._z[k:].copy()
+        self._eps = self._eps[k:].copy()
+        self._adjusted = self._adjusted[k:].copy()
+
     def _error_inflation(self) -> float:
         """Undo the optimism of in-sample errors under a two-sided seasonal smoother.
 
@@ -135,8 +146,10 @@ class StlArima(ResidualModel):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             model = ARIMA(adjusted, order=self.order, trend="n" if d else "c")
-            result = model.fit(method="innovations_mle")
-        params = dict(zip(model.param_names, np.asarray(result.params), strict=True))
+            # Only the coefficients are used: skip the results object, whose Kalman
+            # smoothing pass cost as much as the estimation itself.
+            estimates = model.fit(method="innovations_mle", return_params=True)
+        params = dict(zip(model.param_names, np.asarray(estimates), strict=True))
         self.ar = np.array([params[f"ar.L{i}"] for i in range(1, p + 1)], dtype=np.float64)
         self.ma = np.array([params[f"ma.L{i}"] for i in range(1, q + 1)], dtype=np.float64)
         self.mean = float(params.get("const", 0.0))
@@ -176,28 +189,32 @@ class StlArima(ResidualModel):
         self._adjusted = adjusted
 
     def _backcast(self, origins: NDArray[np.int64], horizon: int) -> NDArray[np.float64]:
-        """ARMA forecast of the deseasonalised series plus last season's seasonal value."""
+        """ARMA forecast of the deseasonalised series plus last season's seasonal value.
+
+        Built step-major (one row per lag or step, one column per origin) and returned
+        transposed: numpy runs long rows of origins far faster than rows of a few steps.
+        """
         p, d, q = self.order
         width = max(p, q)
-        hist = origins[:, None] - np.arange(width)[::-1]  # t-width+1 .. t
+        hist = origins - np.arange(width)[::-1, None]  # rows t-width+1 .. t
         valid = hist >= 0
         z = np.concatenate(
-            (np.where(valid, self._z[np.maximum(hist, 0)], 0.0), np.zeros((origins.size, horizon))),
-            axis=1,
+            (np.where(valid, self._z[np.maximum(hist, 0)], 0.0), np.zeros((horizon, origins.size))),
+            axis=0,
         )
         eps = np.concatenate(
-            (np.where(valid, self._eps[np.maximum(hist, 0)], 0.0), np.zeros((origins.size, horizon))),
-            axis=1,
+            (np.where(valid, self._eps[np.maximum(hist, 0)], 0.0), np.zeros((horizon, origins.size))),
+            axis=0,
         )
         for k in range(horizon):
-            col = width + k
-            z[:, col] = sum(self.ar[i] * z[:, col - 1 - i] for i in range(p)) + sum(
-                self.ma[j] * eps[:, col - 1 - j] for j in range(q)
+            row = width + k
+            z[row] = sum(self.ar[i] * z[row - 1 - i] for i in range(p)) + sum(
+                self.ma[j] * eps[row - 1 - j] for j in range(q)
             )
-        future = z[:, width:]
-        base = self._adjusted[origins][:, None] if d else self.mean
-        level = base + (np.cumsum(future, axis=1) if d else future)
+        future = z[width:]
+        base = self._adjusted[origins] if d else self.mean
+        level = base + (np.cumsum(future, axis=0) if d else future)
         steps = np.arange(1, horizon + 1)
-        season_index = origins[:, None] + steps - self.season * ((steps - 1) // self.season + 1)
-        forecast: NDArray[np.float64] = level + self._seasonal[season_index]
+        season_index = (steps - self.season * ((steps - 1) // self.season + 1))[:, None] + origins
+        forecast: NDArray[np.float64] = (level + self._seasonal[season_index]).T
         return forecast
