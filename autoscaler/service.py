@@ -137,6 +137,9 @@ class Service:
                     self.telemetry.record_metrics_loop(dict(getattr(loop, "failed", {})))
                 for key in (t.key for t in self.controller.policy.targets):
                     self._export_forecast(key, result.time)
+                    shadow = self.controller.shadow(key)
+                    if shadow is not None:
+                        self.telemetry.record_shadow(key, shadow)
                 self.health.cycle_done()
                 return result
             except Exception as exc:

@@ -206,6 +206,10 @@ class ForecastScorer:
             )
         return out
 
+    def forget(self, model: str) -> None:
+        """Drop ``model``'s points from the rolling window (it was just demoted: judge it afresh)."""
+        self._window = deque(row for row in self._window if row[0].model != model)
+
     def under_forecasting(self, model: str, *, min_points: int, tolerance: float) -> bool:
         """Whether ``model`` keeps under-forecasting: coverage below ``quantile - tolerance``.
 

@@ -21,6 +21,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from autoscaler.controller import CycleResult
 from autoscaler.core.types import Observation
+from autoscaler.shadow import TargetShadow
 
 #: Snapshot signals ``decide`` reads: an unknown one is counted in ``autoscaler_metrics_problems``.
 DECISION_SIGNALS = ("load", "waiting", "latency_mean", "latency_quantile")
@@ -89,6 +90,49 @@ class Telemetry:
             (*labels, "signal", "kind"),
             registry=r,
         )
+        # Shadow scoring (autoscaler.shadow): live forecast quality and provisioning.
+        self.shadow_pinball = Gauge(
+            "autoscaler_forecast_pinball_loss",
+            "Pinball loss of scored forecast points over the last day (policy unit/s), by model and quantile.",
+            (*labels, "model", "quantile"),
+            registry=r,
+        )
+        self.shadow_coverage = Gauge(
+            "autoscaler_forecast_coverage_ratio",
+            "Fraction of scored points at or below the upper (policy) quantile over the last day.",
+            (*labels, "model"),
+            registry=r,
+        )
+        self.shadow_points = Gauge(
+            "autoscaler_forecast_scored_points",
+            "Forecast points scored since start, by model.",
+            (*labels, "model"),
+            registry=r,
+        )
+        self.shadow_under_forecast = Gauge(
+            "autoscaler_forecast_under_forecast_minutes",
+            "Minutes since start in which load exceeded the upper quantile forecast a cold start ahead.",
+            (*labels, "model"),
+            registry=r,
+        )
+        self.underprovisioned = Gauge(
+            "autoscaler_underprovisioned_minutes",
+            "Minutes since start under-provisioned: setup=current (replicas in place) or predictive (our decisions).",
+            (*labels, "setup"),
+            registry=r,
+        )
+        self.shadow_observed = Gauge(
+            "autoscaler_shadow_observed_minutes",
+            "Minutes since start over which the under-provisioned minutes were compared.",
+            labels,
+            registry=r,
+        )
+        self.model_demotions = Counter(
+            "autoscaler_forecast_model_demotions",
+            "Automatic selections that dropped a model for under-forecasting live traffic.",
+            (*labels, "model"),
+            registry=r,
+        )
         self.clock_jumps = Counter(
             "autoscaler_clock_jumps",
             "Steps of the controller clock against the monotonic clock between two cycles.",
@@ -111,6 +155,8 @@ class Telemetry:
                 self.errors.labels(result.error.kind).inc()
                 self.target_errors.labels(ns, name, result.error.kind).inc()
                 continue
+            if result.demoted_model is not None:
+                self.model_demotions.labels(ns, name, result.demoted_model).inc()
             d = result.decision
             if d is None:
                 continue
@@ -165,6 +211,27 @@ class Telemetry:
             return
         ns, name = key.split("/", 1)
         self.forecast.labels(ns, name, horizon, "mean").set(value)
+
+    def record_shadow(self, key: str, shadow: TargetShadow) -> None:
+        """Export one target's shadow scores (rolling quality per model, cumulative minutes).
+
+        Cumulative figures are gauges set from the scorer's own totals rather than counters
+        incremented here, so exporting twice in a cycle cannot double-count.
+        """
+        ns, name = key.split("/", 1)
+        quantile = f"{shadow.forecasts.quantile:g}"
+        for model, score in shadow.forecasts.scores().items():
+            self.shadow_pinball.labels(ns, name, model, quantile).set(score.pinball_upper)
+            self.shadow_pinball.labels(ns, name, model, "0.5").set(score.pinball_median)
+            self.shadow_coverage.labels(ns, name, model).set(score.coverage)
+        for model, points in shadow.forecasts.total_points.items():
+            self.shadow_points.labels(ns, name, model).set(points)
+        for model, minutes in shadow.forecasts.total_under_forecast_minutes.items():
+            self.shadow_under_forecast.labels(ns, name, model).set(minutes)
+        totals = shadow.provisioning.totals()
+        self.underprovisioned.labels(ns, name, "current").set(totals.current_under_minutes)
+        self.underprovisioned.labels(ns, name, "predictive").set(totals.predictive_under_minutes)
+        self.shadow_observed.labels(ns, name).set(totals.observed_minutes)
 
     def render(self) -> bytes:
         """The registry in the Prometheus text format."""

@@ -659,10 +659,6 @@ CLOCK_FAULTS = [
         _clock_back,
         (*_clock_evidence("forward"), *_signal_unknown("load", "metrics_empty")),
         MISSING,
-        known_issue=(
-            "TargetForecaster keeps its bucket clock and the buckets filled in 2 h ahead after the clock "
-            "steps back, so the forecast only covers the present again 2 h later"
-        ),
         doc="Prometheus has no samples at the controller's time: hold, never scale down",
     ),
     Fault(
