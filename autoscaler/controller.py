@@ -291,7 +291,8 @@ class Controller:
     def _score_forecast(self, target: Target, state: _TargetState, now: float) -> str | None:
         """Score the buckets completed since last cycle; demote a model that keeps under-forecasting."""
         fc, shadow = state.forecaster, state.shadow
-        assert shadow is not None  # noqa: S101  # nosec B101 - checked by the caller
+        # Checked by the caller (bandit B101 / ruff S101: not input validation).
+        assert shadow is not None  # noqa: S101  # nosec B101
         shadow.after_forecast(fc.series, fc.prediction, now=now)
         served = fc.prediction.model if fc.prediction is not None else None
         if target.forecast.model != "auto" or served is None:

@@ -62,7 +62,8 @@ class _BearerToken:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self._stamp: tuple[int, int, int] | None = None
-        self._token = ""  # nosec B105 - empty until the token file is read
+        # Empty until the token file is read (bandit B105 takes it for a hard-coded password).
+        self._token = ""  # nosec B105
 
     def header(self) -> dict[str, str]:
         """``{"Authorization": "Bearer …"}`` with the file's current token.

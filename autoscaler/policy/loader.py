@@ -67,7 +67,8 @@ def load_policy(text: str | bytes) -> Policy:
     if len(raw) > MAX_POLICY_BYTES:
         raise PolicyRejected([ConfigError("", f"document is {len(raw)} bytes; the limit is {MAX_POLICY_BYTES}")])
     try:
-        data = yaml.load(raw, Loader=_NoAliasLoader)  # noqa: S506  # nosec B506 - SafeLoader subclass
+        # _NoAliasLoader is a SafeLoader subclass (bandit B506 / ruff S506 cannot tell).
+        data = yaml.load(raw, Loader=_NoAliasLoader)  # noqa: S506  # nosec B506
     except yaml.YAMLError as exc:
         raise PolicyRejected([ConfigError("", f"not valid YAML: {exc}")]) from exc
     except (ValueError, RecursionError, MemoryError) as exc:

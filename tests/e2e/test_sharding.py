@@ -180,8 +180,7 @@ def test_two_shards_hold_their_own_leases_and_scale_only_their_targets(
                 proc.wait(timeout=10)
     assert all(p.returncode == 0 for p in procs.values()), tails()
 
-    events = {n: [json.loads(line) for line in logs[n].read_text().splitlines() if line.startswith("{")]
-              for n in logs}
+    events = {n: _json_lines(logs[n].read_text()) for n in logs}
     own = {"shard-a": f"{ns_a}/vllm-a", "shard-b": f"{ns_b}/vllm-b"}
     for name, evs in events.items():
         decided = {e["target"] for e in evs if e.get("event") == "decision"}
@@ -193,3 +192,13 @@ def test_two_shards_hold_their_own_leases_and_scale_only_their_targets(
         assert not [e for e in evs if e.get("event") in ("shard_overlap", "shard_target_unreadable")]
     assert next(e for e in events["shard-a"] if e.get("event") == "shard")["namespaces"] == [ns_a]
     assert next(e for e in events["shard-b"] if e.get("event") == "shard")["selector"] == "team in (b),tier!=batch"
+
+
+def _json_lines(text: str) -> list[dict[str, object]]:
+    """The JSON log events of a process whose stderr (warnings) shares the file with its logs.
+
+    A warning written by another thread can land on the same line right after an event,
+    so each line is decoded up to the end of its first JSON document.
+    """
+    decoder = json.JSONDecoder()
+    return [decoder.raw_decode(line)[0] for line in text.splitlines() if line.startswith("{")]
