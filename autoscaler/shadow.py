@@ -106,7 +106,12 @@ class ForecastScorer:
         self.lead_seconds = lead_seconds
         self.window_seconds = window_seconds
         self._pending: dict[float, _Issued] = {}
-        self._window: deque[tuple[ScoredPoint, float]] = deque()
+        #: Per model, one row per bucket of the window (a ring indexed by bucket number):
+        #: bucket start, points, pinball sums (upper, median), points covered, minutes under.
+        #: Sums per bucket rather than points keep a day at ~14 KB per model.
+        self._slots = int(window_seconds // step) + 1
+        self._window: dict[str, np.ndarray] = {}
+        self._latest: float | None = None
         #: Cumulative counts since start, per model (for Prometheus counters).
         self.total_points: dict[str, int] = {}
         self.total_under_forecast_minutes: dict[str, float] = {}
@@ -143,9 +148,8 @@ class ForecastScorer:
             for point in scored:
                 self.total_points[point.model] = self.total_points.get(point.model, 0) + 1
             self._add_to_window(scored, under)
-        horizon = bucket_start - self.window_seconds
-        while self._window and self._window[0][0].bucket_start < horizon:
-            self._window.popleft()
+        if self._latest is None or bucket_start > self._latest:
+            self._latest = bucket_start
         return scored
 
     def _score_one(self, issued: _Issued, bucket_start: float, actual: float) -> ScoredPoint | None:
@@ -181,7 +185,13 @@ class ForecastScorer:
         minutes, driving = under
         for point in scored:
             counted = minutes if point is driving else 0.0
-            self._window.append((point, counted))
+            ring = self._window.get(point.model)
+            if ring is None:
+                ring = self._window[point.model] = np.full((self._slots, 6), np.nan)
+            row = ring[round(point.bucket_start / self.step) % self._slots]
+            if row[0] != point.bucket_start:
+                row[:] = (point.bucket_start, 0, 0, 0, 0, 0)
+            row[1:] += (1, point.pinball_upper, point.pinball_median, point.covered, counted)
             if counted:
                 self.total_under_forecast_minutes[point.model] = (
                     self.total_under_forecast_minutes.get(point.model, 0.0) + counted
@@ -191,24 +201,28 @@ class ForecastScorer:
 
     def scores(self) -> dict[str, ModelScore]:
         """Rolling-window scores per model."""
-        by_model: dict[str, list[tuple[ScoredPoint, float]]] = {}
-        for point, minutes in self._window:
-            by_model.setdefault(point.model, []).append((point, minutes))
         out: dict[str, ModelScore] = {}
-        for model, rows in by_model.items():
+        if self._latest is None:
+            return out
+        oldest = self._latest - self.window_seconds
+        for model, ring in self._window.items():
+            rows = ring[ring[:, 0] >= oldest]  # NaN (never written) rows compare False
+            points = int(rows[:, 1].sum())
+            if points == 0:
+                continue
             out[model] = ModelScore(
                 model=model,
-                points=len(rows),
-                pinball_upper=float(np.mean([p.pinball_upper for p, _ in rows])),
-                pinball_median=float(np.mean([p.pinball_median for p, _ in rows])),
-                coverage=float(np.mean([p.covered for p, _ in rows])),
-                under_forecast_minutes=float(sum(m for _, m in rows)),
+                points=points,
+                pinball_upper=float(rows[:, 2].sum() / points),
+                pinball_median=float(rows[:, 3].sum() / points),
+                coverage=float(rows[:, 4].sum() / points),
+                under_forecast_minutes=float(rows[:, 5].sum()),
             )
         return out
 
     def forget(self, model: str) -> None:
         """Drop ``model``'s points from the rolling window (it was just demoted: judge it afresh)."""
-        self._window = deque(row for row in self._window if row[0].model != model)
+        self._window.pop(model, None)
 
     def under_forecasting(self, model: str, *, min_points: int, tolerance: float) -> bool:
         """Whether ``model`` keeps under-forecasting: coverage below ``quantile - tolerance``.
