@@ -52,11 +52,14 @@ LABEL org.opencontainers.image.title="gpu-predictive-autoscaler" \
       org.opencontainers.image.source="${SOURCE}" \
       org.opencontainers.image.base.name="gcr.io/distroless/python3-debian12:nonroot"
 COPY --from=build /opt/venv /opt/venv
+# One BLAS thread: the fits are small, and idle OpenBLAS workers spinning tripled their
+# CPU time in benchmarks/bench_scale.py, so the per-loop fit budget bought a third of the refits.
 ENV PATH=/opt/venv/bin:/usr/local/bin:/usr/bin:/bin \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     MPLCONFIGDIR=/tmp/matplotlib \
-    HOME=/tmp
+    HOME=/tmp \
+    OPENBLAS_NUM_THREADS=1
 USER 65532:65532
 EXPOSE 8080
 ENTRYPOINT ["autoscaler"]
