@@ -17,6 +17,7 @@ import pytest
 from statsmodels.tsa.arima.model import ARIMA
 from statsmodels.tsa.holtwinters import ExponentialSmoothing
 
+from autoscaler.forecasting import _recent
 from models import AutoSelector, HoltWinters, LinearTrend, Naive, SeasonalNaive, Series, StlArima, build_forecaster
 from models.gaps import fill_gaps
 from models.holt_winters import _EstimateOnly, classical_initial_state
@@ -199,3 +200,21 @@ def test_series_shares_read_only_values_and_copies_writeable_ones() -> None:
     frozen = np.arange(5.0)
     frozen.flags.writeable = False
     assert Series(start=0.0, step=1.0, values=frozen).values is frozen
+
+
+@pytest.mark.parametrize("gap_at_window_start", [False, True])
+def test_the_trend_guard_on_the_recent_window_equals_it_on_the_whole_series(gap_at_window_start: bool) -> None:
+    """The guard's line and its calibration read only the last few days, gaps filled alike."""
+    series = synthetic_series(days=14, step=300.0, seed=11)
+    values = series.values.copy()
+    start = len(values) - (CALIBRATION_ORIGINS + 12)
+    if gap_at_window_start:
+        values[start - 5 : start + 5] = np.nan
+    values[-30:-20] = np.nan
+    series = Series(start=series.start, step=series.step, values=values)
+    recent = _recent(series, CALIBRATION_ORIGINS + 12)
+    assert np.isfinite(recent.values[0]) and recent.end == series.end
+    got = LinearTrend(12).fit(recent).predict(8, (0.9, 0.99))
+    expected = LinearTrend(12).fit(series).predict(8, (0.9, 0.99))
+    for q in (0.9, 0.99):
+        np.testing.assert_allclose(got.quantile(q), expected.quantile(q), rtol=1e-9)
