@@ -66,7 +66,7 @@ from autoscaler.policy.schema import ColdStart, Target
 from autoscaler.sim.cluster import ClusterPhases
 from autoscaler.sim.engine import PolicyResult, Scenario, run_policy
 from autoscaler.sim.latency import LatencyModel
-from autoscaler.sim.report import Column, format_markdown
+from autoscaler.sim.report import Column, format_markdown, plot_forecast_band
 from autoscaler.sim.tradeoff import (
     DEFAULT_QUANTILES,
     format_tradeoff,
@@ -815,17 +815,7 @@ def plot_backtest(path: Path, report: BacktestReport) -> None:
     hours = (np.arange(first.series["load"].size) * scenario.dt) / 3600.0
     pred = next((r for r in report.results if r.name == "predictive"), None)
     if pred is not None:
-        ax.plot(
-            hours, pred.series["forecast_mean"], lw=0.8, color="tab:blue", label="forecast mean (one cold start ahead)"
-        )
-        ax.fill_between(
-            hours,
-            pred.series["forecast_mean"],
-            pred.series["forecast_q"],
-            color="tab:blue",
-            alpha=0.25,
-            label="forecast band to policy quantile",
-        )
+        plot_forecast_band(ax, hours, pred)
     ax.set_ylabel(report.meta["unit"])
     ax.legend(loc="upper left", fontsize=8)
     ax.set_title(_title(report.meta), fontsize=9)

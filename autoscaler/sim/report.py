@@ -98,17 +98,7 @@ def plot(
     ax.plot(hours, first["load"], lw=0.5, color="black", label="load (req/s)")
     pred = by_name.get("predictive")
     if pred is not None:
-        ax.plot(
-            hours, pred.series["forecast_mean"], lw=0.8, color="tab:blue", label="forecast mean (one cold start ahead)"
-        )
-        ax.fill_between(
-            hours,
-            pred.series["forecast_mean"],
-            pred.series["forecast_q"],
-            color="tab:blue",
-            alpha=0.25,
-            label="forecast band to policy quantile",
-        )
+        plot_forecast_band(ax, hours, pred)
     ax.set_ylabel("req/s")
     ax.legend(loc="upper left", fontsize=8)
     ax.set_title(title)
@@ -135,3 +125,18 @@ def plot(
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def plot_forecast_band(ax: Any, hours: Any, result: Any) -> None:
+    """Draw a predictive run's forecast mean and its band up to the policy quantile."""
+    ax.plot(
+        hours, result.series["forecast_mean"], lw=0.8, color="tab:blue", label="forecast mean (one cold start ahead)"
+    )
+    ax.fill_between(
+        hours,
+        result.series["forecast_mean"],
+        result.series["forecast_q"],
+        color="tab:blue",
+        alpha=0.25,
+        label="forecast band to policy quantile",
+    )
