@@ -24,6 +24,8 @@ with ``kubectl scale``, an HPA, a second controller replica during a hand-over).
   :meth:`KubeCluster.reset_memory` (the other leader's writes are not manual edits).
 * **Placeholders** live in one Deployment per target (:mod:`autoscaler.kube.placeholders`);
   its PriorityClass is created when missing and allowed (a 403 is reported, not fatal).
+  That Deployment is ours alone, so its replicas are patched without a ``resourceVersion``
+  guard (the Deployment controller's status writes would otherwise race every write).
 
 Every action and refusal is an Event on the target Deployment (best effort, never fails the
 cycle). Every API failure is one of our :mod:`autoscaler.errors` types.
@@ -471,7 +473,7 @@ class KubeCluster:
             self._placeholder_event(obs, f"Updated {pname} pod template; placeholders {have} -> {want} ({why})")
             return True
         if have != want:
-            self._scale_placeholder(target, existing=existing, want=want)
+            self._scale_placeholder(target, want=want)
             self._placeholder_event(obs, f"Scaled placeholders {have} -> {want} ({why})")
             return True
         return False
@@ -480,26 +482,47 @@ class KubeCluster:
         self.events.emit(obs.ref, type_="Normal", reason="PlaceholdersScaled", message=message)
         self.log.info("placeholders_written", deployment=obs.ref.name, message=message)
 
-    def _scale_placeholder(self, target: Target, *, existing: Mapping[str, Any], want: int) -> None:
+    def _scale_placeholder(self, target: Target, *, want: int) -> None:
+        """PATCH the placeholder Deployment's ``spec.replicas`` without a ``resourceVersion`` guard.
+
+        The placeholder Deployment is ours alone (:func:`~autoscaler.kube.placeholders.is_managed`
+        was checked on read); the only other writer is the Deployment controller, which updates
+        its status many times a second while pods start. Guarding on ``resourceVersion`` made
+        the write lose that race repeatedly for nothing, since no one else sets its replicas.
+        """
         ns, pname = target.namespace, ph.placeholder_name(target.deployment)
-        try:
-            self._patch_scale(
-                ns=ns, name=pname, replicas=want, resource_version=str(existing["metadata"]["resourceVersion"])
-            )
-        except Conflict:
-            fresh = self._reread_placeholder(target)
-            self._patch_scale(
-                ns=ns, name=pname, replicas=want, resource_version=str(fresh["metadata"]["resourceVersion"])
-            )
+        for attempt in range(1, SCALE_WRITE_ATTEMPTS + 1):
+            try:
+                self.api.call(
+                    self.api.apps.patch_namespaced_deployment_scale,
+                    pname,
+                    ns,
+                    {"spec": {"replicas": want}},
+                    what=f"patch deployments/scale {ns}/{pname}",
+                )
+                return
+            except Conflict:  # unguarded, so only a storage-level conflict; retrying is safe
+                if attempt >= SCALE_WRITE_ATTEMPTS:
+                    raise
 
     def _replace_placeholder(
         self, target: Target, *, existing: Mapping[str, Any], desired: Mapping[str, Any]
     ) -> None:
-        """PUT the new template/labels/annotations/replicas (keeping the immutable selector); retry a 409 once."""
-        try:
-            self._put_placeholder(target, current=existing, desired=desired)
-        except Conflict:
-            self._put_placeholder(target, current=self._reread_placeholder(target), desired=desired)
+        """PUT the new template/labels/annotations/replicas (keeping the immutable selector).
+
+        A PUT must carry the ``resourceVersion`` it was built from, and the Deployment
+        controller's status updates move it: a 409 is re-read and retried, at most
+        :data:`SCALE_WRITE_ATTEMPTS` writes in all.
+        """
+        current: Mapping[str, Any] = existing
+        for attempt in range(1, SCALE_WRITE_ATTEMPTS + 1):
+            try:
+                self._put_placeholder(target, current=current, desired=desired)
+                return
+            except Conflict:
+                if attempt >= SCALE_WRITE_ATTEMPTS:
+                    raise
+                current = self._reread_placeholder(target)
 
     def _reread_placeholder(self, target: Target) -> dict[str, Any]:
         fresh = self._read_placeholder(target.namespace, target.deployment)
