@@ -35,14 +35,11 @@ or else the running policy's phases, and a latency model whose saturation is
 from __future__ import annotations
 
 import argparse
-import base64
 import dataclasses
-import html
-import json
 import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -60,18 +57,16 @@ from autoscaler.adapters.recorded import (
     range_buckets,
     window_seconds,
 )
+from autoscaler.backtest_report import BacktestReport, print_summary, write_outputs
 from autoscaler.core.leadtimes import LeadTimes
 from autoscaler.errors import MetricsEmpty
 from autoscaler.policy.schema import ColdStart, Target
 from autoscaler.sim.cluster import ClusterPhases
 from autoscaler.sim.engine import PolicyResult, Scenario, run_policy
 from autoscaler.sim.latency import LatencyModel
-from autoscaler.sim.report import Column, format_markdown, plot_forecast_band
 from autoscaler.sim.tradeoff import (
     DEFAULT_QUANTILES,
-    format_tradeoff,
     parse_quantiles,
-    plot_tradeoff,
     run_tradeoff,
     tradeoff_rows,
 )
@@ -85,18 +80,6 @@ EXAMPLE_POLICY = Path(__file__).parent / "policy" / "example-gpt2.yaml"
 DEFAULT_WARMUP_SECONDS = 7 * 86400.0
 #: Shortest evaluated span worth reporting (after the warm-up).
 MIN_EVALUATED_SECONDS = 2 * 3600.0
-#: Columns of the backtest table (the ``simulate`` table plus replica-hours).
-COLUMNS: tuple[Column, ...] = (
-    ("policy", "policy", "{}"),
-    ("slo_attainment_pct", "SLO %", "{:.2f}"),
-    ("failed_requests", "failed", "{:,}"),
-    ("gpu_node_hours", "GPU node-h", "{:.1f}"),
-    ("replica_hours", "replica-h", "{:.1f}"),
-    ("vs_oracle", "x oracle", "{:.2f}"),
-    ("scale_events", "scale ev.", "{}"),
-    ("placeholder_events", "placeh. ev.", "{}"),
-    ("p95_latency_ms", "p95 ms", "{:.0f}"),
-)
 
 
 @dataclass(frozen=True)
@@ -433,19 +416,6 @@ def resolve_policies(key: str, *, candidate: Path | None, running: Path | None) 
 # ------------------------------------------------------------------------ the run
 
 
-@dataclass
-class BacktestReport:
-    """Everything one backtest produced."""
-
-    meta: dict[str, Any]
-    rows: list[dict[str, Any]]
-    results: list[PolicyResult]
-    recorded: Recorded
-    scenario: Scenario
-    tradeoff: list[dict[str, Any]] = field(default_factory=list)
-    files: list[Path] = field(default_factory=list)
-
-
 def parse_time(text: str) -> float:
     """Unix seconds or an ISO 8601 time (UTC when no offset is given)."""
     try:
@@ -616,19 +586,8 @@ def backtest(options: BacktestOptions, *, out: Any = None) -> BacktestReport:
         scenario=scenario,
         tradeoff=tradeoff_rows(points, gpus_per_replica=gpus) if points else [],
     )
-    _write(options, report)
-    title = _title(meta)
-    if options.json:
-        print(json.dumps({"meta": meta, "results": rows, "tradeoff": report.tradeoff}, indent=2, default=str), file=out)
-    else:
-        print(title, file=out)
-        print(file=out)
-        print(format_markdown(rows, COLUMNS), file=out)
-        if report.tradeoff:
-            print(file=out)
-            print(format_tradeoff(report.tradeoff, _references(rows)), file=out)
-        print(file=out)
-        print(f"wrote {', '.join(str(p) for p in report.files)} ({elapsed:.1f} s)", file=out)
+    write_outputs(report, options.out, plot=options.plot)
+    print_summary(report, out, as_json=options.json, wall_seconds=elapsed)
     return report
 
 
@@ -643,10 +602,6 @@ def _progress(enabled: bool, total: int) -> tuple[Callable[[int], None] | None, 
         bar.update(steps)
 
     return advance, bar.close
-
-
-def _references(rows: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
-    return [r for r in rows if r["policy"] in ("recorded", "hpa", "oracle") and r["slo_attainment_pct"] is not None]
 
 
 def _meta(
@@ -749,182 +704,6 @@ def _meta(
         "fetch_seconds": round(fetch_seconds, 2),
         "wall_seconds": round(wall_seconds, 2),
     }
-
-
-def _title(meta: Mapping[str, Any]) -> str:
-    ev, cold = meta["evaluated"], meta["cold_start"]
-    return (
-        f"backtest {meta['target']}: {ev['days']:.2f} days evaluated ({ev['start_iso']} to {ev['end_iso']}) "
-        f"after {ev['warmup_days']:.2f} days of warm-up; cold start {cold['total_seconds'] / 60:.1f} min "
-        f"({cold['source']}); {ev['load_gap_buckets']} gap buckets"
-    )
-
-
-# ------------------------------------------------------------------------ outputs
-
-
-def _write(options: BacktestOptions, report: BacktestReport) -> None:
-    out = options.out
-    out.mkdir(parents=True, exist_ok=True)
-    result = out / "result.json"
-    result.write_text(
-        json.dumps({"meta": report.meta, "results": report.rows, "tradeoff": report.tradeoff}, indent=2, default=str)
-        + "\n"
-    )
-    report.files.append(result)
-    images: list[tuple[str, Path]] = []
-    if options.plot:
-        png = out / "backtest.png"
-        plot_backtest(png, report)
-        images.append(("Recorded history and the replays", png))
-        report.files.append(png)
-        if report.tradeoff:
-            trade = out / "tradeoff.png"
-            plot_tradeoff(
-                trade,
-                report.tradeoff,
-                _references(report.rows),
-                title=f"{report.meta['target']}: SLO attainment vs GPU node-hours per forecast quantile",
-            )
-            images.append(("Trade-off: one point per forecast quantile", trade))
-            report.files.append(trade)
-    page = out / "report.html"
-    page.write_text(render_html(report, images))
-    report.files.append(page)
-
-
-def plot_backtest(path: Path, report: BacktestReport) -> None:
-    """PNG: recorded load and forecast band; recorded and replayed replicas; latency vs SLO."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    rec, scenario = report.recorded, report.scenario
-    begin = round(scenario.warmup_seconds / rec.step)
-    rec_hours = (np.arange(rec.size - begin) * rec.step) / 3600.0
-    colors = {"predictive": "tab:blue", "candidate": "tab:orange", "hpa": "tab:red", "oracle": "tab:green"}
-    fig, axes = plt.subplots(3, 1, figsize=(14, 10), sharex=True)
-    ax = axes[0]
-    ax.plot(rec_hours, rec.load[begin:], lw=0.6, color="black", label=f"recorded load ({report.meta['unit']})")
-    gaps = np.isnan(rec.load[begin:])
-    if gaps.any():
-        ymax = float(np.nanmax(rec.load[begin:])) if np.isfinite(rec.load[begin:]).any() else 1.0
-        ax.fill_between(rec_hours, 0, ymax, where=gaps, color="gold", alpha=0.3, step="post", label="no data (gap)")
-    first = report.results[0]
-    hours = (np.arange(first.series["load"].size) * scenario.dt) / 3600.0
-    pred = next((r for r in report.results if r.name == "predictive"), None)
-    if pred is not None:
-        plot_forecast_band(ax, hours, pred)
-    ax.set_ylabel(report.meta["unit"])
-    ax.legend(loc="upper left", fontsize=8)
-    ax.set_title(_title(report.meta), fontsize=9)
-    ax = axes[1]
-    # The reactive rows flap; draw them faint and underneath so the predictive ones stay readable.
-    faint = {"hpa": 0.45}
-    ax.step(
-        rec_hours,
-        rec.replicas()[begin:],
-        where="post",
-        lw=0.8,
-        color="black",
-        alpha=0.6,
-        label="recorded desired replicas",
-    )
-    for r in sorted(report.results, key=lambda r: r.name not in faint):
-        ax.plot(
-            hours,
-            r.series["ready"],
-            lw=0.8,
-            color=colors.get(r.name),
-            alpha=faint.get(r.name, 1.0),
-            label=f"{r.name} ready (replay)",
-        )
-    ax.set_ylabel("replicas")
-    ax.legend(loc="upper left", fontsize=7, ncol=3)
-    ax = axes[2]
-    ax.plot(
-        rec_hours,
-        np.minimum(rec.latency[begin:], 10.0),
-        lw=0.6,
-        color="black",
-        alpha=0.6,
-        label="recorded mean latency",
-    )
-    for r in sorted(report.results, key=lambda r: r.name not in faint):
-        ax.plot(
-            hours,
-            np.minimum(r.series["latency"], 10.0),
-            lw=0.5,
-            color=colors.get(r.name),
-            alpha=faint.get(r.name, 1.0),
-            label=r.name,
-        )
-    ax.axhline(report.meta["slo_seconds"], color="black", ls="--", lw=0.8, label="SLO")
-    ax.set_yscale("log")
-    ax.set_ylabel("mean latency (s, capped at 10)")
-    ax.set_xlabel("hours since the evaluated span's start")
-    ax.legend(loc="upper left", fontsize=8, ncol=3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
-def _html_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[Column]) -> str:
-    head = "".join(f"<th>{html.escape(title)}</th>" for _, title, _ in columns)
-    body = []
-    for row in rows:
-        cells = []
-        for key, _, fmt in columns:
-            value = row.get(key)
-            cells.append(f"<td>{html.escape('-' if value is None else fmt.format(value))}</td>")
-        body.append("<tr>" + "".join(cells) + "</tr>")
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
-
-
-TRADEOFF_COLUMNS: tuple[Column, ...] = (
-    ("quantile", "quantile", "{:g}"),
-    ("cost_ratio", "cost ratio u/c", "{:.4g}"),
-    ("slo_attainment_pct", "SLO %", "{:.2f}"),
-    ("gpu_node_hours", "GPU node-h", "{:.1f}"),
-    ("scale_events", "scale ev.", "{}"),
-)
-
-
-def render_html(report: BacktestReport, images: Sequence[tuple[str, Path]]) -> str:
-    """A self-contained HTML page: title, results table, trade-off table, plots inline, assumptions."""
-    meta = report.meta
-    parts = [
-        "<!DOCTYPE html><html><head><meta charset='utf-8'>",
-        f"<title>backtest {html.escape(meta['target'])}</title>",
-        "<style>body{font-family:sans-serif;margin:2em;max-width:1200px}"
-        "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}"
-        "td:first-child,th:first-child{text-align:left}img{max-width:100%}code{background:#f4f4f4}</style>",
-        "</head><body>",
-        f"<h1>Backtest of {html.escape(meta['target'])}</h1>",
-        f"<p>{html.escape(_title(meta))}</p>",
-        "<h2>Results</h2>",
-        _html_table(report.rows, COLUMNS),
-    ]
-    if report.tradeoff:
-        parts += [
-            "<h2>Trade-off (forecast quantile)</h2>",
-            "<p>u/c: cost of one under-provisioned replica-minute in idle GPU-hours that makes the quantile "
-            "cost-optimal.</p>",
-            _html_table(report.tradeoff, TRADEOFF_COLUMNS),
-        ]
-    for caption, path in images:
-        data = base64.b64encode(path.read_bytes()).decode("ascii")
-        parts.append(
-            f"<h2>{html.escape(caption)}</h2><img alt='{html.escape(caption)}' src='data:image/png;base64,{data}'>"
-        )
-    parts.append("<h2>Assumptions</h2><ul>")
-    parts += [f"<li>{html.escape(a)}</li>" for a in meta["assumptions"]]
-    parts.append("</ul><h2>Settings</h2>")
-    settings = {k: v for k, v in meta.items() if k != "assumptions"}
-    parts.append(f"<pre>{html.escape(json.dumps(settings, indent=2, default=str))}</pre>")
-    parts.append("</body></html>\n")
-    return "\n".join(parts)
 
 
 # ---------------------------------------------------------------------------- CLI

@@ -28,7 +28,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from autoscaler.backtest import COLUMNS, BacktestOptions, backtest  # noqa: E402
+from autoscaler.backtest import BacktestOptions, backtest  # noqa: E402
+from autoscaler.backtest_report import COLUMNS  # noqa: E402
 from autoscaler.logs import configure  # noqa: E402
 from autoscaler.sim.engine import PolicyResult, Scenario, run_policy  # noqa: E402
 from autoscaler.sim.report import format_markdown  # noqa: E402
