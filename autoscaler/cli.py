@@ -132,11 +132,14 @@ def _simulate(args: argparse.Namespace) -> int:
 
 
 def _validate(args: argparse.Namespace) -> int:
+    from autoscaler.policy.advice import advise
     from autoscaler.policy.loader import load_policy_file
 
     policy = load_policy_file(args.file)
     keys = ", ".join(t.key for t in policy.targets)
     print(f"{args.file}: valid ({len(policy.targets)} target(s): {keys})")
+    for advice in advise(policy):
+        print(f"advice: {advice}")
     return EXIT_OK
 
 

@@ -33,6 +33,7 @@ from autoscaler.errors import ActuationError, ConfigError, PolicyRejected
 from autoscaler.kube.client import KubeApi
 from autoscaler.kube.events import EventRecorder, configmap_ref
 from autoscaler.logs import get_logger
+from autoscaler.policy.advice import advise
 from autoscaler.policy.loader import load_policy
 from autoscaler.policy.schema import Policy
 
@@ -42,6 +43,13 @@ BACKOFF_SECONDS = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
 OnRejected = Callable[[PolicyRejected], None]
 #: Stands for "the key is missing" among the texts judged (a ConfigMap value never holds NUL).
 _MISSING = "\x00missing"
+
+
+def _log_accepted(log: Any, policy: Policy, generation: int) -> None:
+    """``config_accepted``, then one ``config_advice`` warning per piece of advice on the policy."""
+    log.info("config_accepted", generation=generation, targets=[t.key for t in policy.targets])
+    for advice in advise(policy):
+        log.warning("config_advice", generation=generation, path=advice.path, code=advice.code, message=advice.message)
 
 
 def _describe(exc: PolicyRejected) -> str:
@@ -210,8 +218,7 @@ class ConfigMapPolicySource:
             self._reject(configmap, exc)
             return
         if judged:
-            policy, generation = self._state.current()
-            self.log.info("config_accepted", generation=generation, targets=[t.key for t in policy.targets])
+            _log_accepted(self.log, *self._state.current())
 
     def _reject(self, configmap: dict[str, Any], exc: PolicyRejected) -> None:
         self.rejections += 1
@@ -390,8 +397,7 @@ class FilePolicySource:
                 self._report(exc)
                 return
             if judged:
-                policy, generation = self._state.current()
-                self.log.info("config_accepted", generation=generation, targets=[t.key for t in policy.targets])
+                _log_accepted(self.log, *self._state.current())
 
     def _report(self, exc: PolicyRejected) -> None:
         self.rejections += 1
