@@ -71,7 +71,7 @@ def test_observe_turns_transport_faults_into_unknown(proxy: RecordingProxy, faul
     faults = {
         "status_503": lambda: proxy.status(503, '{"status":"error"}'),
         "garbage": proxy.garbage,
-        "delay": lambda: proxy.delay(3.0),
+        "delay": lambda: proxy.delay(10.0),
         "close": proxy.close_connections,
     }
     faults[fault]()
@@ -82,7 +82,7 @@ def test_observe_turns_transport_faults_into_unknown(proxy: RecordingProxy, faul
     assert snap.newest_sample_time is None
     if fault in ("delay", "close"):  # the server is unreachable: one failed query ends the loop
         assert source.last_loop.queries == 1
-        assert elapsed < 2.5
+        assert elapsed < 5.0  # the 1 s timeout ended it, not the 10 s delay (slack for a loaded machine)
     proxy.passthrough()
     assert source.observe([A], time.time())[A.key].load is not None  # and it recovers next loop
 

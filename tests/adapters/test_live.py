@@ -124,9 +124,12 @@ def test_stopped_exporter_makes_every_vllm_signal_unknown(live: Live) -> None:
     source = PrometheusSource(live.server.url)
     assert source.observe([f], time.time())[f.key].load == pytest.approx(FEED_RATE["f0"], rel=0.1)
     live.vllm["f0"].stop()
-    deadline = time.monotonic() + 15
-    while live.server.targets("vllm-f")[0]["health"] != "down" and time.monotonic() < deadline:
+    # A failed scrape commits up=0 together with the staleness markers of the target's series
+    # (the target's "health" turns "down" a moment *before* that commit): wait for up=0 itself.
+    deadline = time.monotonic() + 60
+    while live.server.query_value('up{job="vllm-f"}') != 0 and time.monotonic() < deadline:
         time.sleep(0.2)
+    assert live.server.query_value('up{job="vllm-f"}') == 0, live.server.targets("vllm-f")
     s = source.observe([f], time.time())[f.key]
     assert_unknown(s, "running", "waiting", "kv_cache_usage", "load", "latency_mean", "prompt_tokens_rate")
     assert s.problems["load"] == "metrics_empty"  # the rate window still had samples: nulled, not reported

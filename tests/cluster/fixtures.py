@@ -35,14 +35,16 @@ _HERE = Path(__file__).resolve().parent
 
 def wait_for(
     predicate: Callable[[], T | None],
-    timeout: float = 30.0,
+    timeout: float = 60.0,
     interval: float = 0.1,
     message: str | Callable[[], str] = "condition",
 ) -> T:
     """Poll ``predicate`` until it returns a truthy value and return that value.
 
-    Exceptions raised by the predicate count as "not yet" (the object may not exist yet). On
-    timeout raises AssertionError naming ``message`` (a string or a callable producing one,
+    Exceptions raised by the predicate count as "not yet" (the object may not exist yet). The
+    default deadline is generous on purpose: the loop ends as soon as the condition holds, and
+    a loaded 2-core CI machine can take many times longer than a laptop. On timeout raises
+    AssertionError naming ``message`` (a string or a callable producing one,
     e.g. a log tail), the last value and the last exception.
     """
     deadline = time.monotonic() + timeout
@@ -63,6 +65,42 @@ def wait_for(
                 f"last value: {last_value!r}; last exception: {last_exc!r}"
             )
         time.sleep(interval)
+
+
+def settled_deployment(apps: kubernetes.client.AppsV1Api, namespace: str, name: str) -> str:
+    """Wait until the controllers are done with a Deployment; return its resourceVersion then.
+
+    The Deployment controller writes the status after every spec change, and again each time
+    the ReplicaSet controller has created or deleted pods and written *its* status. A write
+    guarded by a resourceVersion read before those writes end meets 409, and a check that the
+    resourceVersion did not move blames us for them. Settled means: the Deployment's spec was
+    observed, every ReplicaSet it owns observed its spec and has exactly its replicas, the
+    Deployment's status counts them, and the resourceVersion then stays put for 0.5 s.
+    """
+
+    def stable() -> str | None:
+        dep = apps.read_namespaced_deployment(name, namespace)
+        if (dep.status.observed_generation or 0) != dep.metadata.generation:
+            return None
+        selector = ",".join(f"{k}={v}" for k, v in (dep.spec.selector.match_labels or {}).items())
+        owned = [
+            rs
+            for rs in apps.list_namespaced_replica_set(namespace, label_selector=selector).items
+            if any(ref.uid == dep.metadata.uid for ref in rs.metadata.owner_references or [])
+        ]
+        if not owned or any(
+            (rs.status.observed_generation or 0) != rs.metadata.generation
+            or (rs.status.replicas or 0) != (rs.spec.replicas or 0)
+            for rs in owned
+        ):
+            return None
+        if (dep.status.replicas or 0) != sum(rs.spec.replicas or 0 for rs in owned):
+            return None
+        time.sleep(0.5)
+        again = apps.read_namespaced_deployment(name, namespace).metadata.resource_version
+        return str(again) if again == dep.metadata.resource_version else None
+
+    return wait_for(stable, message=f"deployment {namespace}/{name} settled")
 
 
 @pytest.fixture(scope="session")

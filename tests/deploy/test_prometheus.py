@@ -212,9 +212,9 @@ def prometheus(rendered_base: list[dict[str, Any]], tmp_path_factory: pytest.Tem
         server.wait_for_scrape(JOB)
         server.wait_for_scrape("cluster")
         # rate()/increase() need two samples; recording rules one evaluation
-        server.wait_for_query("count(rate(autoscaler_decisions_total[1m]))", timeout=20)
-        server.wait_for_query("count(rate(vllm:e2e_request_latency_seconds_count[1m]))", timeout=20)
-        server.wait_for_query("gpu_autoscaler:forecast_load_pod_mean:max", timeout=20)
+        server.wait_for_query("count(rate(autoscaler_decisions_total[1m]))", timeout=60)
+        server.wait_for_query("count(rate(vllm:e2e_request_latency_seconds_count[1m]))", timeout=60)
+        server.wait_for_query("gpu_autoscaler:forecast_load_pod_mean:max", timeout=60)
         yield server
     finally:
         server.stop()

@@ -159,10 +159,10 @@ def test_two_shards_hold_their_own_leases_and_scale_only_their_targets(
         return int(apps.read_namespaced_deployment_scale(name, ns).spec.replicas)
 
     try:
-        wait_for(lambda: replicas(ns_a, "vllm-a") > 1 and replicas(ns_b, "vllm-b") > 1, timeout=45, interval=0.5,
+        wait_for(lambda: replicas(ns_a, "vllm-a") > 1 and replicas(ns_b, "vllm-b") > 1, timeout=120, interval=0.5,
                  message=lambda: "both shards to scale their own target\n" + tails())
         for name, claimed in (("shard-a", [f"{ns_a}/vllm-a"]), ("shard-b", [f"{ns_b}/vllm-b"])):
-            lease = wait_for(lambda n=name, c=claimed: published(n, c), timeout=10,
+            lease = wait_for(lambda n=name, c=claimed: published(n, c), timeout=60,
                              message=f"{name} to publish its claims")
             assert lease.spec.holder_identity == f"{name}-0"
             assert lease.metadata.labels[SHARD_LEASE_LABEL] == "true"

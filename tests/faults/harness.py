@@ -552,16 +552,23 @@ def spawn_controller(
 
 
 def json_events(path: Path) -> list[dict[str, Any]]:
-    """The JSON log lines of a subprocess (other lines ignored)."""
+    """The JSON log lines of a subprocess (other lines ignored).
+
+    A warning written by another thread (urllib3's InsecureRequestWarning for the
+    insecure-skip-tls-verify kubeconfig) can land on the same line right after an event, so
+    each line is decoded up to the end of its first JSON document; a line still being
+    written (no complete document yet) is skipped.
+    """
     try:
         text = path.read_text(errors="replace")
     except OSError:
         return []
+    decoder = json.JSONDecoder()
     out = []
     for line in text.splitlines():
         if line.startswith("{"):
             with contextlib.suppress(ValueError):
-                out.append(json.loads(line))
+                out.append(decoder.raw_decode(line)[0])
     return out
 
 

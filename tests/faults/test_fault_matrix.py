@@ -45,6 +45,7 @@ from autoscaler.core.types import Reason
 from autoscaler.kube.cluster import SCALE_WRITE_ATTEMPTS
 from autoscaler.kube.leader import LeaseElector
 from autoscaler.kube.policy_source import ConfigMapPolicySource
+from tests.cluster.fixtures import settled_deployment
 from tests.prom.faultproxy import DEFAULT_GARBAGE
 from tests.prom.server import free_port
 
@@ -300,6 +301,9 @@ def _conflicting_scale_writes(times: int | None, *, concurrent_scale: int | None
     def inject(rig: Rig) -> None:
         w = rig.world
         w.set_replicas(w.deployment, w.steady.replicas - 1)
+        # The Deployment controller's status writes after that scale would meet the guarded
+        # write as real 409s on top of the injected ones: let them end first.
+        settled_deployment(w.apps, w.namespace, w.deployment)
         hook = None
         if concurrent_scale is not None:
             replicas = w.steady.replicas + concurrent_scale

@@ -32,7 +32,7 @@ from autoscaler.core.types import Decision, Reason
 from autoscaler.kube.client import KubeApi, connect, from_api_client
 from autoscaler.policy.schema import Placeholders, Target
 from tests.cluster.controlplane import ControlPlane
-from tests.cluster.fixtures import _delete_namespace, wait_for
+from tests.cluster.fixtures import _delete_namespace, settled_deployment, wait_for
 from tests.cluster.node_agent import GPU_RESOURCE
 from tests.prom.faultproxy import FaultProxy
 
@@ -303,9 +303,11 @@ def controller_account(
         return bool(probe.create_self_subject_access_review(review).status.allowed)
 
     wait_for(
-        lambda: allowed(namespace, "pods", "list")
-        and allowed(controller_ns, "leases", "create", "coordination.k8s.io")
-        and allowed("", "nodes", "list"),
+        lambda: (
+            allowed(namespace, "pods", "list")
+            and allowed(controller_ns, "leases", "create", "coordination.k8s.io")
+            and allowed("", "nodes", "list")
+        ),
         message="deploy/rbac.yaml bindings in force",
     )
     try:
@@ -322,18 +324,10 @@ def rv(apps: kubernetes.client.AppsV1Api, *, ns: str, name: str) -> str:
 
 
 def settled_rv(apps: kubernetes.client.AppsV1Api, *, ns: str, name: str) -> str:
-    """The resourceVersion once the Deployment controller has stopped updating the status.
+    """The resourceVersion once the Deployment and ReplicaSet controllers are done with it.
 
     The controller writes status after every spec change and pod change; comparing
-    resourceVersions before that settles would blame us for its writes.
+    resourceVersions (or writing guarded by one) before that settles would blame us for its
+    writes. See :func:`tests.cluster.fixtures.settled_deployment`.
     """
-
-    def stable() -> str | None:
-        first = apps.read_namespaced_deployment(name, ns)
-        if first.status.observed_generation != first.metadata.generation:
-            return None
-        time.sleep(0.5)
-        again = rv(apps, ns=ns, name=name)
-        return again if again == first.metadata.resource_version else None
-
-    return wait_for(stable, message=f"deployment {ns}/{name} settled")
+    return settled_deployment(apps, ns, name)

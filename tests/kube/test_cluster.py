@@ -47,8 +47,6 @@ def writes(proxy: FaultProxy, *, ignore_events: bool = True) -> list[tuple[str, 
     ]
 
 
-
-
 def test_scale_goes_through_subresource_and_nothing_is_written_without_change(
     apps: kubernetes.client.AppsV1Api,
     core: kubernetes.client.CoreV1Api,
@@ -99,21 +97,28 @@ def test_conflict_is_retried_while_the_spec_is_unchanged_then_given_up(
     cluster = KubeCluster(via_proxy)
     scale_path = f"/apis/apps/v1/namespaces/{namespace}/deployments/web/scale"
 
-    # A real concurrent writer: the Deployment changes between our read and our write.
+    # A real concurrent writer: the Deployment changes between our read and our write. A
+    # Deployment's annotations count as spec (they bump metadata.generation), so the Deployment
+    # controller answers with a status write of its own; it must be over before we write, or it
+    # can land between our re-read and our retry and cost a third PATCH.
     cluster.read(target)
     apps.patch_namespaced_deployment("web", namespace, {"metadata": {"annotations": {"someone": "else"}}})
+    settled_rv(apps, ns=namespace, name="web")
     proxy.reset_counts()
     assert cluster.apply(target, make_decision(target, replicas=2, current_replicas=1)).wrote_replicas
     assert [w for w in writes(proxy) if w[1] == scale_path] == [("PATCH", scale_path)] * 2
     assert apps.read_namespaced_deployment_scale("web", namespace).spec.replicas == 2
 
-    # 409 once (injected on the scale path only): the retry succeeds.
+    # 409 once (injected on the scale path only): the retry succeeds. (Settled first: the
+    # Deployment controller's status writes after the last scale would add real 409s.)
+    settled_rv(apps, ns=namespace, name="web")
     cluster.read(target)
     proxy.status(409, b'{"kind":"Status","code":409,"reason":"Conflict"}', only_paths=r"/scale$", times=1)
     assert cluster.apply(target, make_decision(target, replicas=3, current_replicas=2)).wrote_replicas
     assert apps.read_namespaced_deployment_scale("web", namespace).spec.replicas == 3
 
     # 409 on every attempt: Conflict, no crash, nothing changed; the next cycle succeeds.
+    settled_rv(apps, ns=namespace, name="web")
     cluster.read(target)
     generation = apps.read_namespaced_deployment("web", namespace).metadata.generation
     proxy.reset_counts()
@@ -174,6 +179,7 @@ def test_placeholder_deployment_mirrors_target_and_is_garbage_collected(
     assert "2 placeholder pods" in created.message
     # The ReplicaSet controller created the pods: the PriorityClass admitted them.
     wait_for(lambda: len(core.list_namespaced_pod(namespace, label_selector=f"{TARGET_LABEL}=web").items) == 2)
+    settled_rv(apps, ns=namespace, name="web-capacity")  # its status writes would race the template PUT
 
     # A new serving image: the placeholder template follows (still 2 pods, nothing else changes).
     apps.patch_namespaced_deployment(

@@ -82,6 +82,12 @@ def test_one_leader_and_takeover_after_crash_and_release(admin: KubeApi, k8s_cli
     assert lease(k8s_client, namespace).spec.lease_transitions == 2
 
 
+#: Durations of the threaded electors. Short, but with room for a loaded CI machine: the leader
+#: keeps leading as long as one renewal in RENEW_DEADLINE seconds succeeds (a renewal is two API
+#: calls, retried every 0.2 s), and a release must hand over clearly faster than an expiry.
+LEASE_DURATION, RENEW_DEADLINE = 6.0, 4.5
+
+
 @pytest.fixture
 def electors(admin: KubeApi, namespace: str) -> Iterator[list[LeaseElector]]:
     """Three threaded electors with short durations (stopped at teardown)."""
@@ -91,8 +97,8 @@ def electors(admin: KubeApi, namespace: str) -> Iterator[list[LeaseElector]]:
             namespace=namespace,
             name=LEASE,
             identity=f"replica-{i}",
-            lease_duration=2.0,
-            renew_deadline=1.5,
+            lease_duration=LEASE_DURATION,
+            renew_deadline=RENEW_DEADLINE,
             retry_period=0.2,
         )
         for i in range(3)
@@ -115,11 +121,17 @@ def test_threaded_electors_hand_over_on_stop_and_on_crash(electors: list[LeaseEl
         time.sleep(0.3)
 
     leader.stop()  # clean stop: released
-    wait_for(standby.is_leader, timeout=2.0, message="standby leads right after the release")
+    # Without the release the standby would wait the whole lease duration (>= LEASE_DURATION
+    # after it last saw a renewal): leading well before that shows the release was used.
+    wait_for(standby.is_leader, timeout=LEASE_DURATION - 2.0, message="standby leads right after the release")
 
+    c_started = time.monotonic()
     c.start()
     time.sleep(0.5)
     assert not c.is_leader()
     standby.stop(release=False)  # crash: the lease must expire first
     assert not standby.is_leader()
-    wait_for(c.is_leader, timeout=2.0 + 1.0, message="takeover within the lease duration after a crash")
+    wait_for(c.is_leader, timeout=LEASE_DURATION + 10.0, message="takeover once the lease expired after a crash")
+    # c measures the expiry on its own clock from when it first saw the last renewal, which
+    # was after it started: it cannot lead sooner than LEASE_DURATION after its start.
+    assert time.monotonic() - c_started >= LEASE_DURATION

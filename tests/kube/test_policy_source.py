@@ -132,9 +132,7 @@ def test_updates_rejections_and_deletion(
     assert len(rejected) == 1
 
 
-def test_start_up_failures_are_config_errors(
-    core: kubernetes.client.CoreV1Api, namespace: str, admin: KubeApi
-) -> None:
+def test_start_up_failures_are_config_errors(core: kubernetes.client.CoreV1Api, namespace: str, admin: KubeApi) -> None:
     """No ConfigMap, no key, or an invalid policy at start-up raise ConfigError naming the problem."""
     source = ConfigMapPolicySource(admin, namespace=namespace, name=CM)
     with pytest.raises(ConfigError, match="does not exist"):
@@ -168,15 +166,14 @@ def test_watch_recovers_from_dropped_connections_and_expiry(
     def inject(fault: Any, times: int) -> None:
         goal = sum(proxy.faulted.values()) + times
         fault(times)
-        wait_for(lambda: sum(proxy.faulted.values()) >= goal, timeout=15, message=f"{times} fault(s) consumed")
+        wait_for(lambda: sum(proxy.faulted.values()) >= goal, timeout=60, message=f"{times} fault(s) consumed")
 
     inject(lambda n: proxy.close_connections(only_paths=path, times=n), 2)
     inject(lambda n: proxy.status(410, '{"kind":"Status","code":410,"reason":"Expired"}', only_paths=path, times=n), 1)
     inject(lambda n: proxy.status(503, '{"kind":"Status","code":503}', only_paths=path, times=n), 1)
 
     core.patch_namespaced_config_map(CM, namespace, {"data": {"policy.yaml": policy_text(namespace, min_replicas=4)}})
-    wait_for(lambda: source.current()[1] == 2, timeout=15, message="update followed after the faults")
+    wait_for(lambda: source.current()[1] == 2, timeout=60, message="update followed after the faults")
     assert source.current()[0].targets[0].scaling.min_replicas == 4
     assert log.named("config_watch_failed")
     api.close()
-

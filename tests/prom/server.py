@@ -418,18 +418,23 @@ class PrometheusServer:
             targets = [t for t in targets if t.get("scrapePool") == job or t.get("labels", {}).get("job") == job]
         return targets
 
-    def wait_for_scrape(self, job: str, timeout: float = 15.0, *, after: float | None = None) -> list[dict[str, Any]]:
-        """Wait until every target of ``job`` is ``up`` with a completed scrape.
+    def wait_for_scrape(self, job: str, timeout: float = 60.0, *, after: float | None = None) -> list[dict[str, Any]]:
+        """Wait until every target of ``job`` is ``up`` with a completed scrape, queryable.
 
         With ``after`` (unix seconds), wait for a scrape that *started* after
         that moment, so state set before ``after`` is in the TSDB. Returns the
         targets. Raises :class:`PrometheusError` with the last target state.
+
+        Prometheus updates a target's ``health``/``lastScrape`` *before* it commits that
+        scrape's samples (``scrapeLoop.report`` runs ahead of the appender's ``Commit``), so
+        the target state alone does not prove the samples can be queried yet: the scrape's
+        own ``up`` sample, committed with them, must be visible too.
         """
         end = time.monotonic() + timeout
         last: list[dict[str, Any]] = []
         while time.monotonic() < end:
             last = self.targets(job)
-            if last and all(self._scraped(t, after) for t in last):
+            if last and all(self._scraped(t, after) and self._committed(t) for t in last):
                 return last
             time.sleep(0.1)
         summary = [{k: t.get(k) for k in ("scrapeUrl", "health", "lastScrape", "lastError")} for t in last]
@@ -442,11 +447,19 @@ class PrometheusServer:
             return False
         return after is None or parse_prom_time(last) > after
 
+    def _committed(self, target: Mapping[str, Any]) -> bool:
+        """Whether the ``up`` sample of the target's last scrape is queryable (see :meth:`wait_for_scrape`)."""
+        labels = target.get("labels") or {}
+        selector = ",".join(f"{name}={json.dumps(str(value))}" for name, value in labels.items())
+        result = self.query(f"timestamp(up{{{selector}}})")
+        # The sample's timestamp is lastScrape truncated to milliseconds.
+        return bool(result) and float(result[0]["value"][1]) >= parse_prom_time(str(target["lastScrape"])) - 0.001
+
     def wait_for_query(
         self,
         promql: str,
         predicate: Callable[[list[dict[str, Any]]], bool] | None = None,
-        timeout: float = 15.0,
+        timeout: float = 60.0,
     ) -> list[dict[str, Any]]:
         """Poll an instant query until it is non-empty (and ``predicate(result)`` holds)."""
         end = time.monotonic() + timeout

@@ -339,11 +339,11 @@ def test_fault_proxy_faults_reach_a_real_client(
     with pytest.raises(ValueError):  # requests' JSONDecodeError is a ValueError
         prom.custom_query("vector(1)")
 
-    proxy.delay(3.0, only_paths="/api/v1/query")
+    proxy.delay(10.0, only_paths="/api/v1/query")
     began = time.monotonic()
     with pytest.raises(requests.exceptions.Timeout):
         _no_retry_client(proxy.url, timeout=0.5).custom_query("vector(1)")
-    assert time.monotonic() - began < 2.0
+    assert time.monotonic() - began < 5.0  # the client's timeout, not the delay (slack for a loaded machine)
 
     proxy.close_connections()
     with pytest.raises(requests.exceptions.ConnectionError):

@@ -93,7 +93,7 @@ def loaded_prometheus(namespace: str) -> Iterator[PrometheusServer]:
     server.start()
     try:
         server.wait_for_scrape("vllm", timeout=30)
-        server.wait_for_query("sum(rate(vllm:request_success_total[5s]))", timeout=15)
+        server.wait_for_query("sum(rate(vllm:request_success_total[5s]))", timeout=60)
         yield server
     finally:
         stop.set()
