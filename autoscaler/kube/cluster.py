@@ -487,7 +487,7 @@ class KubeCluster:
 
         The placeholder Deployment is ours alone (:func:`~autoscaler.kube.placeholders.is_managed`
         was checked on read); the only other writer is the Deployment controller, which updates
-        its status many times a second while pods start. Guarding on ``resourceVersion`` made
+        its status several times while the pods start. Guarding on ``resourceVersion`` made
         the write lose that race repeatedly for nothing, since no one else sets its replicas.
         """
         ns, pname = target.namespace, ph.placeholder_name(target.deployment)
