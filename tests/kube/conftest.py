@@ -32,7 +32,7 @@ from autoscaler.core.types import Decision, Reason
 from autoscaler.kube.client import KubeApi, connect, from_api_client
 from autoscaler.policy.schema import Placeholders, Target
 from tests.cluster.controlplane import ControlPlane
-from tests.cluster.fixtures import _delete_namespace, settled_deployment, wait_for
+from tests.cluster.fixtures import _delete_namespace, wait_for
 from tests.cluster.node_agent import GPU_RESOURCE
 from tests.prom.faultproxy import FaultProxy
 
@@ -321,13 +321,3 @@ def controller_account(
 def rv(apps: kubernetes.client.AppsV1Api, *, ns: str, name: str) -> str:
     """resourceVersion of a Deployment."""
     return str(apps.read_namespaced_deployment(name, ns).metadata.resource_version)
-
-
-def settled_rv(apps: kubernetes.client.AppsV1Api, *, ns: str, name: str) -> str:
-    """The resourceVersion once the Deployment and ReplicaSet controllers are done with it.
-
-    The controller writes status after every spec change and pod change; comparing
-    resourceVersions (or writing guarded by one) before that settles would blame us for its
-    writes. See :func:`tests.cluster.fixtures.settled_deployment`.
-    """
-    return settled_deployment(apps, ns, name)

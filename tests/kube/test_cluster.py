@@ -17,6 +17,7 @@ from autoscaler.errors import Conflict
 from autoscaler.kube.client import KubeApi
 from autoscaler.kube.cluster import SCALE_WRITE_ATTEMPTS, KubeCluster
 from autoscaler.kube.placeholders import MANAGED_BY, MANAGED_BY_LABEL, TARGET_LABEL
+from tests.cluster.fixtures import settled_deployment
 from tests.cluster.node_agent import GPU_RESOURCE, NodeAgent
 from tests.prom.faultproxy import FaultProxy
 
@@ -29,7 +30,6 @@ from .conftest import (
     make_target,
     rv,
     serving_deployment,
-    settled_rv,
     wait_for,
 )
 
@@ -57,7 +57,7 @@ def test_scale_goes_through_subresource_and_nothing_is_written_without_change(
 ) -> None:
     """Replicas are patched only via deployments/scale; an unchanged decision sends no write at all."""
     apps.create_namespaced_deployment(namespace, serving_deployment("web", 1))
-    settled_rv(apps, ns=namespace, name="web")
+    settled_deployment(apps, namespace, "web")
     target = make_target(namespace)
     cluster = KubeCluster(via_proxy)
 
@@ -76,7 +76,7 @@ def test_scale_goes_through_subresource_and_nothing_is_written_without_change(
     assert "1 -> 3" in scaled.message and "PredictedLoad" in scaled.message
 
     # Same decision again: not one write on the wire, resourceVersions unchanged.
-    before = (settled_rv(apps, ns=namespace, name="web"), settled_rv(apps, ns=namespace, name="web-capacity"))
+    before = (settled_deployment(apps, namespace, "web"), settled_deployment(apps, namespace, "web-capacity"))
     proxy.reset_counts()
     state = cluster.read(target)
     assert (state.spec_replicas, state.placeholder_replicas) == (3, 1)
@@ -92,7 +92,7 @@ def test_conflict_is_retried_while_the_spec_is_unchanged_then_given_up(
     """A 409 on the scale write is retried on a fresh read while the replicas we decided from
     still stand; SCALE_WRITE_ATTEMPTS 409s in a row raise Conflict and change nothing."""
     apps.create_namespaced_deployment(namespace, serving_deployment("web", 1))
-    settled_rv(apps, ns=namespace, name="web")
+    settled_deployment(apps, namespace, "web")
     target = make_target(namespace, placeholders={"enabled": False})
     cluster = KubeCluster(via_proxy)
     scale_path = f"/apis/apps/v1/namespaces/{namespace}/deployments/web/scale"
@@ -103,7 +103,7 @@ def test_conflict_is_retried_while_the_spec_is_unchanged_then_given_up(
     # can land between our re-read and our retry and cost a third PATCH.
     cluster.read(target)
     apps.patch_namespaced_deployment("web", namespace, {"metadata": {"annotations": {"someone": "else"}}})
-    settled_rv(apps, ns=namespace, name="web")
+    settled_deployment(apps, namespace, "web")
     proxy.reset_counts()
     assert cluster.apply(target, make_decision(target, replicas=2, current_replicas=1)).wrote_replicas
     assert [w for w in writes(proxy) if w[1] == scale_path] == [("PATCH", scale_path)] * 2
@@ -111,14 +111,14 @@ def test_conflict_is_retried_while_the_spec_is_unchanged_then_given_up(
 
     # 409 once (injected on the scale path only): the retry succeeds. (Settled first: the
     # Deployment controller's status writes after the last scale would add real 409s.)
-    settled_rv(apps, ns=namespace, name="web")
+    settled_deployment(apps, namespace, "web")
     cluster.read(target)
     proxy.status(409, b'{"kind":"Status","code":409,"reason":"Conflict"}', only_paths=r"/scale$", times=1)
     assert cluster.apply(target, make_decision(target, replicas=3, current_replicas=2)).wrote_replicas
     assert apps.read_namespaced_deployment_scale("web", namespace).spec.replicas == 3
 
     # 409 on every attempt: Conflict, no crash, nothing changed; the next cycle succeeds.
-    settled_rv(apps, ns=namespace, name="web")
+    settled_deployment(apps, namespace, "web")
     cluster.read(target)
     generation = apps.read_namespaced_deployment("web", namespace).metadata.generation
     proxy.reset_counts()
@@ -179,7 +179,7 @@ def test_placeholder_deployment_mirrors_target_and_is_garbage_collected(
     assert "2 placeholder pods" in created.message
     # The ReplicaSet controller created the pods: the PriorityClass admitted them.
     wait_for(lambda: len(core.list_namespaced_pod(namespace, label_selector=f"{TARGET_LABEL}=web").items) == 2)
-    settled_rv(apps, ns=namespace, name="web-capacity")  # its status writes would race the template PUT
+    settled_deployment(apps, namespace, "web-capacity")  # its status writes would race the template PUT
 
     # A new serving image: the placeholder template follows (still 2 pods, nothing else changes).
     apps.patch_namespaced_deployment(
@@ -250,7 +250,7 @@ def test_hpa_coexist_sets_min_replicas_and_clamps_to_max(
     """With hpa: coexist the HPA's minReplicas follows the decision (clamped to maxReplicas); replicas untouched."""
     autoscaling = kubernetes.client.AutoscalingV1Api(k8s_client)
     apps.create_namespaced_deployment(namespace, serving_deployment("web", 2))
-    settled_rv(apps, ns=namespace, name="web")
+    settled_deployment(apps, namespace, "web")
     autoscaling.create_namespaced_horizontal_pod_autoscaler(
         namespace, hpa_body("web-hpa", "web", min_replicas=1, max_replicas=5)
     )
@@ -287,13 +287,13 @@ def test_hpa_refuse_writes_nothing(
     """With hpa: refuse nothing is written (Deployment and HPA resourceVersions unchanged); a Warning says why."""
     autoscaling = kubernetes.client.AutoscalingV1Api(k8s_client)
     apps.create_namespaced_deployment(namespace, serving_deployment("web", 2))
-    settled_rv(apps, ns=namespace, name="web")
+    settled_deployment(apps, namespace, "web")
     hpa = autoscaling.create_namespaced_horizontal_pod_autoscaler(
         namespace, hpa_body("web-hpa", "web", min_replicas=1, max_replicas=5)
     )
     target = make_target(namespace, hpa="refuse")
     cluster = KubeCluster(via_proxy)
-    before = settled_rv(apps, ns=namespace, name="web")
+    before = settled_deployment(apps, namespace, "web")
 
     cluster.read(target)
     proxy.reset_counts()
@@ -321,7 +321,7 @@ def test_manual_edit_is_reported_once(
 ) -> None:
     """A replica change made outside the autoscaler is reported in the result and as a Warning Event, once."""
     apps.create_namespaced_deployment(namespace, serving_deployment("web", 1))
-    settled_rv(apps, ns=namespace, name="web")  # the Deployment controller's status writes would race our write
+    settled_deployment(apps, namespace, "web")  # the Deployment controller's status writes would race our write
     target = make_target(namespace, placeholders={"enabled": False})
     cluster = KubeCluster(admin)
     cluster.read(target)

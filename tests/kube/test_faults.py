@@ -24,6 +24,7 @@ from autoscaler.kube.cluster import KubeCluster
 from autoscaler.policy.schema import Policy, Target
 from models.series import Series
 from tests.cluster.controlplane import ControlPlane
+from tests.cluster.fixtures import settled_deployment
 from tests.prom.faultproxy import FaultProxy
 
 from .conftest import (
@@ -33,7 +34,6 @@ from .conftest import (
     make_target,
     proxied_api,
     serving_deployment,
-    settled_rv,
 )
 
 pytestmark = pytest.mark.cluster
@@ -83,7 +83,7 @@ def test_read_failures_map_to_our_errors(
 ) -> None:
     """Each fault on read raises the matching ActuationError subclass; the next read works again."""
     apps.create_namespaced_deployment(namespace, serving_deployment("web", 1))
-    settled_rv(apps, ns=namespace, name="web")
+    settled_deployment(apps, namespace, "web")
     target = make_target(namespace)
     cluster = KubeCluster(fast_api)
     fault(proxy)
@@ -101,7 +101,7 @@ def test_write_failures_raise_and_event_failures_never_do(
 ) -> None:
     """A 5xx on the scale write raises ClusterUnavailable; a failing Event write is counted, not raised."""
     apps.create_namespaced_deployment(namespace, serving_deployment("web", 1))
-    settled_rv(apps, ns=namespace, name="web")
+    settled_deployment(apps, namespace, "web")
     target = make_target(namespace, placeholders={"enabled": False})
     cluster = KubeCluster(fast_api)
 
@@ -129,7 +129,7 @@ def test_forbidden_priority_class_is_reported_and_placeholders_still_written(
 ) -> None:
     """Without the right to create the PriorityClass the placeholder Deployment is still written, with a Warning."""
     apps.create_namespaced_deployment(namespace, serving_deployment("web", 0))
-    settled_rv(apps, ns=namespace, name="web")
+    settled_deployment(apps, namespace, "web")
     target = make_target(namespace)
     cluster = KubeCluster(fast_api)
     cluster.read(target)
@@ -168,7 +168,7 @@ def test_controller_cycle_survives_an_unavailable_api_server(
 ) -> None:
     """A full control cycle over KubeCluster records the failure kind and acts once the API server is back."""
     apps.create_namespaced_deployment(namespace, serving_deployment("web", 1))
-    settled_rv(apps, ns=namespace, name="web")
+    settled_deployment(apps, namespace, "web")
     target = make_target(namespace, placeholders={"enabled": False})
     controller = Controller(
         policy=Policy(targets=(target,)), metrics=_SteadyMetrics(), cluster=KubeCluster(fast_api), clock=_WallClock()
@@ -193,7 +193,7 @@ def test_conflicts_on_placeholder_and_hpa_writes_are_retried(
 ) -> None:
     """A 409 on the placeholder scale, the placeholder template PUT or the HPA patch is retried and succeeds."""
     apps.create_namespaced_deployment(namespace, serving_deployment("web", 1))
-    settled_rv(apps, ns=namespace, name="web")
+    settled_deployment(apps, namespace, "web")
     apps.create_namespaced_deployment(namespace, serving_deployment("chat", 1))
     autoscaling = kubernetes.client.AutoscalingV1Api(k8s_client)
     autoscaling.create_namespaced_horizontal_pod_autoscaler(
@@ -212,7 +212,7 @@ def test_conflicts_on_placeholder_and_hpa_writes_are_retried(
     assert apps.read_namespaced_deployment("web-capacity", namespace).spec.replicas == 2
 
     # Only the injected 409 may meet the guarded template PUT, not the controller's status writes.
-    settled_rv(apps, ns=namespace, name="web-capacity")
+    settled_deployment(apps, namespace, "web-capacity")
     apps.patch_namespaced_deployment(
         "web", namespace, {"spec": {"template": {"spec": {"containers": [{"name": "vllm", "image": "vllm:2"}]}}}}
     )
@@ -240,7 +240,7 @@ def test_placeholder_scale_is_not_raced_by_status_updates(
     version is moved on purpose (an annotation, twice) between the read and the write.
     """
     apps.create_namespaced_deployment(namespace, serving_deployment("web", 1))
-    settled_rv(apps, ns=namespace, name="web")
+    settled_deployment(apps, namespace, "web")
     web = make_target(namespace, "web")
     cluster = KubeCluster(fast_api)
     cluster.read(web)

@@ -20,6 +20,7 @@ from autoscaler.errors import Forbidden, PolicyRejected
 from autoscaler.kube.cluster import KubeCluster
 from autoscaler.kube.leader import LeaseElector
 from autoscaler.kube.policy_source import ConfigMapPolicySource
+from tests.cluster.fixtures import settled_deployment
 
 from .conftest import (
     PLACEHOLDER_CLASS,
@@ -29,7 +30,6 @@ from .conftest import (
     make_decision,
     make_target,
     serving_deployment,
-    settled_rv,
     wait_for,
 )
 
@@ -59,7 +59,7 @@ def test_controller_account_can_do_everything_it_needs(
     chat = make_target(ns, "chat", hpa="coexist", placeholders={"enabled": False})
     # The scale write is guarded by the resourceVersion it read: let the Deployment controller
     # finish writing the new Deployment's status first (its writes would be 409s not ours).
-    settled_rv(apps, ns=ns, name="web")
+    settled_deployment(apps, ns, "web")
 
     state = cluster.read(web)
     assert state.spec_replicas == 1 and state.nodes_ready is not None  # nodes are listable
@@ -68,7 +68,7 @@ def test_controller_account_can_do_everything_it_needs(
     assert kubernetes.client.SchedulingV1Api(k8s_client).read_priority_class(PLACEHOLDER_CLASS).value == -10
     cluster.read(web)
     assert cluster.apply(web, make_decision(web, replicas=2, placeholders=2, current_replicas=2)).wrote_placeholders
-    settled_rv(apps, ns=ns, name="web-capacity")  # the template PUT is guarded by its resourceVersion
+    settled_deployment(apps, ns, "web-capacity")  # the template PUT is guarded by its resourceVersion
     apps.patch_namespaced_deployment(
         "web", ns, {"spec": {"template": {"spec": {"containers": [{"name": "vllm", "image": "vllm:new"}]}}}}
     )
