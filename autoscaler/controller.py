@@ -21,6 +21,7 @@ from typing import Any, Literal
 from autoscaler.core.capacity import LearnedCapacity
 from autoscaler.core.decide import decide
 from autoscaler.core.forecast_view import ForecastView
+from autoscaler.core.freshness import usable
 from autoscaler.core.types import ClusterState, Decision, DecisionRecord, MetricsSnapshot, Observation
 from autoscaler.errors import AutoscalerError, MetricsError
 from autoscaler.forecasting import TargetForecaster
@@ -332,10 +333,7 @@ class Controller:
 
     @staticmethod
     def _fresh(target: Target, snapshot: MetricsSnapshot, now: float) -> bool:
-        return (
-            snapshot.newest_sample_time is None
-            or now - snapshot.newest_sample_time <= target.scaling.stale_after_seconds
-        )
+        return usable(snapshot.newest_sample_time, now, stale_after=target.scaling.stale_after_seconds)
 
     def _decide_target(
         self, target: Target, snapshot: MetricsSnapshot, cluster_state: ClusterState, now: float, result: TargetResult

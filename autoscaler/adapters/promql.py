@@ -28,6 +28,7 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
+from autoscaler.core.freshness import FUTURE_SKEW_SECONDS, Freshness, freshness
 from autoscaler.core.types import MetricsSnapshot
 from autoscaler.errors import MetricsEmpty, MetricsError, MetricsInvalid
 from autoscaler.policy.schema import Target
@@ -391,6 +392,8 @@ _FIELDS = {
 }
 _WINDOWED = {"load_requests", "prompt_tokens_rate", "generation_tokens_rate", "preemption_rate"}
 _WINDOWED |= {"latency_mean", "queue_time_mean", "latency_quantile", "ttft_quantile"}
+#: Problem kind of signals whose newest sample is dated after the controller's clock.
+FUTURE_DATED = "future_dated"
 #: Fields that come from the target's vLLM pods (nulled together when those are stale).
 _VLLM_FIELDS = ("load", *(f for f in _FIELDS if not f.startswith("gpu_") and f != "newest_sample_time"))
 
@@ -407,8 +410,10 @@ def snapshot(
     Every field is the target's share of its query's answer (:func:`pick`); the load is
     the flow-conservation arrival rate, the token rates' sum, or the override's single
     series. If the target's vLLM series are gone (the ``running`` query succeeded without
-    them) or its newest sample is older than ``staleAfterSeconds + stale_slack``, every
-    vLLM signal is unknown, so rates still computed from the last window are not used.
+    them), its newest sample is older than ``staleAfterSeconds + stale_slack`` or dated
+    after ``now`` beyond the skew allowance (kind ``future_dated``, see
+    :mod:`autoscaler.core.freshness`), every vLLM signal is unknown, so rates still
+    computed from the last window are not used.
 
     Args:
         target: The target.
@@ -446,10 +451,18 @@ def snapshot(
     else:
         record("load", functools.partial(pick, target, answer("load_requests"), signal="load", how="sum"))
     newest = values.get("newest_sample_time")
+    fresh = freshness(newest, now, stale_after=target.scaling.stale_after_seconds + stale_slack)
     if not isinstance(answer("running"), MetricsError) and problems.get("running") == "metrics_empty":
         kind, why = "metrics_empty", "no live vLLM series (not scraped, or its series went stale)"
-    elif newest is not None and now - newest > target.scaling.stale_after_seconds + stale_slack:
+    elif newest is not None and fresh is Freshness.STALE:
         kind, why = "metrics_invalid", f"newest sample is {now - newest:.0f}s old (staleAfterSeconds exceeded)"
+    elif newest is not None and fresh is Freshness.FUTURE:
+        kind = FUTURE_DATED
+        why = (
+            f"newest sample is dated {newest - now:.0f}s after the controller's clock (more than "
+            f"{FUTURE_SKEW_SECONDS:g}s: clock skew or an exporter's own timestamps)"
+        )
+        problems["newest_sample_time"], details["newest_sample_time"] = kind, why
     else:
         return MetricsSnapshot(time=now, problems=problems, **values), details
     for name in _VLLM_FIELDS:

@@ -12,7 +12,7 @@ Then the safety pipeline, in a fixed order, each step recording a :class:`Reason
 1. predicted load (or the reactive value when no forecast exists);
 2. observed load now; 3. SLO-breach guard and wake-up on a queue;
 3b. with ``minReplicas: 0`` only, the idle gate (see below);
-4. missing or stale data: never a scale-down, hold;
+4. missing, stale or future-dated data: never a scale-down, hold;
 5. no scale-down while the forecast needs the capacity again within a node cold start;
 6. scale-down stabilisation; 7. scale-up/down rate limits; 8. min/max.
 
@@ -48,6 +48,7 @@ from collections.abc import Callable, Sequence
 
 from autoscaler.core.capacity import replicas_for
 from autoscaler.core.forecast_view import ForecastView
+from autoscaler.core.freshness import usable
 from autoscaler.core.leadtimes import LeadTimes
 from autoscaler.core.types import Decision, DecisionRecord, Observation, Reason, Step
 from autoscaler.policy.schema import Target
@@ -103,7 +104,7 @@ def decide(
             return 0
         return replicas_for(predicted, cap)
 
-    stale = metrics.newest_sample_time is not None and now - metrics.newest_sample_time > scaling.stale_after_seconds
+    stale = not usable(metrics.newest_sample_time, now, stale_after=scaling.stale_after_seconds)
     load = None if stale else metrics.load
     data_ok = load is not None
 

@@ -100,3 +100,34 @@ def test_history_expression_selects_exactly_the_target() -> None:
     assert "[75000ms] offset 225000ms" in expr  # data near both ends of the bucket
     override = Target(namespace="llm", deployment="v", metrics=Metrics(arrival_rate_query="sum(rate(gw[1m]))"))
     assert promql.history_load(override, step=300) == "avg_over_time((sum(rate(gw[1m])))[300s:30s])"
+
+
+Answers = dict[tuple[str, str | None, float | None], list[Sample]]
+
+
+def _loop_answers(target: Target, *, newest: float, load: float) -> Answers:
+    """Every per-loop query answered for ``target`` with one series (``load`` for the load, 1 else)."""
+    labels = {"namespace": target.namespace, "deployment": target.deployment, "model_name": "m"}
+    answers: dict[tuple[str, str | None, float | None], list[Sample]] = {}
+    for query in promql.loop_queries([target]):
+        value = newest if query.signal == "newest_sample_time" else load if query.signal == "load_requests" else 1.0
+        answers[query.key] = [Sample(labels=labels, time=newest, value=value)]
+    return answers
+
+
+@pytest.mark.parametrize(("ahead", "kind"), [(3600.0, "future_dated"), (30.0, None), (-600.0, "metrics_invalid")])
+def test_snapshot_judges_staleness_both_ways(ahead: float, kind: str | None) -> None:
+    """Samples dated an hour after the controller's clock are unknown (``future_dated``), like stale ones;
+    a 30 s skew is within the allowance and the signals are used."""
+    target = Target(namespace="llm", deployment="vllm")
+    now = 1_700_000_000.0
+    snap, details = promql.snapshot(target, _loop_answers(target, newest=now + ahead, load=0.0), now=now, stale_slack=5)
+    if kind is None:
+        assert snap.load == 0.0 and snap.running == 1.0 and not snap.problems
+        return
+    assert snap.load is None and snap.running is None and snap.waiting is None and snap.latency_mean is None
+    assert snap.problems["load"] == kind
+    assert snap.newest_sample_time == now + ahead  # kept: decide holds on it too
+    if kind == "future_dated":
+        assert snap.problems["newest_sample_time"] == "future_dated"
+        assert "after the controller's clock" in details["load"]
