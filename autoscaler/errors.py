@@ -49,7 +49,15 @@ class MetricsError(AutoscalerError):
 
 
 class MetricsUnavailable(MetricsError):
-    """Prometheus did not answer: connection refused, timeout, 5xx, malformed body."""
+    """Prometheus did not answer usefully: connection refused, timeout, 5xx or 429, a malformed body."""
+
+
+class MetricsMalformed(MetricsUnavailable):
+    """Prometheus (or something in front of it) answered, but not with a usable query answer.
+
+    Invalid or too deeply nested JSON, an answer too large, a field of the wrong type, a
+    timestamp or value that is not a number (a login page from a proxy, a broken server).
+    """
 
 
 class MetricsEmpty(MetricsError):
@@ -58,6 +66,12 @@ class MetricsEmpty(MetricsError):
 
 class MetricsInvalid(MetricsError):
     """The answer held NaN/Inf, several series where one was expected, or stale samples."""
+
+
+class CycleDeadlineExceeded(AutoscalerError):
+    """The cycle's deadline passed before this target was reached: it holds (nothing written) until the next."""
+
+    temporary = True
 
 
 class ActuationError(AutoscalerError):

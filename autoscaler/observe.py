@@ -83,8 +83,9 @@ def run(args: argparse.Namespace) -> int:
     )
     try:
         result = observe_target(source, target, time.time(), loop_interval=loop_interval)
-        if source.last_loop.unreachable:
-            raise MetricsUnavailable(f"Prometheus at {args.prometheus_url} did not answer any query")
+        problem = source.last_loop.problem(args.prometheus_url)
+        if problem is not None:
+            raise MetricsUnavailable(problem)
     finally:
         source.close()
     print(json.dumps(result, indent=2, sort_keys=False) if args.json else render(result))

@@ -16,7 +16,7 @@ replica counts (a state) at its start. A bucket without an answer is NaN, never 
 from __future__ import annotations
 
 import math
-from typing import Any, Protocol
+from typing import Protocol
 
 import numpy as np
 from numpy.typing import NDArray
@@ -35,8 +35,8 @@ class RangeQuerier(Protocol):
 
     def range_query(
         self, name: str, expr: str, *, start: float, end: float, step: int
-    ) -> list[tuple[dict[str, str], Any]]:
-        """``(labels, [[time, "value"], ...])`` per series; raises ``MetricsError``."""
+    ) -> list[tuple[dict[str, str], list[tuple[float, float]]]]:
+        """``(labels, [(time, value), ...])`` per series, every field checked; raises ``MetricsError``."""
         ...
 
 
@@ -102,7 +102,8 @@ def range_buckets(
         max_points: Largest range query (Prometheus refuses more than 11,000 points).
 
     Returns:
-        The values; NaN where the answer has no finite value.
+        The values; NaN where the answer has no finite, non-negative value (latencies and
+        replica counts are never negative: such a value is refused, not used).
 
     Raises:
         MetricsUnavailable: Prometheus did not answer or answered malformed.
@@ -117,9 +118,8 @@ def range_buckets(
         )
         if len(series) > 1:
             raise MetricsInvalid(f"{name}: {len(series)} series where one was expected")
-        for t, v in series[0][1] if series else ():
-            idx = round((float(t) - shift - first) / step)
-            value = float(v)
-            if 0 <= idx < count and math.isfinite(value):
+        for t, value in series[0][1] if series else ():
+            idx = round((t - shift - first) / step)
+            if 0 <= idx < count and math.isfinite(value) and value >= 0:
                 values[idx] = value
     return values
