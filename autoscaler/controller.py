@@ -7,14 +7,19 @@ cycle and is what ``autoscaler run --once`` and the simulator call.
 
 Failure handling: one target's failure never stops the others; a metrics outage yields
 "unknown" signals (which ``decide`` turns into holds, never scale-downs); a cluster read
-failure skips the target for this cycle (nothing is written on a state we could not see).
+failure skips the target for this cycle (nothing is written on a state we could not see),
+and so does a history that could not be read (no answer, or a malformed one): the target
+is seeded on a later cycle. With ``cycle_deadline_seconds`` a cycle ends on time: targets
+not reached by then hold and are reported (``cycle_deadline_exceeded``); the histories of
+new targets are loaded a few at a time (:data:`HISTORY_CONCURRENCY`) within half of it.
 """
 
 from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -23,11 +28,12 @@ from autoscaler.core.decide import decide
 from autoscaler.core.forecast_view import ForecastView
 from autoscaler.core.freshness import usable
 from autoscaler.core.types import ClusterState, Decision, DecisionRecord, MetricsSnapshot, Observation
-from autoscaler.errors import AutoscalerError, MetricsError
+from autoscaler.errors import AutoscalerError, CycleDeadlineExceeded, MetricsError, MetricsUnavailable
 from autoscaler.forecasting import TargetForecaster
 from autoscaler.policy.schema import Policy, Target
 from autoscaler.ports import ApplyResult, Clock, Cluster, MetricsSource
 from autoscaler.shadow import TargetShadow
+from models.series import Series
 
 Mode = Literal["dry-run", "enforce"]
 
@@ -44,6 +50,10 @@ DEMOTE_MIN_POINTS = 96
 #: 1 s covers several hundred targets' stand-ins or updates (1-2 ms each), so smaller
 #: fleets never wait.
 OWED_WORK_SECONDS = 1.0
+
+#: Targets whose start-up history is loaded at once (each is one or a few range queries):
+#: a slow metrics source costs one call time per this many new targets, not per target.
+HISTORY_CONCURRENCY = 4
 
 #: A target's next fit is expected to cost up to this much more than its last: fit CPU
 #: varies with the optimiser's iterations and with garbage collections (0.25-0.65 s
@@ -122,8 +132,14 @@ class Controller:
         log: Any = None,
         on_result: Callable[[TargetResult, Observation | None], None] | None = None,
         forecast_source: Callable[[Target, float], ForecastView | None] | None = None,
+        cycle_deadline_seconds: float | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.metrics = metrics
+        #: Wall seconds a cycle may take before the targets it has not reached hold
+        #: (``None``: no deadline, as in the simulator, whose cycles must all complete).
+        self.cycle_deadline_seconds = cycle_deadline_seconds
+        self._monotonic = monotonic
         self.cluster = cluster
         self.clock = clock
         self.mode_override = mode_override
@@ -248,6 +264,8 @@ class Controller:
         the forecasts (:meth:`_forecast`), then decide and act per target.
         """
         now = self.clock.now() if now is None else now
+        budget = self.cycle_deadline_seconds
+        deadline = None if budget is None else self._monotonic() + budget
         cycle = CycleResult(time=now)
         targets = self.policy.targets
         snapshots: Mapping[str, MetricsSnapshot]
@@ -257,6 +275,8 @@ class Controller:
             cycle.metrics_error = exc
             self.log.warning("metrics_unavailable", error=str(exc), kind=exc.kind)
             snapshots = {}
+        # New targets' histories may take half the budget: the other half is every target's cycle.
+        histories = self._load_histories(targets, now, None if budget is None else self._monotonic() + budget / 2)
         steps = []
         for target in targets:
             started = time.perf_counter()
@@ -266,7 +286,8 @@ class Controller:
             result = TargetResult(target=target.key, dry_run=self.is_dry_run(target))
             step = _Step(target=target, snapshot=snapshot, result=result)
             try:
-                step.cluster = self._observe_target(target, snapshot, now)
+                self._check_deadline(deadline)
+                step.cluster = self._observe_target(target, snapshot, now, histories)
             except AutoscalerError as exc:
                 self._failed(step.result, exc)
             step.seconds = time.perf_counter() - started
@@ -280,6 +301,7 @@ class Controller:
             observation: Observation | None = None
             if step.cluster is not None:
                 try:
+                    self._check_deadline(deadline)
                     observation = self._decide_target(step.target, step.snapshot, step.cluster, now, step.result)
                 except AutoscalerError as exc:
                     self._failed(step.result, exc)
@@ -321,12 +343,52 @@ class Controller:
         result.error = exc
         self.log.warning("target_failed", target=result.target, error=str(exc), kind=exc.kind)
 
-    def _observe_target(self, target: Target, snapshot: MetricsSnapshot, now: float) -> ClusterState:
+    def _check_deadline(self, deadline: float | None) -> None:
+        """Raise when the cycle's deadline has passed (the target holds this cycle)."""
+        if deadline is not None and self._monotonic() > deadline:
+            raise CycleDeadlineExceeded(
+                f"the cycle's {self.cycle_deadline_seconds:g}s deadline passed before this target was reached"
+            )
+
+    def _history_range(self, target: Target, now: float) -> tuple[float, float, float]:
+        step = self._state[target.key].forecaster.step
+        return now - target.forecast.history_days * 86400, (now // step) * step - step, step
+
+    def _load_histories(
+        self, targets: Sequence[Target], now: float, deadline: float | None
+    ) -> dict[str, Series | MetricsError]:
+        """The start-up history of every target not seeded yet, loaded a few at a time.
+
+        Returns what arrived before ``deadline``, by target key: a target missing from the
+        result was not reached (it holds this cycle and is seeded on a later one).
+        """
+        pending = [t for t in targets if not self._state[t.key].seeded]
+        if self.forecast_source is not None or not pending:
+            return {}
+
+        def load(target: Target) -> Series | MetricsError:
+            start, end, step = self._history_range(target, now)
+            try:
+                return self.metrics.load_history(target, start=start, end=end, step=step)
+            except MetricsError as exc:
+                return exc
+
+        pool = ThreadPoolExecutor(max_workers=min(HISTORY_CONCURRENCY, len(pending)), thread_name_prefix="history")
+        futures: dict[str, Future[Series | MetricsError]] = {t.key: pool.submit(load, t) for t in pending}
+        timeout = None if deadline is None else max(0.0, deadline - self._monotonic())
+        done, _ = wait(futures.values(), timeout=timeout)
+        # Calls still running end by their own timeout; their answers are dropped.
+        pool.shutdown(wait=False, cancel_futures=True)
+        return {key: future.result() for key, future in futures.items() if future in done}
+
+    def _observe_target(
+        self, target: Target, snapshot: MetricsSnapshot, now: float, histories: Mapping[str, Series | MetricsError]
+    ) -> ClusterState:
         """Read the target's cluster state, seed it on its first cycle, and bucket its load."""
         state = self._state[target.key]
         cluster_state = self.cluster.read(target)
         if not state.seeded:
-            self._seed(target, state, now, cluster_state.spec_replicas, cluster_state.placeholder_replicas)
+            self._seed(target, state, now, cluster_state, histories)
         if self.forecast_source is None:
             state.forecaster.observe(now, snapshot.load if self._fresh(target, snapshot, now) else None)
         return cluster_state
@@ -386,16 +448,34 @@ class Controller:
         )
         return observation
 
-    def _seed(self, target: Target, state: _TargetState, now: float, replicas: int, placeholders: int) -> None:
-        """Load history and assume the current size was recommended (no scale-down on restart)."""
+    def _seed(
+        self,
+        target: Target,
+        state: _TargetState,
+        now: float,
+        cluster: ClusterState,
+        histories: Mapping[str, Series | MetricsError],
+    ) -> None:
+        """Seed the history and assume the current size was recommended (no scale-down on restart).
+
+        A history that could not be read (no answer, a malformed one, or not reached before
+        the deadline) fails the target for this cycle, so it holds and is seeded later; a
+        target without history (new, or its query refused) starts from its live load.
+        """
         fc = state.forecaster
-        start = now - target.forecast.history_days * 86400
-        end = (now // fc.step) * fc.step - fc.step
+        replicas, placeholders = cluster.spec_replicas, cluster.placeholder_replicas
         if self.forecast_source is None:
-            try:
-                fc.seed(self.metrics.load_history(target, start=start, end=end, step=fc.step))
-            except MetricsError as exc:
-                self.log.warning("history_unavailable", target=target.key, error=str(exc), kind=exc.kind)
+            history = histories.get(target.key)
+            if history is None:
+                raise CycleDeadlineExceeded(
+                    f"the cycle's {self.cycle_deadline_seconds:g}s deadline passed before this target's history loaded"
+                )
+            if isinstance(history, MetricsError):
+                self.log.warning("history_unavailable", target=target.key, error=str(history), kind=history.kind)
+                if isinstance(history, MetricsUnavailable):
+                    raise history
+            else:
+                fc.seed(history)
         state.history.append(
             DecisionRecord(
                 time=now,

@@ -180,6 +180,8 @@ class Service:
         self.log.info("policy_applied", generation=generation, targets=[t.key for t in policy.targets])
         if policy.loop_interval_seconds != self.interval:
             self.interval = policy.loop_interval_seconds
+            if self.controller.cycle_deadline_seconds is not None:
+                self.controller.cycle_deadline_seconds = self.interval
             if self._scheduler is not None:
                 self._scheduler.reschedule_job("cycle", trigger="interval", seconds=self.interval)
 

@@ -117,8 +117,9 @@ def run(args: argparse.Namespace) -> int:
         policy = scope.select(full_policy, generation, strict=True)
     _check_cluster(cluster, policy, log)
     mode: Mode | None = "dry-run" if args.dry_run else None
+    # A cycle ends before the next one is due: targets it has not reached by then hold.
     controller = Controller(policy=policy, metrics=metrics, cluster=cluster, clock=SystemClock(),
-                            mode_override=mode, log=log)
+                            mode_override=mode, log=log, cycle_deadline_seconds=policy.loop_interval_seconds)
     elector: LeaderElector = AlwaysLeader()
     if lease_namespace is not None:  # set exactly when electing
         from autoscaler.kube.leader import LeaseElector
@@ -200,10 +201,11 @@ def _lease_name(args: argparse.Namespace, shard: Shard | None, *, elect: bool) -
 
 
 def _check_prometheus(metrics: Any, policy: Policy, url: str) -> None:
-    """Fail start-up when Prometheus cannot answer at all (a target with no data is fine)."""
+    """Fail start-up when Prometheus gives no usable answer at all (a target with no data is fine)."""
     metrics.observe(list(policy.targets), time.time())
-    if metrics.last_loop.unreachable:
-        raise MetricsUnavailable(f"Prometheus at {url} did not answer any query")
+    problem = metrics.last_loop.problem(url)
+    if problem is not None:
+        raise MetricsUnavailable(problem)
 
 
 def _check_cluster(cluster: Any, policy: Policy, log: Any) -> None:
