@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Literal, Union, get_args, get_origin
 
 from autoscaler.policy.fields import walk_fields
+from autoscaler.policy.formats import FORMATS
 from autoscaler.policy.schema import Policy
 
 OUT = Path(__file__).resolve().parent / "policy-reference.md"
@@ -80,6 +81,8 @@ def _allowed(f: dataclasses.Field[Any], hint: Any) -> str:
         return ", ".join(f"`{v}`" for v in get_args(inner))
     if meta.get("choices") is not None:
         return ", ".join(f"`{v}`" for v in sorted(meta["choices"]()))
+    if meta.get("format") is not None:
+        return FORMATS[meta["format"]].describe(meta)
     lo, hi = meta.get("minimum"), meta.get("maximum")
     parts = []
     if lo is not None:

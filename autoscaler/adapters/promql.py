@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from autoscaler.core.freshness import FUTURE_SKEW_SECONDS, Freshness, freshness
 from autoscaler.core.types import MetricsSnapshot
 from autoscaler.errors import MetricsEmpty, MetricsError, MetricsInvalid
+from autoscaler.policy import formats
 from autoscaler.policy.schema import Target
 
 #: The tail a ReplicaSet gives its pods: ``-<pod-template-hash>-<5 random characters>``.
@@ -42,8 +43,6 @@ _REPLICASET_POD = re.compile(f"(.+){POD_SUFFIX_RE}")
 GROUP = "namespace, deployment, model_name"
 #: Newest name first: ``kv_cache_usage_perc`` replaced ``gpu_cache_usage_perc`` (deprecated 0.9).
 _KV_CACHE_NAMES = ("kv_cache_usage_perc", "gpu_cache_usage_perc")
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w|y)")
-_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0, "y": 31536000.0}
 
 
 @dataclass(frozen=True)
@@ -89,12 +88,22 @@ def duration_seconds(text: str) -> float:
     """Seconds in a Prometheus duration such as ``2m``, ``90s`` or ``1m30s``. Pure.
 
     Raises:
+        ValueError: if ``text`` is not a duration (Prometheus' grammar: whole numbers, units
+            from ``y`` down to ``ms`` in that order).
+    """
+    seconds = formats.duration_seconds(text)
+    if seconds is None:
+        raise ValueError(f"not a Prometheus duration: {text!r}")
+    return seconds
+
+
+def window(text: str) -> str:
+    """The PromQL range for a ``rateWindow``: rendered from its parsed seconds, never pasted. Pure.
+
+    Raises:
         ValueError: if ``text`` is not a duration.
     """
-    parts = _DURATION.findall(text)
-    if not parts or "".join(n + u for n, u in parts) != text:
-        raise ValueError(f"not a Prometheus duration: {text!r}")
-    return sum(float(n) * _UNITS[u] for n, u in parts)
+    return formats.render_duration(duration_seconds(text))
 
 
 def deployment_of(pod: str) -> str | None:
@@ -203,7 +212,7 @@ def loop_queries(targets: Iterable[Target], *, need_arrivals: bool = True) -> li
     windows = sorted({t.metrics.rate_window for t in targets})
     plan: list[Query] = []
     if need_arrivals:
-        plan += [Query("load_requests", arrivals(sel, w, aggregate="batch"), window=w) for w in windows]
+        plan += [Query("load_requests", arrivals(sel, window(w), aggregate="batch"), window=w) for w in windows]
     plan += [
         Query("newest_sample_time", per_target("max", f"timestamp({vllm('num_requests_running', sel)})")),
         Query("running", per_target("sum", vllm("num_requests_running", sel))),
@@ -211,16 +220,17 @@ def loop_queries(targets: Iterable[Target], *, need_arrivals: bool = True) -> li
         Query("kv_cache_usage", " or ".join(per_target("avg", vllm(name, sel)) for name in _KV_CACHE_NAMES)),
     ]
     for w in windows:
+        r = window(w)
         plan += [
-            Query("prompt_tokens_rate", _rate("prompt_tokens_total", sel=sel, window=w), window=w),
-            Query("generation_tokens_rate", _rate("generation_tokens_total", sel=sel, window=w), window=w),
-            Query("preemption_rate", _rate("num_preemptions_total", sel=sel, window=w), window=w),
-            Query("latency_mean", _mean("e2e_request_latency_seconds", sel=sel, window=w), window=w),
-            Query("queue_time_mean", _mean("request_queue_time_seconds", sel=sel, window=w), window=w),
+            Query("prompt_tokens_rate", _rate("prompt_tokens_total", sel=sel, window=r), window=w),
+            Query("generation_tokens_rate", _rate("generation_tokens_total", sel=sel, window=r), window=w),
+            Query("preemption_rate", _rate("num_preemptions_total", sel=sel, window=r), window=w),
+            Query("latency_mean", _mean("e2e_request_latency_seconds", sel=sel, window=r), window=w),
+            Query("queue_time_mean", _mean("request_queue_time_seconds", sel=sel, window=r), window=w),
         ]
         for q in sorted({t.slo.latency_quantile for t in targets if t.metrics.rate_window == w}):
             plan += [
-                Query(signal, _quantile(histogram, sel=sel, window=w, q=q), window=w, quantile=q)
+                Query(signal, _quantile(histogram, sel=sel, window=r, q=q), window=w, quantile=q)
                 for signal, histogram in (
                     ("latency_quantile", "e2e_request_latency_seconds"),
                     ("ttft_quantile", "time_to_first_token_seconds"),
@@ -257,20 +267,20 @@ def history_load(target: Target, *, step: float) -> str:
         The expression, in the target's capacity unit.
     """
     window_s = max(step, duration_seconds(target.metrics.rate_window))
-    window = f"{window_s:g}s"
+    rng = formats.render_duration(window_s)
     if target.metrics.arrival_rate_query:
         resolution = max(1, int(step // 10))
-        return f"avg_over_time(({target.metrics.arrival_rate_query})[{step:g}s:{resolution}s])"
+        return f"avg_over_time(({target.metrics.arrival_rate_query})[{formats.render_duration(step)}:{resolution}s])"
     sel = target_selector(target)
     if target.capacity.unit == "tokens":
         counter = vllm("prompt_tokens_total", sel)
-        generated = f"sum(rate({vllm('generation_tokens_total', sel)}[{window}]))"
-        load = f"sum(rate({counter}[{window}])) + {generated}"
+        generated = f"sum(rate({vllm('generation_tokens_total', sel)}[{rng}]))"
+        load = f"sum(rate({counter}[{rng}])) + {generated}"
     else:
         counter = vllm("request_success_total", sel)
-        load = arrivals(sel, window, aggregate="sum")
+        load = arrivals(sel, rng, aggregate="sum")
     quarter = f"{round(window_s * 250)}ms"
-    total = f"sum(count_over_time({counter}[{window}]))"
+    total = f"sum(count_over_time({counter}[{rng}]))"
     first = f"sum(count_over_time({counter}[{quarter}] offset {round(window_s * 750)}ms))"
     last = f"sum(count_over_time({counter}[{quarter}]))"
     return f"({load}) and on () ({first} >= 0.1875 * {total}) and on () ({last} >= 0.1875 * {total})"

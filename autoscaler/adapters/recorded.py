@@ -23,6 +23,7 @@ from numpy.typing import NDArray
 
 from autoscaler.adapters.promql import duration_seconds, string, target_selector, vllm
 from autoscaler.errors import MetricsInvalid
+from autoscaler.policy.formats import render_duration
 from autoscaler.policy.schema import Target
 
 #: kube-state-metrics gauges of a Deployment's replicas (desired, and available to serve).
@@ -55,7 +56,7 @@ def latency_mean(target: Target, *, step: float) -> str:
     ``rate(sum) / rate(count)`` of ``vllm:e2e_request_latency_seconds`` summed over the
     target's pods (both metric spellings); NaN when nothing completed (no value, not 0).
     """
-    window = f"{window_seconds(target, step):g}s"
+    window = render_duration(window_seconds(target, step))
     sel = target_selector(target)
     total, count = (
         f"sum(rate({vllm(f'e2e_request_latency_seconds_{part}', sel)}[{window}]))" for part in ("sum", "count")

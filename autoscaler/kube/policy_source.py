@@ -34,7 +34,7 @@ from autoscaler.kube.client import KubeApi
 from autoscaler.kube.events import EventRecorder, configmap_ref
 from autoscaler.logs import get_logger
 from autoscaler.policy.advice import advise
-from autoscaler.policy.loader import load_policy
+from autoscaler.policy.loader import load_policy, read_policy_bytes
 from autoscaler.policy.schema import Policy
 
 #: Delays (s) between consecutive failed list/watch attempts; the last one repeats.
@@ -379,7 +379,13 @@ class FilePolicySource:
                 stamp = (st.st_ino, st.st_mtime_ns, st.st_size)
                 if stamp == self._stamp:
                     return
-                text = self.path.read_bytes()
+                text = read_policy_bytes(self.path)
+            except PolicyRejected as exc:  # not a regular file, or over the size cap
+                if first:
+                    raise
+                self._stamp = stamp
+                self._report(exc)
+                return
             except OSError as exc:
                 error = ConfigError(str(self.path), f"cannot read the policy file: {exc.strerror}")
                 if first:

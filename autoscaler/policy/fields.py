@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Literal, TypeVar, Union, get_args, get_origin
 
 from autoscaler.errors import ConfigError
+from autoscaler.policy import formats
 
 T = TypeVar("T")
 
@@ -31,6 +32,7 @@ def spec(
     maximum: float | None = None,
     exclusive_minimum: bool = False,
     choices: Callable[[], frozenset[str]] | None = None,
+    format: str | None = None,  # the JSON-schema name of the same idea
 ) -> Any:
     """Declare a policy field with its documentation and bounds.
 
@@ -39,9 +41,13 @@ def spec(
             are wrapped in a factory automatically.
         doc: One sentence for the policy reference: what the field does and why.
         unit: The unit shown in the reference (``s``, ``req/s``...).
-        minimum: Inclusive lower bound for numbers (exclusive with ``exclusive_minimum``).
-        maximum: Inclusive upper bound for numbers.
+        minimum: Inclusive lower bound for numbers (exclusive with ``exclusive_minimum``);
+            for a ``duration`` string, in seconds.
+        maximum: Inclusive upper bound for numbers (or seconds of a ``duration``).
         choices: A callable returning the allowed strings (for open registries).
+        format: The string format a string field must follow (a name in
+            :data:`autoscaler.policy.formats.FORMATS`: Kubernetes names, image references,
+            durations, PromQL).
 
     Returns:
         A ``dataclasses.field`` carrying the metadata.
@@ -53,6 +59,7 @@ def spec(
         "maximum": maximum,
         "exclusive_minimum": exclusive_minimum,
         "choices": choices,
+        "format": format,
     }
     if default is dataclasses.MISSING:
         return dataclasses.field(metadata=metadata)
@@ -170,6 +177,11 @@ def convert(hint: Any, value: Any, *, path: str, problems: Problems, meta: Mappi
         choices = meta.get("choices")
         if choices is not None and value not in choices():
             problems.add(path, f"unknown value {value!r} (allowed: {', '.join(sorted(choices()))})")
+            return None
+        fmt = meta.get("format")
+        reason = formats.check(fmt, value, meta) if fmt is not None else None
+        if reason is not None:
+            problems.add(path, reason)
             return None
         return value
     raise TypeError(f"unsupported policy field type {hint!r}")  # pragma: no cover

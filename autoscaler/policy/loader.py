@@ -2,14 +2,18 @@
 
 Loading is all-or-nothing: any problem rejects the whole document with every field path
 and reason (:class:`~autoscaler.errors.PolicyRejected`), so a running controller can keep
-its last good policy. Input is untrusted: size is capped before parsing, YAML anchors and
-aliases are refused (no "billion laughs"), nesting depth is capped, and only plain YAML
-types are built (``safe_load`` semantics).
+its last good policy. Input is untrusted: size is capped before parsing (a file is read
+no further than the cap, and only if it is a regular file: ``/dev/zero`` or a FIFO is
+refused, not read forever), YAML anchors and aliases are refused (no "billion laughs"), a
+key given twice in one mapping is refused (YAML would silently keep the last), nesting
+depth is capped, and only plain YAML types are built (``safe_load`` semantics).
 """
 
 from __future__ import annotations
 
 import copy
+import os
+import stat
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -38,6 +42,25 @@ class _NoAliasLoader(yaml.SafeLoader):
         if anchor is not None:
             raise yaml.YAMLError(f"YAML anchors are not allowed (line {event.start_mark.line + 1})")
         return super().compose_node(parent, index)
+
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        """SafeLoader's mapping, refusing a key that appears twice (merge keys aside)."""
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node)
+            try:
+                first = seen.get(key)
+            except TypeError:  # unhashable: SafeLoader reports it
+                continue
+            if first is not None:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r} (first given on line {first})", key_node.start_mark
+                )
+            seen[key] = key_node.start_mark.line + 1
+        return super().construct_mapping(node, deep=deep)
 
 
 def _construct_int(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> int | float:
@@ -107,6 +130,26 @@ def build_policy(data: Any) -> Policy:
     return policy
 
 
+def read_policy_bytes(path: str | Path) -> bytes:
+    """A policy file's bytes, read no further than the size cap, from a regular file only.
+
+    Opened without blocking (a FIFO with no writer would otherwise hang the reader) and
+    refused unless it is a regular file: a device such as ``/dev/zero`` never ends.
+
+    Raises:
+        OSError: the file cannot be opened or read.
+        PolicyRejected: not a regular file, or larger than :data:`MAX_POLICY_BYTES`.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise PolicyRejected([ConfigError("", f"{path} is not a regular file")])
+        raw = f.read(MAX_POLICY_BYTES + 1)
+    if len(raw) > MAX_POLICY_BYTES:
+        raise PolicyRejected([ConfigError("", f"{path} is larger than the {MAX_POLICY_BYTES}-byte limit of a policy")])
+    return raw
+
+
 def load_policy_file(path: str | Path) -> Policy:
     """Read and validate a policy file.
 
@@ -114,7 +157,7 @@ def load_policy_file(path: str | Path) -> Policy:
         PolicyRejected: on any problem, including an unreadable file.
     """
     try:
-        raw = Path(path).read_bytes()
+        raw = read_policy_bytes(path)
     except OSError as exc:
         raise PolicyRejected([ConfigError("", f"cannot read {path}: {exc.strerror}")]) from exc
     return load_policy(raw)

@@ -100,11 +100,11 @@ class Forecast:
     )
     seasons: tuple[Literal["daily", "weekly"], ...] = spec(
         ("daily", "weekly"),
-        doc="Seasonal periods the models may use.",
+        doc="Seasonal periods the models may use; a seasonal model (or candidate) needs at least one.",
     )
     candidates: tuple[str, ...] = spec(
         ("seasonal_naive", "holt_winters", "stl_arima", "linear_trend"),
-        doc="Models 'auto' chooses from.",
+        doc="Models 'auto' chooses from (at least one, each once).",
         choices=_candidate_types,
     )
     resolution_seconds: int = spec(
@@ -136,7 +136,14 @@ class Forecast:
     )
 
     def check(self) -> list[tuple[str, str]]:
-        """Cross-field checks: seasons must be whole multiples of the resolution."""
+        """Cross-field checks: seasons fit the resolution; models that need a season have one.
+
+        ``candidates`` must name each model once and at least one; a seasonal ``model``
+        (or seasonal candidates of ``auto``) with ``seasons: []`` is refused, because it
+        would silently run as another model.
+        """
+        from models.registry import SEASONAL_TYPES
+
         problems = []
         for i, name in enumerate(self.seasons):
             if SEASONS[name] % self.resolution_seconds:
@@ -145,6 +152,24 @@ class Forecast:
                 )
         if len(set(self.seasons)) != len(self.seasons):
             problems.append(("seasons", "duplicate season"))
+        if not self.candidates:
+            problems.append(("candidates", "at least one model is required"))
+        first: dict[str, int] = {}
+        for i, model in enumerate(self.candidates):
+            if model in first:
+                problems.append((f"candidates[{i}]", f"{model} is already listed at candidates[{first[model]}]"))
+            first.setdefault(model, i)
+        if not self.seasons:
+            if self.model in SEASONAL_TYPES:
+                problems.append(("seasons", f"model {self.model} needs at least one season (daily or weekly)"))
+            elif self.model == "auto":
+                seasonal = [c for c in self.candidates if c in SEASONAL_TYPES]
+                if seasonal:
+                    problems.append((
+                        "seasons",
+                        f"candidates {', '.join(seasonal)} need at least one season: list a season or "
+                        "remove them from candidates",
+                    ))  # fmt: skip
         return problems
 
 
@@ -287,7 +312,9 @@ class Placeholders:
 
     enabled: bool = spec(True, doc="Request GPU nodes ahead of demand with placeholder pods.")
     max: int = spec(8, doc="Most placeholder pods at once.", minimum=0, maximum=100000)
-    priority_class: str = spec("gpu-placeholder", doc="PriorityClass of the placeholder pods (created if missing).")
+    priority_class: str = spec(
+        "gpu-placeholder", doc="PriorityClass of the placeholder pods (created if missing).", format="priority-class"
+    )
     priority: int = spec(
         -10,
         doc="Value of that PriorityClass; serving pods (priority 0) preempt them.",
@@ -305,7 +332,7 @@ class Placeholders:
         maximum=86400,
     )
     image: str | None = spec(
-        None, doc="Image of the placeholder pods; null = the target's own image, so it is pre-pulled."
+        None, doc="Image of the placeholder pods; null = the target's own image, so it is pre-pulled.", format="image"
     )
 
 
@@ -316,8 +343,15 @@ class Metrics:
     arrival_rate_query: str | None = spec(
         None,
         doc="PromQL returning one series: the arrival rate (e.g. a gateway's request counter rate).",
+        format="promql",
     )
-    rate_window: str = spec("2m", doc="Range of rate() windows (at least 2x the scrape interval).")
+    rate_window: str = spec(
+        "2m",
+        doc="Range of rate() windows (at least 2x the scrape interval).",
+        format="duration",
+        minimum=5,
+        maximum=3600,
+    )
 
 
 @dataclass(frozen=True)
@@ -354,9 +388,11 @@ class Cost:
 class Target:
     """One vLLM Deployment the controller scales."""
 
-    namespace: str = spec(doc="Namespace of the Deployment.")
-    deployment: str = spec(doc="Name of the serving Deployment.")
-    model_name: str | None = spec(None, doc="vLLM --served-model-name to filter metrics by; null = all.")
+    namespace: str = spec(doc="Namespace of the Deployment.", format="dns-label")
+    deployment: str = spec(doc="Name of the serving Deployment.", format="deployment-name")
+    model_name: str | None = spec(
+        None, doc="vLLM --served-model-name to filter metrics by; null = all.", format="model-name"
+    )
     mode: Literal["dry-run", "enforce"] = spec("dry-run", doc="dry-run logs every decision and changes nothing.")
     hpa: Literal["coexist", "refuse"] = spec(
         "coexist",
@@ -389,14 +425,6 @@ class Target:
     def key(self) -> str:
         """``namespace/deployment``: the target's identity everywhere."""
         return f"{self.namespace}/{self.deployment}"
-
-    def check(self) -> list[tuple[str, str]]:
-        """Name fields must be valid Kubernetes names."""
-        problems = []
-        for field_name, value in (("namespace", self.namespace), ("deployment", self.deployment)):
-            if not _is_dns_label(value, max_len=63 if field_name == "namespace" else 253):
-                problems.append((field_name, f"{value!r} is not a valid Kubernetes name"))
-        return problems
 
 
 @dataclass(frozen=True)
@@ -437,9 +465,3 @@ class Policy:
                 return target
         raise KeyError(key)
 
-
-def _is_dns_label(value: str, *, max_len: int) -> bool:
-    if not value or len(value) > max_len:
-        return False
-    allowed = set("abcdefghijklmnopqrstuvwxyz0123456789-.")
-    return set(value) <= allowed and value[0].isalnum() and value[-1].isalnum()

@@ -1,10 +1,14 @@
 """Hypothesis strategies that build policy documents from the schema itself.
 
 Every field comes from :func:`autoscaler.policy.fields.walk_fields`, so a field added to the
-schema is generated, valid and broken, without touching this module. Only cross-field rules
-(the schema's ``check()`` methods) need knowledge here: ``_VALID_OVERRIDES``, ``_REPAIRS`` and
-``_INVALID_EXTRA``. A field whose type hint has no strategy raises ``NotImplementedError`` at
-import time, so a new kind of field cannot slip past the fuzzer unnoticed.
+schema is generated, valid and broken, without touching this module. String fields with a
+``format`` (Kubernetes names, image references, durations, PromQL) draw from
+``FORMAT_STRATEGIES``: valid values built from each format's grammar, and invalid ones
+written independently of the product's checks. Only cross-field rules (the schema's
+``check()`` methods) need knowledge here: ``_VALID_OVERRIDES``, ``_REPAIRS`` and
+``_INVALID_EXTRA``. A field whose type hint (or format) has no strategy raises
+``NotImplementedError`` at import time, so a new kind of field cannot slip past the fuzzer
+unnoticed.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from hypothesis import strategies as st
 
 from autoscaler.policy.fields import join, walk_fields
 from autoscaler.policy.schema import SEASONS, Policy
+from models.registry import SEASONAL_TYPES
 
 Doc = dict[Any, Any]
 Step = str | int
@@ -129,20 +134,102 @@ YAML_VALUES = st.recursive(
     max_leaves=12,
 )
 
-_DNS = re.compile(r"[a-z0-9]([a-z0-9.-]*[a-z0-9])?")
+# The Kubernetes name rules, written here independently of autoscaler.policy.formats.
+_DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
+_DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
 
 
-def is_dns_name(value: str, max_len: int) -> bool:
-    """Kubernetes object-name rule used by ``Target.check`` (lower-case alphanumerics, ``-``, ``.``)."""
-    return 0 < len(value) <= max_len and _DNS.fullmatch(value) is not None
+def is_dns_label(value: str) -> bool:
+    """A DNS-1123 label: what the API server accepts as a namespace."""
+    return 0 < len(value) <= 63 and _DNS_LABEL.fullmatch(value) is not None
+
+
+def is_dns_subdomain(value: str, max_len: int = 253) -> bool:
+    """A DNS-1123 subdomain of at most ``max_len`` characters."""
+    return 0 < len(value) <= max_len and _DNS_SUBDOMAIN.fullmatch(value) is not None
 
 
 _ALNUM = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789", min_size=1, max_size=6)
 
 
-def dns_names() -> Strategy:
-    """Valid namespace/Deployment names (cheaper to draw than ``from_regex``)."""
-    return st.one_of(_ALNUM, st.builds("{}{}{}".format, _ALNUM, st.sampled_from(["-", ".", "--"]), _ALNUM))
+def dns_labels() -> Strategy:
+    """Valid namespaces (cheaper to draw than ``from_regex``)."""
+    return st.one_of(_ALNUM, st.builds("{}{}{}".format, _ALNUM, st.sampled_from(["-", "--"]), _ALNUM))
+
+
+def dns_subdomains() -> Strategy:
+    """Valid Deployment names: labels joined by dots (at most 63 characters here: a label value too)."""
+    return st.one_of(dns_labels(), st.builds("{}.{}".format, dns_labels(), dns_labels()))
+
+
+def _duration_text(seconds: int, split: bool) -> str:
+    if not split:
+        return f"{seconds}s"
+    h, rest = divmod(seconds, 3600)
+    m, sec = divmod(rest, 60)
+    return "".join(f"{n}{u}" for n, u in ((h, "h"), (m, "m"), (sec, "s")) if n) or "0s"
+
+
+_HEX = "0123456789abcdef"
+_IMAGE_PATHS = st.builds(
+    "{}{}{}".format, _ALNUM, st.sampled_from(["", "/", "_", "__", ".", "-", "---"]), _ALNUM
+).filter(lambda p: not p.endswith(("/", "_", ".", "-")))
+_IMAGES = st.builds(
+    "{}{}{}{}".format,
+    st.sampled_from(["", "registry.example.com/", "localhost:5000/", "[::1]:5000/", "Reg-1.io/team/"]),
+    _IMAGE_PATHS,
+    st.sampled_from(["", ":v0.6.3", ":latest", ":1_2-x.Y"]),
+    st.sampled_from(["", "@sha256:" + _HEX * 4]),
+)
+_PROMQL_VALID = st.builds(
+    "{}({}[{}])".format,
+    st.sampled_from(["sum(rate", "sum by (route) (rate", "avg(irate"]),
+    st.builds('{}{{route="{}"}}'.format, _ALNUM, st.sampled_from(["/v1#chat", "a)b", "x"])),
+    st.sampled_from(["1m", "5m"]),
+).map(lambda q: q + ")")
+
+#: Per ``spec(format=...)``: (valid values, invalid non-null strings).
+FORMAT_STRATEGIES: dict[str, tuple[Strategy, Strategy]] = {
+    "dns-label": (
+        dns_labels(),
+        st.one_of(
+            st.sampled_from(["vllm.prod", "UPPER", "-a", "a-", "a_b", "", "a" * 64, "a..b"]),
+            STRINGS.filter(lambda s: not is_dns_label(s)),
+        ),
+    ),
+    "deployment-name": (
+        dns_subdomains(),
+        st.one_of(
+            st.sampled_from(["a..b", ".a", "a.", "UPPER", "a_b", "", "d" * 64, "a b"]),
+            STRINGS.filter(lambda s: not is_dns_subdomain(s, 63)),
+        ),
+    ),
+    "priority-class": (
+        dns_subdomains().filter(lambda s: not s.startswith("system-")),
+        st.one_of(
+            st.sampled_from(["system-low", "Gpu", "a..b", ""]), STRINGS.filter(lambda s: not is_dns_subdomain(s))
+        ),
+    ),
+    "image": (
+        _IMAGES,
+        st.sampled_from(["UPPER/x", "a b", "x:", ":tag", "x@sha256:abc", "", "x//y", "-x", "x:" + "t" * 200,
+                         "x" * 300, "reg:port/x", "x@md5"]),
+    ),
+    "model-name": (
+        st.text(alphabet="abcXYZ019/-._ ()", min_size=1, max_size=40).filter(lambda s: s.strip() == s and s),
+        st.sampled_from(["", " ", " x", "x ", "a\x01b", "a\nb", "m" * 257, "\t"]),
+    ),
+    "duration": (
+        st.builds(_duration_text, st.integers(5, 3600), st.booleans()),
+        st.sampled_from(["abc", "1.5m", "30s2m", "0s", "1s", "4s", "2h", "1h1s", "2m]) * 0 or vector(1) #", "",
+                         "2 m", "-2m", "2M", "1d"]),
+    ),
+    "promql": (
+        _PROMQL_VALID,
+        st.sampled_from(["", "   ", "x # c", "sum(x", "sum(x))", 'x{a="b}', "a\x00b", "x[1m]]", "rate(x[1m)]",
+                         "sum(x) #"]),
+    ),
+}
 
 
 def _bounds(meta: Mapping[str, Any]) -> tuple[float | None, float | None, bool]:
@@ -195,6 +282,11 @@ def _valid_hint(path: str, hint: Any, meta: Mapping[str, Any], sparse: bool = Fa
         choices = meta.get("choices")
         if choices is not None:
             return st.sampled_from(sorted(choices()))
+        fmt = meta.get("format")
+        if fmt is not None:
+            if fmt not in FORMAT_STRATEGIES:
+                raise NotImplementedError(f"tests/fuzz/strategies.py: no strategies for format {fmt!r} ({path})")
+            return FORMAT_STRATEGIES[fmt][0]
         return st.text(alphabet=TEXT_CHARS, max_size=40)
     raise NotImplementedError(f"tests/fuzz/strategies.py: no valid-value strategy for {path}: {hint!r}")
 
@@ -248,11 +340,17 @@ _VALID_OVERRIDES: dict[str, Callable[[bool], Strategy]] = {
     "targets": lambda sparse: st.lists(
         valid_mapping("targets[]", sparse), min_size=1, max_size=2, unique_by=_target_key
     ),
-    "targets[].namespace": lambda _: dns_names(),
-    "targets[].deployment": lambda _: dns_names(),
     "targets[].forecast.resolutionSeconds": lambda _: st.sampled_from(_resolutions()),
     "targets[].forecast.seasons": lambda _: st.lists(st.sampled_from(sorted(SEASONS)), unique=True),
+    "targets[].forecast.candidates": lambda _: st.lists(
+        st.sampled_from(sorted(_candidates())), min_size=1, max_size=4, unique=True
+    ),
 }
+
+
+def _candidates() -> frozenset[str]:
+    choices = FIELDS["targets[].forecast.candidates"].meta["choices"]
+    return frozenset(choices())
 
 
 def _order_replicas(scaling: Doc) -> Doc:
@@ -274,8 +372,19 @@ def _one_quantile_source(target: Doc) -> Doc:
     return target
 
 
+def _seasons_for_models(forecast: Doc) -> Doc:
+    """A seasonal model (or auto with seasonal candidates) gets a season (``Forecast.check``)."""
+    if forecast.get("seasons", FIELDS["targets[].forecast.seasons"].default):
+        return forecast
+    model = forecast.get("model", FIELDS["targets[].forecast.model"].default)
+    candidates = forecast.get("candidates", FIELDS["targets[].forecast.candidates"].default)
+    needs = model in SEASONAL_TYPES or (model == "auto" and any(c in SEASONAL_TYPES for c in candidates))
+    return {**forecast, "seasons": ["daily"]} if needs else forecast
+
+
 _REPAIRS: dict[str, Callable[[Doc], Doc]] = {
     "targets[].scaling": _order_replicas,
+    "targets[].forecast": _seasons_for_models,
     "targets[]": _one_quantile_source,
 }
 
@@ -325,15 +434,18 @@ def _invalid_hint(path: str, hint: Any, meta: Mapping[str, Any]) -> Strategy:
         choices = meta.get("choices")
         if choices is not None:
             wrong.append(STRINGS.filter(lambda s: s not in choices()))
+        if meta.get("format") is not None:
+            wrong.append(FORMAT_STRATEGIES[meta["format"]][1])
         return st.one_of(*wrong)
     raise NotImplementedError(f"tests/fuzz/strategies.py: no invalid-value strategy for {path}: {hint!r}")
 
 
 #: Extra invalid values for fields whose ``check()`` adds a rule beyond type and bounds.
 _INVALID_EXTRA: dict[str, Strategy] = {
-    "targets[].namespace": st.one_of(STRINGS.filter(lambda s: not is_dns_name(s, 63)), st.just("a" * 64)),
-    "targets[].deployment": st.one_of(
-        STRINGS.filter(lambda s: not is_dns_name(s, 253)), st.just("a" * 254), st.just("UPPER")
+    "targets[].forecast.candidates": st.one_of(
+        st.just([]),
+        st.sampled_from(["naive", "holt_winters", "linear_trend"]).map(lambda m: [m, m]),
+        st.sampled_from(["naive", "linear_trend"]).map(lambda m: [m, "seasonal_naive", m]),
     ),
 }
 
@@ -481,7 +593,9 @@ def rule_mutations(draw: st.DrawFn) -> Mutation:
     doc = draw(valid_docs(sparse=True))
     targets: list[Doc] = doc["targets"]
     i = draw(st.integers(0, len(targets) - 1))
-    rule = draw(st.sampled_from(["empty", "duplicate", "replicas", "resolution", "seasons", "cost"]))
+    rule = draw(
+        st.sampled_from(["empty", "duplicate", "replicas", "resolution", "seasons", "cost", "seasonless", "auto"])
+    )
     if rule == "empty":
         doc["targets"] = []
         return Mutation(doc, "targets", "empty targets")
@@ -497,6 +611,19 @@ def rule_mutations(draw: st.DrawFn) -> Mutation:
         mapping_at(targets[i], ["forecast"])["quantile"] = draw(valid_value(FIELDS["targets[].forecast.quantile"]))
         return Mutation(doc, f"targets[{i}].cost", "cost and forecast.quantile both set")
     forecast = mapping_at(targets[i], ["forecast"])
+    if rule == "seasonless":  # a seasonal model with no season would silently run as another model
+        forecast["model"] = draw(st.sampled_from(sorted(SEASONAL_TYPES)))
+        forecast["seasons"] = []
+        return Mutation(doc, f"targets[{i}].forecast.seasons", "seasonal model without seasons")
+    if rule == "auto":
+        forecast["model"] = "auto"
+        forecast["seasons"] = []
+        forecast["candidates"] = draw(
+            st.lists(st.sampled_from(sorted(_candidates())), min_size=1, max_size=4, unique=True).filter(
+                lambda cs: any(c in SEASONAL_TYPES for c in cs)
+            )
+        )
+        return Mutation(doc, f"targets[{i}].forecast.seasons", "seasonal candidates without seasons")
     if rule == "resolution":
         forecast["resolutionSeconds"] = draw(
             st.integers(*_int_range(FIELDS["targets[].forecast.resolutionSeconds"].meta)).filter(
@@ -530,3 +657,31 @@ def docs_with_snippet(draw: st.DrawFn, snippets: Strategy) -> tuple[str, str, st
 def names_field(error_path: str, field_path: str) -> bool:
     """Whether an error path is the field's path or inside it (``x.y``, ``x[0]``)."""
     return error_path == field_path or error_path.startswith((field_path + ".", field_path + "["))
+
+
+@st.composite
+def duplicate_key_docs(draw: st.DrawFn) -> tuple[str, str]:
+    """A valid document rendered as YAML with one key of one of its mappings given twice.
+
+    Returns ``(text, key)``; the loader must refuse it (YAML alone would keep the last value).
+    """
+    doc = draw(valid_docs(sparse=True))
+    mappings: list[Doc] = []
+
+    def collect(node: Any) -> None:
+        if isinstance(node, dict):
+            if node:
+                mappings.append(node)
+            for value in node.values():
+                collect(value)
+        elif isinstance(node, list):
+            for value in node:
+                collect(value)
+
+    collect(doc)
+    mapping = draw(st.sampled_from(mappings))
+    key = draw(st.sampled_from(sorted(mapping)))
+    mapping[PLACEHOLDER] = copy.deepcopy(mapping[key])
+    text = render(doc, draw(st.sampled_from(STYLES[:3])))
+    assert text.count(PLACEHOLDER) == 1, text
+    return text.replace(PLACEHOLDER, key), key

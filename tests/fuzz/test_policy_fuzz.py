@@ -1,7 +1,8 @@
 """Fuzzed policies: the loader survives anything and every rejection names what is wrong.
 
 Documents are generated from the schema (``walk_fields``, see ``strategies.py``): valid
-ones, then single-field mutations, unknown keys, cross-field rule violations, arbitrary YAML
+ones, then single-field mutations (names, images, durations and PromQL drawn from each
+field's format), unknown keys, keys given twice, cross-field rule violations, arbitrary YAML
 data, binary garbage, invalid UTF-8, YAML tags, anchors/aliases, deep nesting and oversized
 payloads. Properties checked on every example:
 
@@ -45,6 +46,7 @@ from tests.fuzz.strategies import (
     children,
     concrete_steps,
     docs_with_snippet,
+    duplicate_key_docs,
     field_mutations,
     invalid_value,
     is_group,
@@ -61,8 +63,9 @@ from tests.fuzz.strategies import (
 #: Examples per property test; the issue asks for 10,000 in total.
 BUDGET: dict[str, int] = {
     "valid": 1200,
-    "field_mutation": 3000,
+    "field_mutation": 2800,
     "rule_mutation": 300,
+    "duplicate_key": 200,
     "unknown_key": 1000,
     "yaml_data": 1000,
     "binary": 1000,
@@ -188,10 +191,21 @@ def test_single_field_mutation_is_rejected_at_that_path(mutation: Mutation, styl
 @fuzz("rule_mutation")
 @given(mutation=rule_mutations(), style=st.sampled_from(STYLES))
 def test_cross_field_rule_violation_is_rejected_at_its_path(mutation: Mutation, style: str) -> None:
-    """Empty or duplicate targets, minReplicas > maxReplicas and bad seasons are reported at their path."""
+    """Empty or duplicate targets, minReplicas > maxReplicas, bad seasons and seasonal models without a season
+    are reported at their path."""
     note(f"mutation: {mutation.path} {mutation.what}")
     exc = rejected(_render_noted(mutation.doc, style))
     assert mutation.path in [e.path for e in exc.errors]
+
+
+@fuzz("duplicate_key")
+@given(case=duplicate_key_docs())
+def test_a_key_given_twice_is_refused(case: tuple[str, str]) -> None:
+    """A key repeated in any mapping is refused as a whole-document error naming it (YAML keeps the last)."""
+    text, key = case
+    note(text)
+    error = whole_document_error(text, "not valid YAML")
+    assert f"duplicate key {key!r}" in error.reason, error.reason
 
 
 @fuzz("unknown_key")

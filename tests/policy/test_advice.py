@@ -40,6 +40,10 @@ def _policy(*targets: str) -> str:
             "    scaling: {minReplicas: 0}\n    metrics: {arrivalRateQuery: 'sum(rate(gw[1m]))'}\n",
             ["HPAFloorKeepsOneReplica"],
         ),
+        ("    scaling: {scaleUp: {maxPods: 0, maxPercent: 0}}\n", ["ScaleUpFrozen"]),
+        ("    scaling: {scaleUp: {maxPods: 0, maxPercent: 10}}\n", []),  # 10 % of a few replicas rounds up
+        ("    scaling: {scaleUp: {maxPods: 1, maxPercent: 0}}\n", []),
+        ("    scaling: {scaleDown: {maxPods: 0, maxPercent: 0}}\n", []),  # never scaling down is a choice
     ],
 )
 def test_advice_codes(extra: str, codes: list[str]) -> None:
@@ -49,6 +53,7 @@ def test_advice_codes(extra: str, codes: list[str]) -> None:
     paths = {
         "NoReactiveWakeUpAtZero": "targets[0].metrics.arrivalRateQuery",
         "HPAFloorKeepsOneReplica": "targets[0].hpa",
+        "ScaleUpFrozen": "targets[0].scaling.scaleUp",
     }
     assert [a.path for a in found] == [paths[c] for c in codes]
 
@@ -92,3 +97,12 @@ def test_controller_logs_advice_for_each_accepted_policy(tmp_path: Path) -> None
     os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))
     assert source.current()[1] == 2
     assert len(log.named("config_accepted")) == 2 and len(log.named("config_advice")) == 1
+
+
+def test_long_deployment_names_are_advised() -> None:
+    """A name longer than 46 characters loads (the API server accepts it) but its pods' names may be cut."""
+    ok = "d" * 46
+    long = "d" * 47
+    assert advise(load_policy(_policy(f"  - namespace: llm\n    deployment: {ok}\n"))) == []
+    (advice,) = advise(load_policy(_policy(f"  - namespace: llm\n    deployment: {long}\n")))
+    assert advice.code == "PodNamesTruncated" and advice.path == "targets[0].deployment"
