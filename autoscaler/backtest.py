@@ -47,6 +47,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from numpy.typing import NDArray
 
+from autoscaler import options
 from autoscaler.adapters.promql import duration_seconds
 from autoscaler.adapters.recorded import (
     AVAILABLE_REPLICAS,
@@ -59,7 +60,7 @@ from autoscaler.adapters.recorded import (
 )
 from autoscaler.backtest_report import BacktestReport, print_summary, write_outputs
 from autoscaler.core.leadtimes import LeadTimes
-from autoscaler.errors import MetricsEmpty
+from autoscaler.errors import ConfigError, MetricsEmpty
 from autoscaler.policy.schema import ColdStart, Target
 from autoscaler.sim.cluster import ClusterPhases
 from autoscaler.sim.engine import PolicyResult, Scenario, run_policy
@@ -416,21 +417,6 @@ def resolve_policies(key: str, *, candidate: Path | None, running: Path | None) 
 # ------------------------------------------------------------------------ the run
 
 
-def parse_time(text: str) -> float:
-    """Unix seconds or an ISO 8601 time (UTC when no offset is given)."""
-    try:
-        return float(text)
-    except ValueError:
-        pass
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        raise ValueError(f"--until must be unix seconds or an ISO 8601 time, got {text!r}") from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.timestamp()
-
-
 def _iso(t: float) -> str:
     return datetime.fromtimestamp(t, tz=UTC).strftime("%Y-%m-%dT%H:%MZ")
 
@@ -469,6 +455,8 @@ def backtest(options: BacktestOptions, *, out: Any = None) -> BacktestReport:
     since = duration_seconds(options.since)
     end = options.until if options.until is not None else time.time()
     start = end - since
+    if start < 0:
+        raise ConfigError("--since", f"{options.since} before {_iso(end)} reaches back before 1970")
     source = PrometheusSource(
         options.prometheus_url,
         bearer_token_file=options.bearer_token_file,
@@ -709,12 +697,25 @@ def _meta(
 # ---------------------------------------------------------------------------- CLI
 
 
+#: Longest look-back ``--since`` accepts (ten years: beyond any Prometheus retention).
+MAX_SINCE_SECONDS = 10 * 365 * 86400.0
+
+
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     """Add the ``backtest`` options to ``parser`` (used by :mod:`autoscaler.cli`)."""
-    parser.add_argument("--prometheus-url", required=True, help="base URL of Prometheus")
-    parser.add_argument("--target", required=True, metavar="NS/NAME", help="namespace/deployment of the target")
-    parser.add_argument("--since", default="14d", help="how far back to replay (Prometheus duration; default 14d)")
-    parser.add_argument("--until", default=None, help="end of the window (unix seconds or ISO 8601; default: now)")
+    parser.add_argument("--prometheus-url", required=True, type=options.url, help="base URL of Prometheus")
+    parser.add_argument(
+        "--target", required=True, type=options.target, metavar="NS/NAME", help="namespace/deployment of the target"
+    )
+    parser.add_argument(
+        "--since",
+        default="14d",
+        type=options.duration(maximum_seconds=MAX_SINCE_SECONDS),
+        help="how far back to replay (Prometheus duration; default 14d)",
+    )
+    parser.add_argument(
+        "--until", default=None, type=options.instant, help="end of the window (unix seconds or ISO 8601; default: now)"
+    )
     parser.add_argument("--policy", type=Path, default=None, help="candidate policy file to compare")
     parser.add_argument(
         "--running-policy",
@@ -722,14 +723,19 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="the policy the target runs with (default: the bundled example)",
     )
-    parser.add_argument("--step", type=int, default=60, help="bucket width in seconds (default: %(default)s)")
+    parser.add_argument(
+        "--step",
+        type=options.whole(minimum=1, maximum=86400),
+        default=60,
+        help="bucket width in seconds (default: %(default)s)",
+    )
     parser.add_argument(
         "--warmup-days",
-        type=float,
+        type=options.number(minimum=0, maximum=3650),
         default=None,
         help="history before the replayed span (default: 7 days, at most half of the recorded data)",
     )
-    parser.add_argument("--out", type=Path, default=Path("out/backtest"))
+    parser.add_argument("--out", type=options.output_dir, default=Path("out/backtest"))
     parser.add_argument(
         "--tradeoff",
         nargs="?",
@@ -739,16 +745,30 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         help="also sweep these forecast quantiles (default 0.5,0.7,0.8,0.9,0.95,0.99) and plot SLO attainment "
         "vs GPU node-hours",
     )
-    parser.add_argument("--nodes-per-replica", type=float, default=1.0, help="GPU nodes one replica occupies")
     parser.add_argument(
-        "--saturation-rps", type=float, default=None, help="replay latency model saturation (default perReplica/0.9)"
+        "--nodes-per-replica",
+        type=options.number(minimum=0, maximum=1000, exclusive_minimum=True),
+        default=1.0,
+        help="GPU nodes one replica occupies",
+    )
+    parser.add_argument(
+        "--saturation-rps",
+        type=options.number(minimum=0, maximum=1e9, exclusive_minimum=True),
+        default=None,
+        help="replay latency model saturation (default perReplica/0.9)",
     )
     parser.add_argument("--latency-curve", choices=("batching", "flat"), default="batching")
-    parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--bearer-token-file", type=Path, default=None, help="file holding a bearer token")
-    parser.add_argument("--ca-file", type=Path, default=None, help="CA bundle to verify Prometheus' certificate")
+    parser.add_argument("--seed", type=options.whole(minimum=0, maximum=2**32 - 1), default=7)
+    parser.add_argument(
+        "--bearer-token-file", type=options.readable_file, default=None, help="file holding a bearer token"
+    )
+    parser.add_argument(
+        "--ca-file", type=options.readable_file, default=None, help="CA bundle to verify Prometheus' certificate"
+    )
     parser.add_argument("--insecure-skip-tls-verify", action="store_true", help="do not verify the certificate")
-    parser.add_argument("--timeout", type=float, default=30.0, help="per-query timeout in seconds")
+    parser.add_argument(
+        "--timeout", type=options.timeout_seconds, default=30.0, help="per-query timeout in seconds (the whole call)"
+    )
     parser.add_argument("--json", action="store_true", help="print JSON instead of the Markdown table")
     parser.add_argument("--no-progress", action="store_true")
     parser.add_argument("--no-plot", action="store_true")
@@ -763,17 +783,21 @@ def run(args: argparse.Namespace) -> int:
     from autoscaler.logs import configure
 
     configure(fmt="console", level="error")
-    options = BacktestOptions(
+    try:
+        tradeoff = parse_quantiles(args.tradeoff) if args.tradeoff is not None else ()
+    except ValueError as exc:
+        raise ConfigError("--tradeoff", str(exc)) from exc
+    opts = BacktestOptions(
         prometheus_url=args.prometheus_url,
         target=args.target,
         since=args.since,
-        until=parse_time(args.until) if args.until is not None else None,
+        until=args.until,
         policy=args.policy,
         running_policy=args.running_policy,
         step=args.step,
         warmup_days=args.warmup_days,
         out=args.out,
-        tradeoff=parse_quantiles(args.tradeoff) if args.tradeoff is not None else (),
+        tradeoff=tradeoff,
         nodes_per_replica=args.nodes_per_replica,
         saturation_rps=args.saturation_rps,
         latency_curve=args.latency_curve,
@@ -786,5 +810,5 @@ def run(args: argparse.Namespace) -> int:
         progress=not args.no_progress and not args.json,
         json=args.json,
     )
-    backtest(options)
+    options.named("--policy", lambda: backtest(opts))
     return 0

@@ -1,47 +1,92 @@
 """The ``autoscaler`` command line: simulate, backtest, validate-policy, observe, run.
 
-Exit codes: 0 success, 1 runtime failure (e.g. a server unreachable at start-up),
-2 bad input (invalid policy, bad arguments). Errors are one clear line on stderr.
+Exit codes: 0 success, 1 runtime failure (e.g. a server unreachable at start-up, a target
+that failed in ``run --once``), 2 bad input (invalid policy, bad arguments), 130 interrupted.
+
+No traceback reaches a user: every error is one line on stderr naming the option or the
+policy field (``error: argument --timeout: must be a finite number, got 'inf'``,
+``error: targets[0].scaling.maxReplicas: must be at least 1; got -3``); an error nobody
+anticipated is one line too, saying so. ``--debug`` (anywhere on the command line) prints
+the traceback as well. Where the command logs JSON (``run``, whose ``--log-format`` is
+``json`` unless told otherwise), each error is a JSON object on its own line instead:
+``{"event": "cli_error", "level": "error", "error": ..., "field": ..., "exit_code": ...}``.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+import traceback
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any, NoReturn
 
-from autoscaler import __version__
+from autoscaler import __version__, options
 from autoscaler.errors import AutoscalerError, ConfigError, PolicyRejected
 
-EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+COMMANDS = ("simulate", "backtest", "validate-policy", "observe", "run")
+
+
+class UsageError(ConfigError):
+    """The command line itself is wrong (argparse's complaint, as one line)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` whose errors are raised (and printed as one line by :func:`main`)."""
+
+    def error(self, message: str) -> NoReturn:
+        """Raise instead of printing the usage and exiting."""
+        raise UsageError("", f"{self.prog}: {message} (see {self.prog} --help)")
+
+
+def _debug_flag() -> _Parser:
+    common = _Parser(add_help=False)
+    common.add_argument(
+        "--debug", action="store_true", default=argparse.SUPPRESS, help="print the traceback of an error too"
+    )
+    return common
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every subcommand."""
     from autoscaler.sim.tradeoff import DEFAULT_QUANTILES
 
-    parser = argparse.ArgumentParser(prog="autoscaler", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="autoscaler", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"autoscaler {__version__}")
-    sub = parser.add_subparsers(dest="command")
+    parser.add_argument("--debug", action="store_true", help="print the traceback of an error too")
+    sub = parser.add_subparsers(dest="command", parser_class=_Parser)
+    common = [_debug_flag()]
 
-    sim = sub.add_parser("simulate", help="replay a load trace under each policy and compare them")
+    sim = sub.add_parser("simulate", help="replay a load trace under each policy and compare them", parents=common)
     sim.add_argument(
         "--trace", default="default", help="bundled trace name or a trace file/directory (default: %(default)s)"
     )
     sim.add_argument("--policy", type=Path, default=None, help="policy file (default: the bundled gpt2 example)")
     sim.add_argument("--cold-start", choices=("10min", "15min"), default="15min")
     sim.add_argument(
-        "--peak-replicas", type=float, default=12.0, help="rescale the trace so its peak needs this many replicas"
+        "--peak-replicas",
+        type=options.number(minimum=0, maximum=10_000, exclusive_minimum=True),
+        default=12.0,
+        help="rescale the trace so its peak needs this many replicas",
     )
-    sim.add_argument("--out", type=Path, default=Path("out/simulate"))
-    sim.add_argument("--warmup-days", type=float, default=7.0, help="history before the simulated span")
-    sim.add_argument("--days", type=float, default=None, help="simulate only this many days")
+    sim.add_argument("--out", type=options.output_dir, default=Path("out/simulate"))
+    sim.add_argument(
+        "--warmup-days", type=options.number(minimum=0, maximum=3650), default=7.0, help="history before the span"
+    )
+    sim.add_argument(
+        "--days",
+        type=options.number(minimum=0, maximum=3650, exclusive_minimum=True),
+        default=None,
+        help="simulate only this many days",
+    )
     sim.add_argument("--latency-curve", choices=("batching", "flat"), default="batching")
     sim.add_argument(
         "--policies", action="append", default=None, help="comma-separated subset of predictive,hpa,oracle,static"
     )
-    sim.add_argument("--seed", type=int, default=7)
+    sim.add_argument("--seed", type=options.whole(minimum=0, maximum=2**32 - 1), default=7)
     sim.add_argument(
         "--tradeoff",
         nargs="?",
@@ -57,62 +102,144 @@ def build_parser() -> argparse.ArgumentParser:
     from autoscaler import backtest
 
     bt = sub.add_parser(
-        "backtest", help="replay a target's recorded history under each policy and compare with what happened"
+        "backtest",
+        help="replay a target's recorded history under each policy and compare with what happened",
+        parents=common,
     )
     backtest.configure_parser(bt)
 
-    val = sub.add_parser("validate-policy", help="check a policy file and print every problem")
+    val = sub.add_parser("validate-policy", help="check a policy file and print every problem", parents=common)
     val.add_argument("file", type=Path)
 
     from autoscaler import observe, wiring
 
-    obs = sub.add_parser("observe", help="print a target's current observation and forecast (read-only)")
+    obs = sub.add_parser(
+        "observe", help="print a target's current observation and forecast (read-only)", parents=common
+    )
     observe.configure_parser(obs)
-    run = sub.add_parser("run", help="run the controller (in a cluster, or against a kubeconfig)")
+    run = sub.add_parser("run", help="run the controller (in a cluster, or against a kubeconfig)", parents=common)
     wiring.configure_parser(run)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``autoscaler`` console script."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    """Entry point of the ``autoscaler`` console script: the command's exit code, never a traceback."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    as_json = _logs_json(argv)
+    debug = "--debug" in argv
     try:
-        if args.command == "simulate":
-            return _simulate(args)
-        if args.command == "backtest":
-            from autoscaler import backtest
-
-            return backtest.run(args)
-        if args.command == "validate-policy":
-            return _validate(args)
-        if args.command == "observe":
-            from autoscaler import observe
-
-            return observe.run(args)
-        if args.command == "run":
-            from autoscaler import wiring
-
-            return wiring.run(args)
+        parser = build_parser()
+        args = parser.parse_args(argv)
+    except UsageError as exc:
+        return _report([exc], EXIT_USAGE, as_json=as_json, debug=False, raised=exc)
+    as_json = getattr(args, "log_format", None) == "json"
+    debug = bool(getattr(args, "debug", False))
+    if args.command is None:
+        parser.print_help()
+        return EXIT_USAGE
+    try:
+        return _dispatch(args)
     except PolicyRejected as exc:
-        for err in exc.errors:
-            print(f"error: {err}", file=sys.stderr)
-        return EXIT_USAGE
+        return _report(exc.errors, EXIT_USAGE, as_json=as_json, debug=debug, raised=exc)
     except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except (AutoscalerError, ValueError, FileNotFoundError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_FAILURE if isinstance(exc, AutoscalerError) else EXIT_USAGE
-    parser.print_help()
-    return EXIT_USAGE
+        return _report([exc], EXIT_USAGE, as_json=as_json, debug=debug, raised=exc)
+    except AutoscalerError as exc:
+        return _report([exc], EXIT_FAILURE, as_json=as_json, debug=debug, raised=exc)
+    except (ValueError, FileNotFoundError) as exc:
+        return _report([exc], EXIT_USAGE, as_json=as_json, debug=debug, raised=exc)
+    except OSError as exc:
+        return _report([exc], EXIT_FAILURE, as_json=as_json, debug=debug, raised=exc)
+    except KeyboardInterrupt as exc:
+        return _report([exc], EXIT_INTERRUPTED, as_json=as_json, debug=debug, raised=exc)
+    except Exception as exc:  # the last line of defence: one line, never a traceback (unless --debug)
+        return _report([exc], EXIT_FAILURE, as_json=as_json, debug=debug, raised=exc)
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    if args.command == "simulate":
+        return _simulate(args)
+    if args.command == "backtest":
+        from autoscaler import backtest
+
+        return backtest.run(args)
+    if args.command == "validate-policy":
+        return _validate(args)
+    if args.command == "observe":
+        from autoscaler import observe
+
+        return observe.run(args)
+    from autoscaler import wiring
+
+    return wiring.run(args)
+
+
+def _logs_json(argv: Sequence[str]) -> bool:
+    """Whether the command in ``argv`` logs JSON (``run`` does unless ``--log-format console``)."""
+    command = next((a for a in argv if a in COMMANDS), None)
+    if command != "run":
+        return False
+    for i, arg in enumerate(argv):
+        if arg == "--log-format" and i + 1 < len(argv):
+            return argv[i + 1] == "json"
+        if arg.startswith("--log-format="):
+            return arg.partition("=")[2] == "json"
+    return True
+
+
+def _describe(exc: BaseException) -> tuple[str, str | None]:
+    """The one-line message and the option or field it names (``None`` when there is none)."""
+    if isinstance(exc, ConfigError):
+        return str(exc), exc.path or None
+    if isinstance(exc, AutoscalerError):
+        return str(exc), None
+    if isinstance(exc, KeyboardInterrupt):
+        return "interrupted", None
+    if isinstance(exc, OSError) and exc.filename is not None:
+        return f"{exc.filename}: {exc.strerror or exc}", None
+    if isinstance(exc, ValueError | OSError):
+        return str(exc) or type(exc).__name__, None
+    return f"internal error: {type(exc).__name__}: {exc} (rerun with --debug for the traceback)", None
+
+
+def _report(errors: Sequence[BaseException], code: int, *, as_json: bool, debug: bool, raised: BaseException) -> int:
+    """Print ``errors`` one line each (JSON lines when ``as_json``); with ``debug``, ``raised``'s traceback first."""
+    if debug:
+        traceback.print_exception(raised, file=sys.stderr)
+    for error in errors:
+        message, field = _describe(error)
+        message = " ".join(message.split())  # one line, whatever the message held
+        if as_json:
+            record: dict[str, Any] = {
+                "event": "cli_error",
+                "level": "error",
+                "timestamp": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+                "error": message,
+                "exit_code": code,
+            }
+            if field is not None:
+                record["field"] = field
+            print(json.dumps(record), file=sys.stderr)
+        else:
+            print(f"error: {message}", file=sys.stderr)
+    return code
 
 
 def _simulate(args: argparse.Namespace) -> int:
     from autoscaler.sim.tradeoff import parse_quantiles
     from autoscaler.simulate import EXAMPLE_POLICY, SimulateOptions, parse_policies, simulate
+    from autoscaler.traces import TraceFormatError
 
-    options = SimulateOptions(
+    try:
+        policies = parse_policies(args.policies) if args.policies else SimulateOptions.policies
+    except ValueError as exc:
+        raise ConfigError("--policies", str(exc)) from exc
+    if not policies:
+        raise ConfigError("--policies", "names no policy (choose from predictive, hpa, oracle, static)")
+    try:
+        tradeoff = parse_quantiles(args.tradeoff) if args.tradeoff is not None else ()
+    except ValueError as exc:
+        raise ConfigError("--tradeoff", str(exc)) from exc
+    options_ = SimulateOptions(
         trace=args.trace,
         policy=args.policy or EXAMPLE_POLICY,
         cold_start=args.cold_start,
@@ -121,13 +248,18 @@ def _simulate(args: argparse.Namespace) -> int:
         warmup_days=args.warmup_days,
         days=args.days,
         latency_curve=args.latency_curve,
-        policies=parse_policies(args.policies) if args.policies else SimulateOptions.policies,
+        policies=policies,
         seed=args.seed,
         progress=not args.no_progress,
         plot=not args.no_plot,
-        tradeoff=parse_quantiles(args.tradeoff) if args.tradeoff is not None else (),
+        tradeoff=tradeoff,
     )
-    simulate(options)
+    try:
+        options.named("--policy", lambda: simulate(options_))
+    except (TraceFormatError, FileNotFoundError) as exc:
+        if isinstance(exc, FileNotFoundError) and exc.filename is not None:
+            raise
+        raise ConfigError("--trace", str(exc)) from exc
     return EXIT_OK
 
 

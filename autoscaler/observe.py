@@ -17,8 +17,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from autoscaler import options
 from autoscaler.core.leadtimes import LeadTimes
-from autoscaler.errors import MetricsError, MetricsUnavailable
+from autoscaler.errors import ConfigError, MetricsError, MetricsUnavailable
 from autoscaler.policy.schema import Target
 
 if TYPE_CHECKING:
@@ -43,14 +44,22 @@ _UNITS = {
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     """Add the ``observe`` options to ``parser`` (used by :mod:`autoscaler.cli`)."""
-    parser.add_argument("--prometheus-url", required=True, help="base URL of Prometheus")
-    parser.add_argument("--target", required=True, metavar="NS/NAME", help="namespace/deployment of the target")
+    parser.add_argument("--prometheus-url", required=True, type=options.url, help="base URL of Prometheus")
+    parser.add_argument(
+        "--target", required=True, type=options.target, metavar="NS/NAME", help="namespace/deployment of the target"
+    )
     parser.add_argument("--policy", type=Path, default=None, help="policy file (default: the target with defaults)")
-    parser.add_argument("--bearer-token-file", type=Path, default=None, help="file holding a bearer token")
-    parser.add_argument("--ca-file", type=Path, default=None, help="CA bundle to verify Prometheus' certificate")
+    parser.add_argument(
+        "--bearer-token-file", type=options.readable_file, default=None, help="file holding a bearer token"
+    )
+    parser.add_argument(
+        "--ca-file", type=options.readable_file, default=None, help="CA bundle to verify Prometheus' certificate"
+    )
     parser.add_argument("--insecure-skip-tls-verify", action="store_true", help="do not verify the certificate")
-    parser.add_argument("--timeout", type=float, default=10.0, help="per-query timeout in seconds")
-    parser.add_argument("--json", action="store_true", help="print JSON instead of text")
+    parser.add_argument(
+        "--timeout", type=options.timeout_seconds, default=10.0, help="per-query timeout in seconds (the whole call)"
+    )
+    parser.add_argument("--json", action="store_true", help="print JSON instead of text (unknown values are null)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -60,20 +69,15 @@ def run(args: argparse.Namespace) -> int:
         0 (the exit code).
 
     Raises:
-        ValueError: ``--target`` is malformed or not in the policy.
+        ConfigError: ``--target`` is not in the policy.
         PolicyRejected: the policy file is invalid.
-        MetricsUnavailable: Prometheus could not be reached at all.
+        MetricsUnavailable: Prometheus could not be reached at all, or gave nothing usable.
     """
     from autoscaler.adapters.prometheus import PrometheusSource
     from autoscaler.logs import configure
 
     configure(fmt="console", level="warning")
-    target = _target(args.target, args.policy)
-    loop_interval = 30.0
-    if args.policy is not None:
-        from autoscaler.policy.loader import load_policy_file
-
-        loop_interval = load_policy_file(args.policy).loop_interval_seconds
+    target, loop_interval = options.named("--policy", lambda: _target(args.target, args.policy))
     source = PrometheusSource(
         args.prometheus_url,
         bearer_token_file=args.bearer_token_file,
@@ -88,22 +92,33 @@ def run(args: argparse.Namespace) -> int:
             raise MetricsUnavailable(problem)
     finally:
         source.close()
-    print(json.dumps(result, indent=2, sort_keys=False) if args.json else render(result))
+    print(json.dumps(json_safe(result), indent=2, allow_nan=False) if args.json else render(result))
     return 0
 
 
-def _target(spec: str, policy_file: Path | None) -> Target:
-    namespace, sep, name = spec.partition("/")
-    if not sep or not namespace or not name:
-        raise ValueError(f"--target must be NAMESPACE/DEPLOYMENT, got {spec!r}")
+def json_safe(value: Any) -> Any:
+    """``value`` with every non-finite float replaced by ``None``: JSON has no NaN. Pure."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(v) for v in value]
+    return value
+
+
+def _target(spec: str, policy_file: Path | None) -> tuple[Target, float]:
+    """The target (``--target``, already NAMESPACE/DEPLOYMENT) and the loop interval it runs at."""
+    namespace, _, name = spec.partition("/")
     if policy_file is None:
-        return Target(namespace=namespace, deployment=name)
+        return Target(namespace=namespace, deployment=name), 30.0
     from autoscaler.policy.loader import load_policy_file
 
+    policy = load_policy_file(policy_file)
     try:
-        return load_policy_file(policy_file).target(spec)
+        return policy.target(spec), policy.loop_interval_seconds
     except KeyError:
-        raise ValueError(f"{spec} is not a target of {policy_file}") from None
+        raise ConfigError("--target", f"{spec} is not a target of {policy_file}") from None
 
 
 def observe_target(

@@ -63,6 +63,9 @@ _MIN_COVERAGE: Final[float] = 0.5  # a coarse bin needs data over half its width
 _SERVEGEN_WINDOW: Final[float] = 600.0  # s; one ServeGen row covers ten minutes
 _GRID_TOLERANCE: Final[float] = 0.01  # of the step: how far a CSV row may sit off its grid
 _MAX_COUNT: Final[int] = 2**53  # per-second counts above this are corrupt (and inexact floats)
+#: Most bins a trace may have (160 MB of rates; the per-second NASA trace has 5.4 M). A file
+#: whose timestamps are in micro- or nanoseconds would otherwise ask for terabytes.
+MAX_TRACE_POINTS: Final[int] = 20_000_000
 
 _AZURE_HEADER: Final[str] = "timestamp,contexttokens,generatedtokens"
 _QPS_HEADER: Final[str] = "timestamp_anon,value,container_ip,request_type"
@@ -367,6 +370,20 @@ def _check_step(step: float) -> None:
         raise ValueError(f"step must be a positive finite number of seconds, got {step}")
 
 
+def _check_points(count: float, step: float, *, label: str) -> None:
+    """Refuse a grid of more than :data:`MAX_TRACE_POINTS` bins before allocating it.
+
+    Raises:
+        TraceFormatError: naming the file, the span and the step.
+    """
+    if not count <= MAX_TRACE_POINTS:
+        raise TraceFormatError(
+            label,
+            f"the data would need {count:.3g} bins of {step:g} s (at most {MAX_TRACE_POINTS:,}); "
+            "are the timestamps in seconds?",
+        )
+
+
 def _bin_count(duration: float, step: float) -> int:
     """Number of bins of width ``step`` needed to cover ``duration`` (at least one).
 
@@ -413,6 +430,7 @@ def _resample_rates(rates: NDArray[np.float64], *, src_step: float, dst_step: fl
     """
     n = rates.size
     n_new = _bin_count(n * src_step, dst_step)
+    _check_points(n_new, dst_step, label="resampled trace")
     valid = ~np.isnan(rates)
     if dst_step > src_step:
         # The integral of a step function is piecewise linear, so np.interp of the
@@ -487,6 +505,8 @@ def _read_text(path: Path) -> tuple[str, str]:
             is not UTF-8.
     """
     label = str(path)
+    if not path.is_file():  # a device or a FIFO would be read forever (or block on open)
+        raise TraceFormatError(label, "not a regular file")
     if tarfile.is_tarfile(path):
         files: list[tuple[str, bytes]] = []
         # Stream mode reads a compressed archive once instead of seeking back through it.
@@ -640,6 +660,7 @@ def _bin_arrivals(times: Iterable[float], *, step: float, label: str) -> tuple[f
     if arrivals.size == 0:
         raise TraceFormatError(label, "no requests in the file")
     first = float(arrivals.min())
+    _check_points((float(arrivals.max()) - first) / step + 1, step, label=label)
     index = np.floor((arrivals - first) / step).astype(np.intp)
     return first, np.bincount(index).astype(np.float64) / step
 
@@ -757,6 +778,7 @@ def _load_qps(text: str, *, label: str, file: str) -> LoadTrace:
     stamps = np.array(times)
     ticks = np.unique(stamps)
     tick = float(np.median(np.diff(ticks))) if ticks.size > 1 else _DEFAULT_BIN
+    _check_points((float(ticks[-1]) - float(ticks[0])) / tick + 1, tick, label=label)
     index = np.rint((stamps - ticks[0]) / tick).astype(np.intp)
     return LoadTrace(
         name="alibaba-genai-qps",
@@ -981,6 +1003,7 @@ def _load_simple_csv(text: str, *, label: str, stem: str) -> LoadTrace:
     whole = round(offsets[-1] / rough)
     consistent = abs(offsets[-1] - whole * rough) <= _GRID_TOLERANCE * rough
     step = float(offsets[-1] / whole) if consistent else rough
+    _check_points(offsets[-1] / step + 1, step, label=label)
     slots = np.rint(offsets / step).astype(np.intp)
     off_grid = np.abs(offsets - slots * step) > _GRID_TOLERANCE * step
     repeated = np.concatenate(([False], np.diff(slots) == 0))

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import signal
 import socket
 import threading
@@ -21,8 +22,17 @@ import time
 from pathlib import Path
 from typing import Any
 
-from autoscaler.controller import Controller, Mode
-from autoscaler.errors import ActuationError, ConfigError, Forbidden, MetricsUnavailable, NotFound, PolicyRejected
+from autoscaler import options
+from autoscaler.controller import Controller, CycleResult, Mode
+from autoscaler.errors import (
+    ActuationError,
+    AutoscalerError,
+    ConfigError,
+    Forbidden,
+    MetricsUnavailable,
+    NotFound,
+    PolicyRejected,
+)
 from autoscaler.logs import configure, get_logger
 from autoscaler.policy.schema import Policy
 from autoscaler.ports import LeaderElector, PolicySource
@@ -46,29 +56,51 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     """Add the ``run`` options to ``parser``."""
     policy = parser.add_mutually_exclusive_group(required=True)
     policy.add_argument("--policy", type=Path, help="policy file (re-read when it changes)")
-    policy.add_argument("--policy-configmap", metavar="NS/NAME", help="ConfigMap holding the policy (watched)")
-    parser.add_argument("--policy-key", default="policy.yaml", help="ConfigMap data key (default: %(default)s)")
-    parser.add_argument("--prometheus-url", required=True)
-    parser.add_argument("--prometheus-bearer-token-file", type=Path, default=None)
-    parser.add_argument("--prometheus-ca-file", type=Path, default=None)
+    policy.add_argument("--policy-configmap", metavar="NS/NAME", type=options.object_ref,
+                        help="ConfigMap holding the policy (watched)")
+    parser.add_argument("--policy-key", default="policy.yaml", type=_configmap_key,
+                        help="ConfigMap data key (default: %(default)s)")
+    parser.add_argument("--prometheus-url", required=True, type=options.url)
+    parser.add_argument("--prometheus-bearer-token-file", type=options.readable_file, default=None)
+    parser.add_argument("--prometheus-ca-file", type=options.readable_file, default=None)
     parser.add_argument("--prometheus-insecure-skip-tls-verify", action="store_true")
-    parser.add_argument("--prometheus-timeout", type=float, default=10.0, help="per-query timeout (s)")
+    parser.add_argument("--prometheus-timeout", type=options.timeout_seconds, default=10.0,
+                        help="per-query timeout (s), the whole call")
     parser.add_argument("--kubeconfig", type=Path, default=None, help="default: in-cluster, else ~/.kube/config")
     parser.add_argument("--context", default=None)
     parser.add_argument("--dry-run", action="store_true", help="log every decision, write nothing (all targets)")
-    parser.add_argument("--once", action="store_true", help="run a single cycle and exit")
-    parser.add_argument("--listen", default="0.0.0.0:8080", help="/metrics, /healthz, /readyz (host:port)")
+    parser.add_argument("--once", action="store_true",
+                        help="run a single cycle and exit (1 if a target or Prometheus failed)")
+    # All interfaces by default: kubelet probes and Prometheus reach the pod IP (deploy/networkpolicy.yaml
+    # limits who may); only /metrics, /healthz and /readyz are served, read-only. --listen narrows it.
+    parser.add_argument("--listen", default=("0.0.0.0", 8080), type=options.listen_address,  # noqa: S104 # nosec B104
+                        help="/metrics, /healthz, /readyz (host:port; default 0.0.0.0:8080)")
     parser.add_argument("--leader-election", action=argparse.BooleanOptionalAction, default=True)
-    parser.add_argument("--lease-namespace", default=None, help="default: the policy ConfigMap's namespace")
-    parser.add_argument("--lease-name", default=None,
+    parser.add_argument("--lease-namespace", default=None, type=options.namespace,
+                        help="default: the policy ConfigMap's namespace")
+    parser.add_argument("--lease-name", default=None, type=options.object_name,
                         help=f"default: {DEFAULT_LEASE}; required (and different) with a shard")
     parser.add_argument("--shard-namespaces", metavar="NS[,NS...]", default=None,
                         help="act only on targets in these namespaces (see docs/sharding.md)")
     parser.add_argument("--shard-selector", metavar="SELECTOR", default=None,
                         help="act only on targets whose Deployment labels match, e.g. 'team=x,tier in (a,b)'")
-    parser.add_argument("--identity", default=None, help="default: $POD_NAME or the hostname")
+    parser.add_argument("--identity", default=None, type=_identity, help="default: $POD_NAME or the hostname")
     parser.add_argument("--log-format", choices=("json", "console"), default="json")
-    parser.add_argument("--log-level", default="info")
+    parser.add_argument("--log-level", choices=("debug", "info", "warning", "error"), default="info")
+
+
+def _configmap_key(text: str) -> str:
+    """A ConfigMap data key: ``[-._a-zA-Z0-9]+``, at most 253 characters (the API server's rule)."""
+    if not 0 < len(text) <= 253 or not re.fullmatch(r"[-._a-zA-Z0-9]+", text) or text in (".", ".."):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a ConfigMap key ([-._a-zA-Z0-9]+, at most 253 characters)")
+    return text
+
+
+def _identity(text: str) -> str:
+    """This replica's Lease holder identity: non-empty, printable, at most 253 characters."""
+    if not text.strip() or len(text) > 253 or not text.isprintable():
+        raise argparse.ArgumentTypeError(f"{text!r}: expected 1-253 printable characters")
+    return text
 
 
 def run(args: argparse.Namespace) -> int:
@@ -77,10 +109,6 @@ def run(args: argparse.Namespace) -> int:
     log = get_logger(component="controller")
     telemetry = Telemetry()
     stop = threading.Event()
-    from autoscaler.adapters.prometheus import PrometheusSource
-    from autoscaler.kube.client import connect
-    from autoscaler.kube.cluster import KubeCluster
-    from autoscaler.kube.placeholders import SUFFIX as PLACEHOLDER_SUFFIX
 
     elect = args.leader_election and not args.once
     shard = parse_shard(args.shard_namespaces, args.shard_selector)
@@ -88,13 +116,57 @@ def run(args: argparse.Namespace) -> int:
     lease_namespace = _lease_namespace(args) if elect else None
     if shard is not None:
         log.info("shard", **shard.describe(), lease=f"{lease_namespace}/{lease_name}" if elect else None)
+    return _run(args, log=log, telemetry=telemetry, stop=stop, shard=shard, lease_name=lease_name,
+                lease_namespace=lease_namespace)
+
+
+def _listen(address: tuple[str, int], telemetry: Telemetry, health: Health) -> Any:
+    host, port = address
+    try:
+        return serve(telemetry=telemetry, health=health, host=host, port=port)
+    except (OSError, OverflowError, ValueError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise AutoscalerError(f"--listen {host}:{port}: cannot listen there ({reason})") from exc
+
+
+def _run(args: argparse.Namespace, *, log: Any, telemetry: Telemetry, stop: threading.Event,
+         shard: Shard | None, lease_name: str, lease_namespace: str | None) -> int:
+    """The start-up checks, local ones first, and the loop."""
+    from autoscaler.kube.client import connect
+
+    # A policy file is checked before anything connects; a ConfigMap needs the API server.
+    policy_source = None if args.policy is None else options.named(
+        "--policy", lambda: _policy_source(args, None, telemetry, log)
+    )
     try:
         api = connect(kubeconfig=args.kubeconfig, context=args.context)
-    except ConfigError:
-        raise
+    except ConfigError as exc:
+        raise ConfigError("--kubeconfig", exc.reason) from exc
     except Exception as exc:
-        raise ConfigError("kubeconfig", f"cannot load {args.kubeconfig or 'the kubeconfig'}: {exc}") from exc
-    policy_source = _policy_source(args, api, telemetry, log)
+        raise ConfigError("--kubeconfig", f"cannot load {args.kubeconfig or 'the kubeconfig'}: {exc}") from exc
+    # Listen before talking to any server: a port in use ends the start-up at once. Not
+    # ready (no cycle yet) until the loop has run.
+    health = Health(max_cycle_age=120.0)
+    server = None if args.once else _listen(args.listen, telemetry, health)
+    try:
+        if policy_source is None:
+            policy_source = options.named("--policy-configmap", lambda: _policy_source(args, api, telemetry, log))
+        return _serve(args, log=log, telemetry=telemetry, health=health, stop=stop, shard=shard, api=api,
+                      policy_source=policy_source, lease_name=lease_name, lease_namespace=lease_namespace)
+    finally:
+        if server is not None:
+            server.shutdown()
+            server.server_close()
+
+
+def _serve(args: argparse.Namespace, *, log: Any, telemetry: Telemetry, health: Health, stop: threading.Event,
+           shard: Shard | None, api: Any, policy_source: PolicySource, lease_name: str,
+           lease_namespace: str | None) -> int:
+    """Check Prometheus and the cluster, then run the loop (or one cycle)."""
+    from autoscaler.adapters.prometheus import PrometheusSource
+    from autoscaler.kube.cluster import KubeCluster
+    from autoscaler.kube.placeholders import SUFFIX as PLACEHOLDER_SUFFIX
+
     full_policy, generation = policy_source.current()
     metrics = PrometheusSource(
         args.prometheus_url,
@@ -127,26 +199,38 @@ def run(args: argparse.Namespace) -> int:
         identity = args.identity or os.environ.get("POD_NAME") or socket.gethostname()
         elector = LeaseElector(api, namespace=lease_namespace, name=lease_name, identity=identity, log=log,
                                metadata=scope.lease_metadata if scope is not None else None).start()
-    health = Health(max_cycle_age=max(120.0, 4 * policy.loop_interval_seconds))
+    health.max_cycle_age = max(120.0, 4 * policy.loop_interval_seconds)
     service = Service(controller=controller, policy_source=policy_source, elector=elector,
                       telemetry=telemetry, health=health, log=log, scope=scope)
     if args.once:
         result = service.cycle()
         _stop_source(policy_source)
-        return 0 if result is not None and result.metrics_error is None else 1
-    host, _, port = args.listen.rpartition(":")
-    # All interfaces by default: kubelet probes and Prometheus reach the pod IP (deploy/networkpolicy.yaml
-    # limits who may); only /metrics, /healthz and /readyz are served, read-only. --listen narrows it.
-    server = serve(telemetry=telemetry, health=health, host=host or "0.0.0.0", port=int(port))  # noqa: S104 # nosec B104
+        metrics.close()
+        _check_once(result)
+        return 0
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     try:
         service.run(stop)
     finally:
-        server.shutdown()
         _stop_source(policy_source)
         metrics.close()
     return 0
+
+
+def _check_once(result: CycleResult | None) -> None:
+    """``run --once`` fails (exit 1) when its cycle failed, Prometheus failed, or any target failed."""
+    if result is None:
+        raise AutoscalerError("the cycle did not run (see the cycle_failed log line)")
+    if result.metrics_error is not None:
+        raise result.metrics_error
+    failed = [r for r in result.results if r.error is not None]
+    if failed:
+        first = failed[0]
+        raise AutoscalerError(
+            f"{len(failed)} of {len(result.results)} target(s) failed; {first.target}: {first.error} "
+            f"({first.error.kind if first.error else ''})"
+        )
 
 
 def _policy_source(args: argparse.Namespace, api: Any, telemetry: Telemetry, log: Any) -> PolicySource:

@@ -26,7 +26,7 @@ import kubernetes.client
 import kubernetes.config
 import urllib3
 from kubernetes.client import ApiClient
-from kubernetes.client.exceptions import ApiException
+from kubernetes.client.exceptions import ApiException, ApiTypeError, ApiValueError
 from kubernetes.config.config_exception import ConfigException
 
 from autoscaler.errors import (
@@ -90,13 +90,17 @@ def translate(exc: BaseException, what: str) -> ActuationError:
             return Forbidden(message)
         if status == 404:
             return NotFound(message)
-        if status == 0 or status >= 500 or status == 429:
+        if status == 429:
+            return ClusterUnavailable(f"{what}: API server is throttling requests ({status_message(exc)})")
+        if status == 0 or status >= 500:
             return ClusterUnavailable(message)
         return InvalidRequest(message)
     # urllib3 wraps the transport failure in MaxRetryError once its (single) retry is spent;
     # name the failure itself, so a read timeout is not reported as an unreachable server.
     # (NewConnectionError, e.g. "connection refused", subclasses ConnectTimeoutError.)
     cause = exc.reason if isinstance(exc, urllib3.exceptions.MaxRetryError) and exc.reason is not None else exc
+    if isinstance(cause, urllib3.exceptions.ResponseError):  # "too many 429 error responses": it answered
+        return ClusterUnavailable(f"{what}: API server answered with errors ({cause})"[:_MAX_MESSAGE])
     timed_out = isinstance(cause, urllib3.exceptions.TimeoutError)
     if timed_out and not isinstance(cause, urllib3.exceptions.NewConnectionError):
         return ClusterUnavailable(f"{what}: API server timed out ({type(cause).__name__}: {cause})"[:_MAX_MESSAGE])
@@ -142,7 +146,8 @@ class KubeApi:
             Conflict: HTTP 409.
             Forbidden: HTTP 401/403.
             NotFound: HTTP 404.
-            ClusterUnavailable: 5xx, 429, timeouts, refused or dropped connections, TLS errors.
+            ClusterUnavailable: 5xx, 429, timeouts, refused or dropped connections, TLS errors, and
+                answers the client cannot read.
             InvalidRequest: other 4xx.
         """
         kwargs.setdefault("_request_timeout", self.timeout)
@@ -152,6 +157,12 @@ class KubeApi:
             raise translate(exc, what) from exc
         except TRANSPORT_ERRORS as exc:
             raise translate(exc, what) from exc
+        except (ApiValueError, ApiTypeError):
+            raise  # the client refused our own arguments: a bug, not an answer
+        except (ValueError, TypeError, AttributeError, KeyError, RecursionError) as exc:
+            # The client could not turn the answer into its model (junk, wrong types, JSON
+            # nested past the parser's limit): a broken server or proxy, like a 5xx.
+            raise ClusterUnavailable(f"{what}: unreadable answer from the API server ({type(exc).__name__})") from exc
 
     def close(self) -> None:
         """Close the connection pool."""
@@ -159,8 +170,15 @@ class KubeApi:
 
 
 def _no_read_retries() -> urllib3.util.Retry:
-    """Retry a failed *connect* once (a stale pooled connection), never a read or a status."""
-    return urllib3.util.Retry(total=1, connect=1, read=0, redirect=0, status=0, other=0)
+    """Retry a failed *connect* once (a stale pooled connection), never a read or a status.
+
+    ``Retry-After`` is not honoured: with no status retries left, urllib3 would turn a 429
+    (or 503) carrying it into a ``MaxRetryError``, reported as an unreachable server; the
+    answer itself (HTTP 429, the API server's priority and fairness throttling) is kept.
+    """
+    return urllib3.util.Retry(
+        total=1, connect=1, read=0, redirect=0, status=0, other=0, respect_retry_after_header=False
+    )
 
 
 def connect(

@@ -187,6 +187,7 @@ def _bounds(meta: Mapping[str, Any]) -> str:
 
 FORMATS: dict[str, Format] = {
     "dns-label": Format(_dns_label, lambda _m: "DNS-1123 label (≤ 63 characters)"),
+    "dns-subdomain": Format(lambda v, _m: _dns_subdomain(v), lambda _m: "DNS-1123 subdomain"),
     "deployment-name": Format(_deployment_name, lambda _m: "DNS-1123 subdomain, ≤ 63 characters"),
     "priority-class": Format(_priority_class, lambda _m: "DNS-1123 subdomain, not `system-*`"),
     "image": Format(_image, lambda _m: "OCI image reference"),

@@ -94,7 +94,10 @@ def load_policy(text: str | bytes) -> Policy:
         data = yaml.load(raw, Loader=_NoAliasLoader)  # noqa: S506  # nosec B506
     except yaml.YAMLError as exc:
         raise PolicyRejected([ConfigError("", f"not valid YAML: {exc}")]) from exc
-    except (ValueError, RecursionError, MemoryError) as exc:
+    except RecursionError as exc:
+        reason = f"not valid YAML: nesting too deep to parse (more than {MAX_DEPTH} levels are refused)"
+        raise PolicyRejected([ConfigError("", reason)]) from exc
+    except (ValueError, MemoryError) as exc:
         raise PolicyRejected([ConfigError("", f"not valid YAML: {exc!r}")]) from exc
     return build_policy(data)
 

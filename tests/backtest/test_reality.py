@@ -7,13 +7,15 @@ measured lead times must map onto the simulated cold start without losing time.
 
 from __future__ import annotations
 
+import argparse
 import math
 
 import numpy as np
 import pytest
 
-from autoscaler.backtest import Recorded, cluster_phases, latency_model, parse_time, recorded_row
+from autoscaler.backtest import Recorded, cluster_phases, latency_model, recorded_row
 from autoscaler.core.leadtimes import LeadTimes
+from autoscaler.options import instant
 from autoscaler.policy.schema import SLO, Capacity, ColdStart, Target
 
 NAN = math.nan
@@ -89,9 +91,10 @@ def test_latency_model_reaches_the_slo_at_saturation() -> None:
 
 
 def test_parse_time() -> None:
-    """--until takes unix seconds or ISO 8601 (UTC unless an offset is given)."""
-    assert parse_time("1700000000") == 1700000000.0
-    assert parse_time("2024-01-01T00:00:00") == 1704067200.0
-    assert parse_time("2024-01-01T01:00:00+01:00") == 1704067200.0
-    with pytest.raises(ValueError, match="--until"):
-        parse_time("yesterday")
+    """--until takes unix seconds or ISO 8601 (UTC unless an offset is given), from 1970 to 9999."""
+    assert instant("1700000000") == 1700000000.0
+    assert instant("2024-01-01T00:00:00") == 1704067200.0
+    assert instant("2024-01-01T01:00:00+01:00") == 1704067200.0
+    for bad in ("yesterday", "1e300", "-5", "nan", "inf"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            instant(bad)

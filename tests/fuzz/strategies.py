@@ -212,7 +212,7 @@ FORMAT_STRATEGIES: dict[str, tuple[Strategy, Strategy]] = {
     ),
     "image": (
         _IMAGES,
-        st.sampled_from(["UPPER/x", "a b", "x:", ":tag", "x@sha256:abc", "", "x//y", "-x", "x:" + "t" * 200,
+        st.sampled_from(["x/UPPER", "a b", "x:", ":tag", "x@sha256:abc", "", "x//y", "-x", "x:" + "t" * 200,
                          "x" * 300, "reg:port/x", "x@md5"]),
     ),
     "model-name": (

@@ -18,22 +18,26 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
+import kubernetes.client
 import pytest
+from kubernetes.client import ApiClient
 
 from autoscaler.cli import main
 from autoscaler.errors import ClusterUnavailable
 from autoscaler.kube.client import connect
 from tests.cluster.controlplane import ControlPlane
+from tests.kube.conftest import serving_deployment
 from tests.prom.server import PrometheusServer
 
 pytestmark = [pytest.mark.cluster, pytest.mark.prometheus]
 
 
 @pytest.fixture
-def policy(tmp_path: Path, namespace: str) -> Path:
-    """A dry-run policy for a Deployment that does not exist (a warning, not a start-up failure)."""
+def policy(tmp_path: Path, namespace: str, k8s_client: ApiClient) -> Path:
+    """A dry-run policy for a Deployment that exists (``run --once`` fails when a target cannot be read)."""
+    kubernetes.client.AppsV1Api(k8s_client).create_namespaced_deployment(namespace, serving_deployment("web", 1))
     path = tmp_path / "policy.yaml"
-    path.write_text(f"targets: [{{namespace: {namespace}, deployment: absent, mode: dry-run}}]\n")
+    path.write_text(f"targets: [{{namespace: {namespace}, deployment: web, mode: dry-run}}]\n")
     return path
 
 
@@ -113,6 +117,6 @@ def test_run_verifies_prometheus_and_the_api_server_unless_told_otherwise(
         code, err = done[name]
         assert code == 0, (name, err[-2000:])
     code, err = done["kube default"]
-    last = err.splitlines()[-1]
-    assert code == 1 and last.startswith("error: ") and "API server unreachable" in last, err[-2000:]
-    assert re.search(r"SSL|CERTIFICATE_VERIFY_FAILED|certificate verify failed", last), last
+    last = json.loads(err.splitlines()[-1])  # run logs JSON, its CLI errors too
+    assert code == 1 and last["event"] == "cli_error" and "API server unreachable" in last["error"], err[-2000:]
+    assert re.search(r"SSL|CERTIFICATE_VERIFY_FAILED|certificate verify failed", last["error"]), last

@@ -166,7 +166,8 @@ def _run(tmp_path: Path, capsys: pytest.CaptureFixture[str], *flags: str) -> tup
     policy = tmp_path / "p.yaml"
     policy.write_text("targets: [{namespace: a, deployment: b}]\n")
     code = main(["run", "--policy", str(policy), "--prometheus-url", "http://127.0.0.1:9",
-                 "--kubeconfig", str(tmp_path / "none"), "--lease-namespace", "ns", *flags])
+                 "--kubeconfig", str(tmp_path / "none"), "--lease-namespace", "ns", "--log-format", "console",
+                 *flags])
     return code, capsys.readouterr().err
 
 

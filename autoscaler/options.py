@@ -1,0 +1,188 @@
+"""Command-line option types: every value is checked where it is parsed, and refused with its name.
+
+Why: an option that reaches the code unchecked fails far from where it was given, as a raw
+Python message or a traceback (``--timeout inf`` became "cannot convert float infinity to
+integer" inside the HTTP client; ``--until 1e300`` a ``datetime`` overflow; ``--listen
+:99999`` an ``OverflowError`` in ``bind``). These are ``argparse`` ``type=`` callables:
+``argparse`` turns their :class:`argparse.ArgumentTypeError` into ``argument --timeout:
+<reason>``, which the CLI prints as one line (exit 2). Bounds are generous but finite: a
+value outside them is a typo, not a setting.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from autoscaler.errors import ConfigError, PolicyRejected
+from autoscaler.policy import formats
+
+#: Latest accepted time: the end of year 9999 (``datetime`` cannot go further).
+MAX_UNIX_SECONDS = 253402300799.0
+
+
+def number(
+    *, minimum: float, maximum: float, exclusive_minimum: bool = False, integer: bool = False
+) -> Callable[[str], float]:
+    """A finite number in ``[minimum, maximum]`` (``(minimum, maximum]`` with ``exclusive_minimum``)."""
+    low = f"> {minimum:g}" if exclusive_minimum else f">= {minimum:g}"
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        if not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
+        if integer and not value.is_integer():
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}")
+        if value < minimum or (exclusive_minimum and value == minimum) or value > maximum:
+            raise argparse.ArgumentTypeError(f"must be {low} and <= {maximum:g}, got {text!r}")
+        return value
+
+    return parse
+
+
+def whole(*, minimum: int, maximum: int) -> Callable[[str], int]:
+    """A whole number in ``[minimum, maximum]``."""
+    parse = number(minimum=minimum, maximum=maximum, integer=True)
+    return lambda text: int(parse(text))
+
+
+#: A per-call timeout in seconds.
+timeout_seconds = number(minimum=0, maximum=600, exclusive_minimum=True)
+
+
+def listen_address(text: str) -> tuple[str, int]:
+    """``HOST:PORT`` (``:PORT`` = all interfaces, ``[::1]:PORT`` for IPv6) with a port 1-65535."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isascii() or not port.isdigit():
+        raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {text!r}")
+    number_ = int(port)
+    if not 1 <= number_ <= 65535:
+        raise argparse.ArgumentTypeError(f"port must be 1-65535, got {port}")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    return host, number_
+
+
+def url(text: str) -> str:
+    """An ``http://`` or ``https://`` URL with a host."""
+    parts = urlsplit(text)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise argparse.ArgumentTypeError(f"expected an http:// or https:// URL with a host, got {text!r}")
+    try:
+        parts.port  # noqa: B018  # raises ValueError for a port that is not a number 0-65535
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r}: {exc}") from None
+    return text
+
+
+def target(text: str) -> str:
+    """``NAMESPACE/DEPLOYMENT``, each a valid name of its kind."""
+    namespace, sep, name = text.partition("/")
+    if not sep or not namespace or not name:
+        raise argparse.ArgumentTypeError(f"expected NAMESPACE/DEPLOYMENT, got {text!r}")
+    reason = formats.check("dns-label", namespace, {}) or formats.check("deployment-name", name, {})
+    if reason is not None:
+        raise argparse.ArgumentTypeError(reason)
+    return text
+
+
+def object_ref(text: str) -> str:
+    """``NAMESPACE/NAME`` of a namespaced object (a ConfigMap)."""
+    namespace, sep, name = text.partition("/")
+    if not sep or not namespace or not name:
+        raise argparse.ArgumentTypeError(f"expected NAMESPACE/NAME, got {text!r}")
+    reason = formats.check("dns-label", namespace, {}) or formats.check("dns-subdomain", name, {})
+    if reason is not None:
+        raise argparse.ArgumentTypeError(reason)
+    return text
+
+
+def namespace(text: str) -> str:
+    """A namespace name (a DNS-1123 label)."""
+    reason = formats.check("dns-label", text, {})
+    if reason is not None:
+        raise argparse.ArgumentTypeError(reason)
+    return text
+
+
+def object_name(text: str) -> str:
+    """An object name (a DNS-1123 subdomain), e.g. a Lease."""
+    reason = formats.check("dns-subdomain", text, {})
+    if reason is not None:
+        raise argparse.ArgumentTypeError(reason)
+    return text
+
+
+def duration(*, maximum_seconds: float) -> Callable[[str], str]:
+    """A Prometheus duration of at least 1 s and at most ``maximum_seconds`` (kept as written)."""
+
+    def parse(text: str) -> str:
+        seconds = formats.duration_seconds(text)
+        if seconds is None:
+            raise argparse.ArgumentTypeError(f"expected a Prometheus duration such as 14d or 36h, got {text!r}")
+        if not 1 <= seconds <= maximum_seconds:
+            limit = formats.render_duration(maximum_seconds)
+            raise argparse.ArgumentTypeError(f"must be between 1s and {limit}, got {text!r}")
+        return text
+
+    return parse
+
+
+def instant(text: str) -> float:
+    """Unix seconds or an ISO 8601 time (UTC when no offset is given), from 1970 to the end of 9999."""
+    try:
+        value = float(text)
+    except ValueError:
+        try:
+            moment = datetime.fromisoformat(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected unix seconds or an ISO 8601 time, got {text!r}") from None
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=UTC)
+        value = moment.timestamp()
+    if not 0 <= value <= MAX_UNIX_SECONDS:
+        raise argparse.ArgumentTypeError(f"must be a time between 1970 and 9999, got {text!r}")
+    return value
+
+
+def output_dir(text: str) -> Path:
+    """A directory to write into: it may not exist yet, but must not be a file."""
+    path = Path(text)
+    if path.exists() and not path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text} exists and is not a directory")
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise argparse.ArgumentTypeError(f"{parent} is not a directory")
+            break
+    return path
+
+
+def readable_file(text: str) -> Path:
+    """An existing regular file (a token, a CA bundle, a policy)."""
+    path = Path(text)
+    if not path.exists():
+        raise argparse.ArgumentTypeError(f"{text} does not exist")
+    if not path.is_file():
+        raise argparse.ArgumentTypeError(f"{text} is not a regular file")
+    return path
+
+
+def named(option: str, fn: Callable[[], Any]) -> Any:
+    """Run ``fn``; a whole-file problem of the policy it loads is reported as ``option``'s.
+
+    Field problems keep their field path (``targets[0]...``); a problem with the file as a
+    whole (unreadable, not a regular file, not YAML) has none, so it is given the option.
+    """
+    try:
+        return fn()
+    except PolicyRejected as exc:
+        raise PolicyRejected([e if e.path else ConfigError(option, e.reason) for e in exc.errors]) from exc
