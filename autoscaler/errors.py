@@ -96,6 +96,10 @@ class NotFound(ActuationError):
     temporary = False
 
 
+class NotLeader(ActuationError):
+    """A write was refused because this replica no longer holds the leader Lease."""
+
+
 class ClusterUnavailable(ActuationError):
     """The API server did not answer or answered 5xx/timeout."""
 

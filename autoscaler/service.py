@@ -14,25 +14,43 @@ itself: failed metrics queries and unknown decision signals by error kind (a met
 source such as Prometheus reports an outage as unknown values, never by raising), and
 clock jumps — the controller's clock stepping against the monotonic clock between two
 cycles by more than :data:`CLOCK_JUMP_TOLERANCE_SECONDS` (logged as ``clock_jump``).
+
+Every ended cycle is progress for :class:`~autoscaler.telemetry.Health`: ``/healthz`` fails and
+the Lease elector stops renewing when none ended for :func:`stall_seconds` (a stuck loop
+gives up leadership instead of holding it forever), and :class:`LeaderGuardedCluster`
+re-checks leadership before each write.
 """
 
 from __future__ import annotations
 
+import math
 import threading
 import time
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from autoscaler.controller import Controller, CycleResult, TargetResult
-from autoscaler.core.types import Observation
-from autoscaler.policy.schema import Policy
-from autoscaler.ports import LeaderElector, PolicySource
+from autoscaler.core.types import ClusterState, Decision, Observation
+from autoscaler.errors import NotLeader
+from autoscaler.policy.schema import Policy, Target
+from autoscaler.ports import ApplyResult, Cluster, LeaderElector, PolicySource
 from autoscaler.telemetry import Health, Telemetry
 
 #: A step of the controller clock against the monotonic clock above this between two cycles
 #: is reported as a clock jump (NTP slews are far smaller; staleness needs >= 10 s).
 CLOCK_JUMP_TOLERANCE_SECONDS = 10.0
+#: The loop is stuck when no cycle ended for this many loop intervals ...
+STALL_INTERVALS = 3
+#: ... plus this much: a cycle may run up to its deadline (one interval) plus the calls
+#: still in flight then (an API-server call times out after 15 s, a Prometheus one sooner).
+STALL_GRACE_SECONDS = 30.0
+
+
+def stall_seconds(loop_interval: float) -> float:
+    """Seconds without an ended cycle after which the loop counts as stuck (``/healthz`` fails). Pure."""
+    return STALL_INTERVALS * loop_interval + STALL_GRACE_SECONDS
 
 
 class Scope(Protocol):
@@ -52,6 +70,36 @@ class AlwaysLeader:
 
     def stop(self) -> None:
         """Nothing to release."""
+
+
+class LeaderGuardedCluster:
+    """A :class:`~autoscaler.ports.Cluster` that writes only while this replica leads.
+
+    The service checks leadership when a cycle starts; a cycle that was stuck meanwhile
+    (and lost the Lease, see :mod:`autoscaler.kube.leader`) would otherwise still write
+    what it decided, next to the new leader. Each write asks again; a refused one fails
+    that target with :class:`~autoscaler.errors.NotLeader` (nothing written).
+    """
+
+    def __init__(self, cluster: Cluster, is_leader: Callable[[], bool]) -> None:
+        self.cluster = cluster
+        self.is_leader = is_leader
+
+    def read(self, target: Target) -> ClusterState:
+        """The wrapped cluster's read."""
+        return self.cluster.read(target)
+
+    def apply(self, target: Target, decision: Decision) -> ApplyResult:
+        """The wrapped cluster's write, if this replica still leads."""
+        if not self.is_leader():
+            raise NotLeader(f"write {target.key}: this replica no longer holds the leader Lease")
+        return self.cluster.apply(target, decision)
+
+    def reset_memory(self) -> None:
+        """Forwarded (what another leader wrote is not a manual edit)."""
+        reset = getattr(self.cluster, "reset_memory", None)
+        if callable(reset):
+            reset()
 
 
 class Service:
@@ -103,6 +151,8 @@ class Service:
                 previous(result, observation)
 
         controller.on_result = on_result
+        # Read at every scrape: a replica whose loop is stuck shows it stopped leading.
+        telemetry.leader.set_function(lambda: 1.0 if self.elector.is_leader() else 0.0)
 
     def cycle(self, *, scheduled: float | None = None) -> CycleResult | None:
         """One cycle: follow the policy, then reconcile if leading. Never raises.
@@ -122,7 +172,6 @@ class Service:
                     if callable(reset):
                         reset()
                 self._was_leader = leader
-                self.telemetry.leader.set(1 if leader else 0)
                 self.health.standby = not leader
                 if not leader:
                     self.log.info("standby", reason="another replica holds the lease")
@@ -146,6 +195,8 @@ class Service:
                 self.telemetry.errors.labels("unexpected").inc()
                 self.log.error("cycle_failed", error=repr(exc), exc_info=True)
                 return None
+            finally:
+                self.health.progress()  # the loop is alive even when a cycle failed
 
     def _check_clock(self, now: float, monotonic: float) -> None:
         """Report a step of the controller clock against the monotonic clock since the last cycle."""
@@ -180,6 +231,8 @@ class Service:
         self.log.info("policy_applied", generation=generation, targets=[t.key for t in policy.targets])
         if policy.loop_interval_seconds != self.interval:
             self.interval = policy.loop_interval_seconds
+            if math.isfinite(self.health.stall_seconds):
+                self.health.stall_seconds = stall_seconds(self.interval)
             if self.controller.cycle_deadline_seconds is not None:
                 self.controller.cycle_deadline_seconds = self.interval
             if self._scheduler is not None:

@@ -4,15 +4,17 @@ Operators watch the controller the way they watch everything else: Prometheus sc
 ``/metrics`` (forecast mean and upper quantile per target and horizon, desired replicas
 and placeholders, decisions by reason, loop duration and lateness, errors by kind
 (including failed metrics queries), unknown decision signals by kind, clock jumps,
-leader status, policy generation). ``/healthz`` says the process is alive; ``/readyz``
-says a cycle completed recently (or, for a standby replica, that it is following).
+leader status, policy generation). ``/healthz`` says the control loop is alive (a cycle
+ended recently, see :class:`Health`); ``/readyz`` says a cycle completed recently (or, for a
+standby replica, that it is following).
 """
 
 from __future__ import annotations
 
+import math
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -239,19 +241,51 @@ class Telemetry:
 
 
 class Health:
-    """Liveness and readiness state shared between the loop and the HTTP server."""
+    """Liveness and readiness state shared between the loop and the HTTP server.
 
-    def __init__(self, *, max_cycle_age: float) -> None:
+    Liveness means the control loop is alive, not merely the process: every cycle that
+    ends (leading, standing by or failing) is progress, and :meth:`alive` fails once none
+    ended for ``stall_seconds`` (a loop stuck in a call or a deadlock). ``/healthz`` then
+    answers 503, so the kubelet restarts the container, and the Lease elector, which asks
+    the same question, stops renewing so that the standby takes over. Progress is measured
+    on the monotonic clock: a wall-clock step is not a stall.
+    """
+
+    def __init__(
+        self,
+        *,
+        max_cycle_age: float,
+        stall_seconds: float = math.inf,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.max_cycle_age = max_cycle_age
+        #: Seconds without an ended cycle after which the loop counts as stuck.
+        self.stall_seconds = stall_seconds
         self.started = time.time()
         self.last_cycle: float | None = None
         self.standby = False
+        self._monotonic = monotonic
+        self._progress = monotonic()
         self._lock = threading.Lock()
 
     def cycle_done(self) -> None:
-        """Record a completed cycle."""
+        """Record a completed cycle (also progress)."""
         with self._lock:
             self.last_cycle = time.time()
+            self._progress = self._monotonic()
+
+    def progress(self) -> None:
+        """Record that a cycle ended, whatever its outcome."""
+        with self._lock:
+            self._progress = self._monotonic()
+
+    def alive(self) -> tuple[bool, str]:
+        """Whether a cycle ended within ``stall_seconds`` (or the process started that recently)."""
+        with self._lock:
+            idle = self._monotonic() - self._progress
+        if idle > self.stall_seconds:
+            return False, f"control loop made no progress for {idle:.0f}s (limit {self.stall_seconds:.0f}s)"
+        return True, "ok"
 
     def ready(self) -> tuple[bool, str]:
         """Ready when a cycle completed recently, or when following another leader."""
@@ -274,7 +308,8 @@ def serve(*, telemetry: Telemetry, health: Health, host: str, port: int) -> Thre
             if self.path.startswith("/metrics"):
                 self._send(200, telemetry.render(), CONTENT_TYPE_LATEST)
             elif self.path.startswith("/healthz"):
-                self._send(200, b"ok\n", "text/plain")
+                ok, why = health.alive()
+                self._send(200 if ok else 503, (why + "\n").encode(), "text/plain")
             elif self.path.startswith("/readyz"):
                 ok, why = health.ready()
                 self._send(200 if ok else 503, (why + "\n").encode(), "text/plain")

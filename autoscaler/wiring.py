@@ -36,7 +36,7 @@ from autoscaler.errors import (
 from autoscaler.logs import configure, get_logger
 from autoscaler.policy.schema import Policy
 from autoscaler.ports import LeaderElector, PolicySource
-from autoscaler.service import AlwaysLeader, Service
+from autoscaler.service import AlwaysLeader, LeaderGuardedCluster, Service, stall_seconds
 from autoscaler.sharding import Shard, ShardScope, parse_shard
 from autoscaler.telemetry import Health, Telemetry, serve
 
@@ -177,7 +177,7 @@ def _serve(args: argparse.Namespace, *, log: Any, telemetry: Telemetry, health: 
         placeholder_suffix=PLACEHOLDER_SUFFIX,
         log=get_logger(component="prometheus"),
     )
-    cluster = KubeCluster(api, log=get_logger(component="kube"))
+    kube = KubeCluster(api, log=get_logger(component="kube"))
     # Prometheus is checked with every target: its queries are batched for all of them anyway,
     # and a shard that owns nothing yet must still fail fast on a wrong URL.
     _check_prometheus(metrics, full_policy, args.prometheus_url)
@@ -187,19 +187,26 @@ def _serve(args: argparse.Namespace, *, log: Any, telemetry: Telemetry, health: 
         scope = ShardScope(shard, api, lease_namespace=lease_namespace, lease_name=lease_name,
                            log=get_logger(component="shard"))
         policy = scope.select(full_policy, generation, strict=True)
-    _check_cluster(cluster, policy, log)
+    _check_cluster(kube, policy, log)
     mode: Mode | None = "dry-run" if args.dry_run else None
-    # A cycle ends before the next one is due: targets it has not reached by then hold.
-    controller = Controller(policy=policy, metrics=metrics, cluster=cluster, clock=SystemClock(),
-                            mode_override=mode, log=log, cycle_deadline_seconds=policy.loop_interval_seconds)
+    health.max_cycle_age = max(120.0, 4 * policy.loop_interval_seconds)
+    health.stall_seconds = stall_seconds(policy.loop_interval_seconds)
+    health.progress()  # the start-up checks are done: the loop's clock starts now
     elector: LeaderElector = AlwaysLeader()
     if lease_namespace is not None:  # set exactly when electing
         from autoscaler.kube.leader import LeaseElector
 
         identity = args.identity or os.environ.get("POD_NAME") or socket.gethostname()
+        # Renewed only while the loop makes progress: a stuck loop loses the Lease.
         elector = LeaseElector(api, namespace=lease_namespace, name=lease_name, identity=identity, log=log,
-                               metadata=scope.lease_metadata if scope is not None else None).start()
-    health.max_cycle_age = max(120.0, 4 * policy.loop_interval_seconds)
+                               metadata=scope.lease_metadata if scope is not None else None,
+                               healthy=lambda: health.alive()[0]).start()
+    # Writes are re-checked against the Lease: a loop that was stuck while leadership moved
+    # does not write what it decided before it noticed.
+    cluster = LeaderGuardedCluster(kube, elector.is_leader)
+    # A cycle ends before the next one is due: targets it has not reached by then hold.
+    controller = Controller(policy=policy, metrics=metrics, cluster=cluster, clock=SystemClock(),
+                            mode_override=mode, log=log, cycle_deadline_seconds=policy.loop_interval_seconds)
     service = Service(controller=controller, policy_source=policy_source, elector=elector,
                       telemetry=telemetry, health=health, log=log, scope=scope)
     if args.once:

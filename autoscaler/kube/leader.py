@@ -18,6 +18,13 @@ client-go's ``leaderelection`` reduced to what we need:
   before anyone else may take over.
 * **Release** on :meth:`LeaseElector.stop`: holder emptied and ``leaseDurationSeconds: 1``, so
   the standby takes over on its next retry instead of waiting for expiry.
+* **Tied to the loop**: with a ``healthy`` callback (the service passes the control loop's
+  liveness, :meth:`autoscaler.telemetry.Health.alive`), the elector neither renews nor
+  acquires while the loop is stuck, and stops leading at once; the Lease then expires and
+  the standby takes over within ``leaseDurationSeconds``. A renewal thread of its own would
+  otherwise keep a wedged replica the leader forever (client-go ties renewal to the
+  elector's deadline for the same reason; controller-runtime adds a leader-election health
+  check). Renewal resumes when the loop makes progress again.
 * **Metadata**: an optional ``metadata`` callback gives labels and annotations the holder
   writes with every create and renewal (sharding publishes its claimed targets there, see
   :mod:`autoscaler.sharding`); it rides on the writes that happen anyway, costing no call.
@@ -62,6 +69,7 @@ class LeaseElector:
         wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         log: Any = None,
         metadata: Callable[[], tuple[Mapping[str, str], Mapping[str, str]]] | None = None,
+        healthy: Callable[[], bool] | None = None,
     ) -> None:
         """Configure (not start) an elector.
 
@@ -78,6 +86,8 @@ class LeaseElector:
             log: structlog-style logger.
             metadata: Returns ``(labels, annotations)`` merged into the Lease's metadata on
                 every create and renewal while we hold it (e.g. a shard's claimed targets).
+            healthy: Whether the work the Lease guards is alive (the control loop makes
+                progress); while it returns False nothing is renewed or acquired.
 
         Raises:
             ValueError: unless ``lease_duration > renew_deadline > retry_period > 0``.
@@ -97,6 +107,8 @@ class LeaseElector:
         self.wall_clock = wall_clock
         self.log = log if log is not None else get_logger(component="leader", identity=identity)
         self.metadata = metadata
+        self.healthy = healthy
+        self._stalled = False
         self._lock = threading.Lock()
         self._leader = False
         self._renewed_at = -math.inf
@@ -149,6 +161,8 @@ class LeaseElector:
         Returns:
             Whether we lead afterwards.
         """
+        if not self._loop_alive():
+            return False
         try:
             self._try_acquire_or_renew()
         except ActuationError as exc:
@@ -157,6 +171,25 @@ class LeaseElector:
         return self.is_leader()
 
     # -------------------------------------------------------------------------- internals
+    def _loop_alive(self) -> bool:
+        """Ask ``healthy``; on a stall stop leading (once, logged), on recovery say so."""
+        if self.healthy is None:
+            return True
+        try:
+            alive = bool(self.healthy())
+        except Exception as exc:  # a failing check must not keep a stuck replica leading
+            self.log.warning("lease_health_check_failed", lease=f"{self.namespace}/{self.name}", error=repr(exc))
+            alive = False
+        if not alive and not self._stalled:
+            self._stalled = True
+            self.log.warning("lease_renewal_stopped", lease=f"{self.namespace}/{self.name}",
+                             reason="the control loop made no progress")  # fmt: skip
+            self._set_leader(False)
+        elif alive and self._stalled:
+            self._stalled = False
+            self.log.info("lease_renewal_resumed", lease=f"{self.namespace}/{self.name}")
+        return alive
+
     def _run(self) -> None:
         while not self._stop.wait(self.retry_period):
             self.step()

@@ -338,3 +338,73 @@ def test_two_controller_processes_elect_one_leader_and_fail_over(
             if proc.poll() is None:
                 proc.kill()
                 proc.wait(timeout=10)
+
+
+def healthz(port: int) -> int | None:
+    """This process's ``/healthz`` status code, or None while it is not serving."""
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as r:
+            return int(r.status)
+    except urllib.error.HTTPError as exc:
+        return int(exc.code)
+    except OSError:
+        return None
+
+
+def test_a_stuck_leader_fails_liveness_and_loses_the_lease(
+    control_plane: ControlPlane, k8s_client: ApiClient, namespace: str,
+    prometheus: tuple[PrometheusServer, VllmExporter, float], tmp_path: Path,
+) -> None:
+    """Two `autoscaler run` processes; the leader's control loop hangs (its process keeps running, its elector
+    thread too): its /healthz fails after 3 loop intervals + 30 s, it stops renewing the Lease, and the other
+    replica takes over within the lease duration after that."""
+    import os
+    import signal
+
+    from autoscaler.service import stall_seconds
+
+    kubernetes.client.AppsV1Api(k8s_client).create_namespaced_deployment(namespace, serving_deployment(namespace))
+    server, _, _ = prometheus
+    policy = tmp_path / "p.yaml"
+    write_policy(policy, namespace, mode="dry-run")
+    policy.write_text(policy.read_text().replace("loopIntervalSeconds: 30", "loopIntervalSeconds: 5"))
+    ports = [free_port(), free_port()]
+    hang = [tmp_path / f"hang-{i}" for i in range(2)]
+    repo = Path(__file__).resolve().parents[2]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "tests.e2e.stuck_launcher", "run", "--policy", str(policy),
+             "--prometheus-url", server.url, "--kubeconfig", str(control_plane.kubeconfig_path),
+             "--listen", f"127.0.0.1:{port}", "--lease-namespace", namespace, "--identity", f"replica-{i}"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=repo,
+            env={**os.environ, "AUTOSCALER_TEST_HANG_FILE": str(hang[i])},
+        )
+        for i, port in enumerate(ports)
+    ]
+    try:
+        wait_for(lambda: sorted(leader_gauge(p) or 0.0 for p in ports) == [0.0, 1.0]
+                 and all(leader_gauge(p) is not None for p in ports), timeout=60)
+        leader = next(i for i, p in enumerate(ports) if leader_gauge(p) == 1.0)
+        other = 1 - leader
+        assert [healthz(p) for p in ports] == [200, 200]
+        hang[leader].touch()  # the leader's next cycle never returns
+        stuck_at = time.monotonic()
+        wait_for(lambda: healthz(ports[leader]) == 503, timeout=stall_seconds(5.0) + 30)
+        detected = time.monotonic() - stuck_at
+        assert detected >= stall_seconds(5.0) - 5.0, "not before the loop was stuck for the limit"
+        # It stops leading at its elector's next attempt (every 2 s) after the stall.
+        wait_for(lambda: leader_gauge(ports[leader]) == 0.0, timeout=5)
+        wait_for(lambda: leader_gauge(ports[other]) == 1.0, timeout=15 + 10)  # leaseDurationSeconds, a retry
+        lease = kubernetes.client.CoordinationV1Api(k8s_client).read_namespaced_lease(
+            "gpu-predictive-autoscaler", namespace)
+        assert lease.spec.holder_identity == f"replica-{other}"
+        assert procs[leader].poll() is None, "the stuck replica is alive, just stuck: only liveness could tell"
+        assert healthz(ports[other]) == 200
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGKILL)
+                proc.wait(timeout=10)

@@ -135,3 +135,42 @@ def test_threaded_electors_hand_over_on_stop_and_on_crash(electors: list[LeaseEl
     # c measures the expiry on its own clock from when it first saw the last renewal, which
     # was after it started: it cannot lead sooner than LEASE_DURATION after its start.
     assert time.monotonic() - c_started >= LEASE_DURATION
+
+
+def test_a_stuck_loop_stops_renewing_and_the_standby_takes_over(
+    admin: KubeApi, k8s_client: ApiClient, namespace: str
+) -> None:
+    """The leader's loop stops making progress: it stops leading at once and never renews, so the standby
+    acquires once the Lease expired on its own clock; when the loop recovers it renews no more than a standby."""
+    clock = FakeClock()
+    alive = {"a": True}
+    a = LeaseElector(admin, namespace=namespace, name=LEASE, identity="replica-a", clock=clock,
+                     healthy=lambda: alive["a"])  # fmt: skip
+    b = LeaseElector(admin, namespace=namespace, name=LEASE, identity="replica-b", clock=clock)
+    assert a.step() is True and b.step() is False
+    renewed = lease(k8s_client, namespace).spec.renew_time
+
+    alive["a"] = False  # the loop is stuck (its renewal thread would otherwise go on)
+    clock.t += 2
+    assert a.step() is False and a.is_leader() is False  # stops acting at once, well before renew_deadline
+    assert lease(k8s_client, namespace).spec.renew_time == renewed, "no renewal while stuck"
+    clock.t += 12.9  # 14.9 s since b saw the last renewal: not expired yet
+    assert b.step() is False
+    clock.t += 0.2
+    assert b.step() is True
+    assert lease(k8s_client, namespace).spec.holder_identity == "replica-b"
+
+    alive["a"] = True  # the loop recovers: a is a standby now, b's Lease is fresh
+    clock.t += 2
+    assert b.step() is True
+    assert a.step() is False
+
+
+def test_a_failing_health_check_counts_as_stuck(admin: KubeApi, namespace: str) -> None:
+    """A health callback that raises must not leave a replica leading."""
+
+    def broken() -> bool:
+        raise RuntimeError("health check bug")
+
+    a = LeaseElector(admin, namespace=namespace, name=LEASE, identity="replica-a", clock=FakeClock(), healthy=broken)
+    assert a.step() is False and not a.is_leader()
