@@ -103,6 +103,8 @@ class _MatrixHandler(_Handler):
                     self.close_connection = True
                     return
                 self._forward(body)
+            elif fault.mode == "trickle":
+                self._forward(body, trickle=fault.seconds)
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True
 

@@ -27,6 +27,7 @@ two-replica rows start ``autoscaler run`` processes. Adding a fault is adding a 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import secrets
@@ -45,11 +46,24 @@ from autoscaler.core.types import Reason
 from autoscaler.kube.cluster import SCALE_WRITE_ATTEMPTS
 from autoscaler.kube.leader import LeaseElector
 from autoscaler.kube.policy_source import ConfigMapPolicySource
+from autoscaler.policy.schema import Policy
+from autoscaler.service import stall_seconds
+from autoscaler.telemetry import Health
 from tests.cluster.fixtures import settled_deployment
 from tests.prom.faultproxy import DEFAULT_GARBAGE
 from tests.prom.server import free_port
 
-from .conftest import KUBE_TIMEOUT, MODEL, PROMETHEUS_TIMEOUT, Cycle, Rig, policy_text, write_kubeconfig
+from .conftest import (
+    DEPLOYMENT,
+    KUBE_TIMEOUT,
+    MODEL,
+    PROMETHEUS_TIMEOUT,
+    Cycle,
+    Rig,
+    policy_text,
+    serving_deployment,
+    write_kubeconfig,
+)
 from .harness import (
     Counts,
     Evidence,
@@ -171,15 +185,13 @@ def _serve_live_samples(rig: Rig) -> None:
     wait_until(rig.world.fresh_data, timeout=30, what="fresh samples again")
 
 
-def _prometheus_unavailable(contains: str) -> tuple[Evidence, ...]:
+def _prometheus_unavailable(contains: str, kind: str = "metrics_unavailable") -> tuple[Evidence, ...]:
     return (
-        LogEvent("prometheus_query_failed", {"kind": "metrics_unavailable"}, contains=contains),
-        MetricSample("autoscaler_errors_total", {"kind": "metrics_unavailable"}),
-        MetricSample("autoscaler_metrics_query_failures_total", {"signal": "load_requests",
-                                                                 "kind": "metrics_unavailable"}),
-        MetricSample("autoscaler_metrics_problems_total", {"signal": "load", "kind": "metrics_unavailable"},
-                     per_target=True),
-    )  # fmt: skip
+        LogEvent("prometheus_query_failed", {"kind": kind}, contains=contains),
+        MetricSample("autoscaler_errors_total", {"kind": kind}),
+        MetricSample("autoscaler_metrics_query_failures_total", {"signal": "load_requests", "kind": kind}),
+        MetricSample("autoscaler_metrics_problems_total", {"signal": "load", "kind": kind}, per_target=True),
+    )
 
 
 def _signal_unknown(signal: str, kind: str) -> tuple[Evidence, ...]:
@@ -190,6 +202,74 @@ def _signal_unknown(signal: str, kind: str) -> tuple[Evidence, ...]:
 
 
 MISSING = During(hold=Reason.MISSING_DATA_HOLD)
+#: Samples this far ahead of the controller's clock are future-dated (beyond the 60 s allowance).
+FUTURE_SECONDS = 3600.0
+
+
+def _future_newest(rig: Rig) -> str:
+    """The newest-sample query answered an hour ahead (a Prometheus or exporter with a skewed clock)."""
+    ahead = time.time() + FUTURE_SECONDS
+    labels = {"namespace": rig.world.namespace, "deployment": rig.world.deployment, "model_name": MODEL}
+    return json.dumps({"status": "success", "data": {"resultType": "vector",
+                                                     "result": [{"metric": labels, "value": [ahead, str(ahead)]}]}})
+
+
+def _check_trickle_bounded(rig: Rig, cycles: list[Cycle]) -> None:
+    """Each loop cost one timeout: the first trickled answer was cut at the deadline, the rest not sent."""
+    loop = rig.metrics.last_loop
+    assert loop.queries == 1 and loop.seconds < PROMETHEUS_TIMEOUT + 1.0, loop
+
+
+# A second target whose start-up history answer is bad, next to the matrix's own (good) one.
+OTHER = "vllm-fm-b"
+
+
+class _Policies:
+    """A policy source whose policy a row changes (each change a new generation)."""
+
+    def __init__(self, policy: Policy) -> None:
+        self.policy, self.generation = policy, 1
+
+    def set(self, policy: Policy) -> None:
+        """Switch to ``policy``."""
+        self.policy, self.generation = policy, self.generation + 1
+
+    def current(self) -> tuple[Policy, int]:
+        """The policy and its generation."""
+        return self.policy, self.generation
+
+
+def _bad_history_for_a_new_target(rig: Rig) -> None:
+    """A second target joins; Prometheus answers its history range query with a null timestamp."""
+    w = rig.world
+    w.apps.create_namespaced_deployment(w.namespace, serving_deployment(OTHER, 1))
+    rig.cleanups.append(lambda: w.apps.delete_namespaced_deployment(OTHER, w.namespace))
+    other = dataclasses.replace(w.policy.targets[0], deployment=OTHER, mode="enforce")
+    source = _Policies(w.policy)
+    source.set(dataclasses.replace(w.policy, targets=(*w.policy.targets, other)))
+    rig.service.policy_source = source
+    rig.notes["policies"] = source
+    labels = {"namespace": w.namespace, "deployment": OTHER, "model_name": MODEL}
+    bad = {"status": "success", "data": {"resultType": "matrix", "result": [
+        {"metric": labels, "values": [[time.time() - 3600, "5"], [None, "6"]]}]}}  # fmt: skip
+    # The pod selector holds the re.escape'd name ("vllm\\-fm\\-b" in the PromQL text).
+    w.prom_proxy.arm("garbage", body=json.dumps(bad), only_paths=r"/api/v1/query_range$", query=r"fm\\+-b")
+
+
+def _only_the_matrix_target_again(rig: Rig) -> None:
+    rig.world.prom_proxy.passthrough()
+    rig.notes["policies"].set(rig.world.policy)
+
+
+def _check_other_target_held(rig: Rig, cycles: list[Cycle]) -> None:
+    """The new target failed each cycle with metrics_malformed and nothing was written for it."""
+    key = f"{rig.world.namespace}/{OTHER}"
+    for cycle in cycles:
+        assert cycle.result is not None
+        (other,) = [r for r in cycle.result.results if r.target == key]
+        assert other.error is not None and other.error.kind == "metrics_malformed", other.error
+        assert other.decision is None and other.applied is None
+    assert rig.world.apps.read_namespaced_deployment_scale(OTHER, rig.world.namespace).spec.replicas == 1
 
 PROMETHEUS_FAULTS = [
     Fault(
@@ -219,9 +299,9 @@ PROMETHEUS_FAULTS = [
         "prometheus-malformed-json",
         _prometheus("garbage", body=DEFAULT_GARBAGE),
         _prometheus_passthrough,
-        _prometheus_unavailable("malformed JSON"),
+        _prometheus_unavailable("malformed JSON", kind="metrics_malformed"),
         MISSING,
-        doc="200 with a JSON body cut off mid-object",
+        doc="200 with a JSON body cut off mid-object: an answer, not a usable one (its own kind)",
     ),
     Fault(
         "prometheus-empty",
@@ -245,6 +325,39 @@ PROMETHEUS_FAULTS = [
         _prometheus_passthrough,
         _signal_unknown("latency_mean", "metrics_invalid"),
         doc="the mean-latency query (one series expected) answers two: latency unknown, the load still decides",
+    ),
+    Fault(
+        "prometheus-future-dated",
+        _prometheus_answer(_future_newest, query=r"timestamp\("),
+        _prometheus_passthrough,
+        (
+            *_signal_unknown("load", "future_dated"),
+            MetricSample("autoscaler_decision_steps_total", {"reason": "StaleDataHold"}, per_target=True),
+        ),
+        During(hold=Reason.STALE_DATA_HOLD),
+        doc="the newest samples are dated an hour after the controller's clock: unknown (future_dated), held",
+    ),
+    Fault(
+        "prometheus-bad-range-answer",
+        _bad_history_for_a_new_target,
+        _only_the_matrix_target_again,
+        (
+            LogEvent("history_unavailable", {"kind": "metrics_malformed"}, contains="timestamp is null"),
+            LogEvent("target_failed", {"kind": "metrics_malformed"}),
+            MetricSample("autoscaler_errors_total", {"kind": "metrics_malformed"}),
+        ),
+        check_during=_check_other_target_held,
+        doc="a new target's history answer has a null timestamp among good points: that target holds, "
+        "the matrix's target decides normally",
+    ),
+    Fault(
+        "prometheus-trickling",
+        _prometheus("trickle", seconds=0.5),
+        _prometheus_passthrough,
+        _prometheus_unavailable(f"no answer within {PROMETHEUS_TIMEOUT:g}s"),
+        MISSING,
+        check_during=_check_trickle_bounded,
+        doc="every answer is valid but sent one byte every 0.5 s: each call ends at its deadline, one per loop",
     ),
     Fault(
         "prometheus-stale-samples",
@@ -599,6 +712,48 @@ def _check_one_writer(rig: Rig, cycles: list[Cycle]) -> None:
     assert all(_only(c).error is None for c in cycles)
 
 
+def _lead_with_a_lease(rig: Rig) -> None:
+    """This replica leads a Lease through an elector tied to its loop's liveness (as autoscaler run does)."""
+    w = rig.world
+    health = Health(max_cycle_age=120.0, stall_seconds=stall_seconds(w.policy.loop_interval_seconds),
+                    monotonic=rig.mono)  # fmt: skip
+    rig.service.health = health
+    lease = f"fm-{secrets.token_hex(3)}"
+    rig.service.elector = LeaseElector(
+        w.admin_api, namespace=w.namespace, name=lease, identity="replica-a", clock=rig.mono,
+        log=rig.log.bind(component="leader"), healthy=lambda: health.alive()[0],
+    )  # fmt: skip
+    rig.notes["lease"] = lease
+
+
+def _hang_the_loop(rig: Rig) -> None:
+    """No cycle ends for longer than the stall limit (time passes, the loop does nothing); a standby waits."""
+    w = rig.world
+    standby = LeaseElector(
+        w.admin_api, namespace=w.namespace, name=rig.notes["lease"], identity="replica-b", clock=rig.mono,
+        log=rig.log.bind(component="leader-b"),
+    )  # fmt: skip
+    assert standby.step() is False
+    rig.mono.advance(rig.service.health.stall_seconds + 1.0)
+    rig.notes["alive"] = rig.service.health.alive()
+    leader = rig.service.elector
+    assert isinstance(leader, LeaseElector)
+    assert leader.step() is False, "a stuck loop gives up leading at the elector's next attempt"
+    rig.mono.advance(16.0)  # > leaseDurationSeconds on the standby's clock: never renewed meanwhile
+    assert standby.step() is True
+    rig.notes["standby"] = standby
+
+
+def _standby_releases(rig: Rig) -> None:
+    rig.notes["standby"].stop()
+
+
+def _check_stuck_loop(rig: Rig, cycles: list[Cycle]) -> None:
+    alive, why = rig.notes["alive"]
+    assert not alive and "control loop made no progress" in why, why  # /healthz answers 503 with this
+    assert all(c.result is None for c in cycles), "the replica whose loop was stuck writes nothing"
+
+
 PROCESS_FAULTS = [
     Fault(
         "controller-sigkill-mid-cycle",
@@ -622,6 +777,21 @@ PROCESS_FAULTS = [
         check_during=_check_one_writer,
         processes=1,
         doc="a second enforcing replica runs: exactly one acts",
+    ),
+    Fault(
+        "hung-loop",
+        _hang_the_loop,
+        _standby_releases,
+        (
+            LogEvent("lease_renewal_stopped", {"reason": "the control loop made no progress"}),
+            LogEvent("lease_acquired", {"previous": "replica-a", "component": "leader-b"}),
+            LogEvent("lease_renewal_resumed"),
+        ),
+        During(standby=True),
+        setup=_lead_with_a_lease,
+        check_during=_check_stuck_loop,
+        doc="the leader's loop makes no progress past the stall limit: liveness fails, it stops renewing, the "
+        "standby takes the Lease once it expires; back to leading when the standby lets go",
     ),
 ]
 
@@ -682,8 +852,9 @@ FAULTS = [*PROMETHEUS_FAULTS, *API_FAULTS, *CONFIGMAP_FAULTS, *CLOCK_FAULTS, *PR
 
 # ------------------------------------------------------------------------------ the test
 def _only(cycle: Cycle) -> TargetResult:
+    """The result for the matrix's target (a row may add another target; its checks look at that one)."""
     assert cycle.result is not None, "the cycle stood by or failed"
-    (result,) = cycle.result.results
+    (result,) = [r for r in cycle.result.results if r.target.endswith(f"/{DEPLOYMENT}")]
     return result
 
 

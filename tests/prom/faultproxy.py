@@ -14,7 +14,8 @@ and switch faults at run time; the rest of the time it forwards faithfully.
   as chunked transfer encoding, so long-lived watches work through it.
 - Modes: ``passthrough``, ``status`` (code + body), ``delay`` (sleep, then
   forward), ``garbage`` (200 + a malformed body), ``close`` (drop the
-  connection without answering). A fault can be limited to paths matching a
+  connection without answering), ``trickle`` (forward, then send the answer's
+  body one byte every ``seconds``). A fault can be limited to paths matching a
   regex (``only_paths``) and to the next ``times`` matching requests.
 - Counts requests per path (and faults applied per path).
 - Bounded: it listens on loopback only and, unless told otherwise, refuses
@@ -58,7 +59,7 @@ HOP_BY_HOP = frozenset(
     }
 )
 
-MODES = ("passthrough", "status", "delay", "garbage", "close")
+MODES = ("passthrough", "status", "delay", "garbage", "close", "trickle")
 Mode = str  # one of MODES
 
 
@@ -176,11 +177,13 @@ class _Handler(BaseHTTPRequestHandler):
                     self.close_connection = True
                     return
                 self._forward(body)
+            elif fault.mode == "trickle":
+                self._forward(body, trickle=fault.seconds)
         except (BrokenPipeError, ConnectionResetError):
             # the client gave up (e.g. its timeout fired during a delay)
             self.close_connection = True
 
-    def _forward(self, body: bytes) -> None:
+    def _forward(self, body: bytes, *, trickle: float = 0.0) -> None:
         proxy = self.server.proxy
         headers = {
             k: v
@@ -198,11 +201,11 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_simple(502, f"fault proxy: upstream error: {exc}\n".encode(), "text/plain")
             return
         try:
-            self._relay(resp)
+            self._relay(resp, trickle=trickle)
         finally:
             conn.close()
 
-    def _relay(self, resp: http.client.HTTPResponse) -> None:
+    def _relay(self, resp: http.client.HTTPResponse, *, trickle: float = 0.0) -> None:
         # upstream's own Date/Server headers are relayed, so don't add ours
         self.send_response_only(resp.status, resp.reason)
         for key, value in resp.getheaders():
@@ -219,7 +222,15 @@ class _Handler(BaseHTTPRequestHandler):
             data = resp.read()
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
-            self.wfile.write(data)
+            if trickle <= 0:
+                self.wfile.write(data)
+                return
+            for i in range(len(data)):  # a valid answer, one byte at a time
+                if self.server.proxy._stopping.wait(trickle):
+                    self.close_connection = True
+                    return
+                self.wfile.write(data[i : i + 1])
+                self.wfile.flush()
             return
         # unknown length (chunked upstream, e.g. a watch): stream it on chunked
         self.send_header("Transfer-Encoding", "chunked")
@@ -344,7 +355,7 @@ class FaultProxy:
         only_paths: str | None = None,
         times: int | None = None,
     ) -> None:
-        """Switch to ``mode``: ``passthrough``, ``status``, ``delay``, ``garbage`` or ``close``."""
+        """Switch to ``mode``: ``passthrough``, ``status``, ``delay``, ``garbage``, ``close`` or ``trickle``."""
         if mode not in MODES:
             raise ValueError(f"mode {mode!r} not in {MODES}")
         with self._lock:
@@ -388,6 +399,10 @@ class FaultProxy:
     ) -> None:
         """Answer matching requests 200 with a malformed ``body``."""
         self.set_mode("garbage", body=body, content_type=content_type, only_paths=only_paths, times=times)
+
+    def trickle(self, seconds: float, *, only_paths: str | None = None, times: int | None = None) -> None:
+        """Forward matching requests, then send each answer's body one byte every ``seconds``."""
+        self.set_mode("trickle", seconds=seconds, only_paths=only_paths, times=times)
 
     def close_connections(self, *, only_paths: str | None = None, times: int | None = None) -> None:
         """Mode ``close``: drop matching connections without an answer."""
