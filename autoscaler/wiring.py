@@ -73,7 +73,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                         help="run a single cycle and exit (1 if a target or Prometheus failed)")
     # All interfaces by default: kubelet probes and Prometheus reach the pod IP (deploy/networkpolicy.yaml
     # limits who may); only /metrics, /healthz and /readyz are served, read-only. --listen narrows it.
-    parser.add_argument("--listen", default=("0.0.0.0", 8080), type=options.listen_address,  # noqa: S104 # nosec B104
+    parser.add_argument("--listen", default=("0.0.0.0", 8080), type=options.listen_address,  # noqa: S104
                         help="/metrics, /healthz, /readyz (host:port; default 0.0.0.0:8080)")
     parser.add_argument("--leader-election", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--lease-namespace", default=None, type=options.namespace,

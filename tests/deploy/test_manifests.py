@@ -197,7 +197,7 @@ def test_deployment_args_parse_with_the_real_cli(rendered_base: list[dict[str, A
     parsed = parser.parse_args(args[1:])
     assert parsed.leader_election is True
     assert parsed.dry_run is False  # dry-run comes from the policy's mode, see deploy/deployment.yaml
-    assert parsed.listen == ("0.0.0.0", 8080)
+    assert parsed.listen == ("0.0.0.0", 8080)  # noqa: S104  # the documented default: all interfaces
 
 
 def test_pod_is_restricted_and_hardened(rendered_base: list[dict[str, Any]]) -> None:

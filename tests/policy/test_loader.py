@@ -238,5 +238,5 @@ def test_policy_files_are_read_no_further_than_the_cap(tmp_path: Path) -> None:
     big.write_bytes(b"#" * (MAX_POLICY_BYTES * 4))
     with pytest.raises(PolicyRejected, match="larger than the 262144-byte limit"):
         load_policy_file(big)
-    with pytest.raises(PolicyRejected, match="cannot read .*: Is a directory"):
+    with pytest.raises(PolicyRejected, match=r"cannot read .*: Is a directory"):
         load_policy_file(tmp_path)
