@@ -507,7 +507,9 @@ def backtest(options: BacktestOptions, *, out: Any = None) -> BacktestReport:
         runs.append(("predictive", policies.candidate, policies.candidate_loop, "candidate"))
     runs += [("hpa", running, policies.running_loop, "hpa"), ("oracle", running, policies.running_loop, "oracle")]
     base = policies.candidate or running
-    extra_tradeoff = [q for q in options.tradeoff if q != base.forecast.quantile]
+    # A cost-priced policy chooses its level itself, so its run is no point of the curve.
+    reusable = base.cost is None
+    extra_tradeoff = [q for q in options.tradeoff if not (reusable and q == base.forecast.quantile)]
     advance, close = _progress(options.progress, load.size * (len(runs) + len(extra_tradeoff)))
     results = [
         run_policy(
@@ -532,7 +534,7 @@ def backtest(options: BacktestOptions, *, out: Any = None) -> BacktestReport:
             options.tradeoff,
             load=load,
             loop_interval=policies.candidate_loop if policies.candidate is not None else policies.running_loop,
-            known={base.forecast.quantile: base_result},
+            known={base.forecast.quantile: base_result} if reusable else {},
             initial_replicas=initial,
             progress=advance,
         )

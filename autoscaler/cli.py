@@ -52,6 +52,8 @@ def _debug_flag() -> _Parser:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every subcommand."""
+    from autoscaler.sim.engine import DEFAULT_SLO_SECONDS, POLICIES
+    from autoscaler.sim.latency import CURVES
     from autoscaler.sim.tradeoff import DEFAULT_QUANTILES
 
     parser = _Parser(prog="autoscaler", description=__doc__.splitlines()[0])
@@ -74,7 +76,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sim.add_argument("--out", type=options.output_dir, default=Path("out/simulate"))
     sim.add_argument(
-        "--warmup-days", type=options.number(minimum=0, maximum=3650), default=7.0, help="history before the span"
+        "--warmup-days",
+        type=options.number(minimum=0, maximum=3650),
+        default=7.0,
+        help="history known before the simulated span (e.g. 0, 1 or 7)",
     )
     sim.add_argument(
         "--days",
@@ -82,9 +87,15 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="simulate only this many days",
     )
-    sim.add_argument("--latency-curve", choices=("batching", "flat"), default="batching")
+    sim.add_argument("--latency-curve", choices=CURVES, default="batching")
     sim.add_argument(
-        "--policies", action="append", default=None, help="comma-separated subset of predictive,hpa,oracle,static"
+        "--slo",
+        type=options.number(minimum=0, maximum=3600, exclusive_minimum=True),
+        default=DEFAULT_SLO_SECONDS,
+        help="mean latency (s) every policy is scored against (default: %(default)g)",
+    )
+    sim.add_argument(
+        "--policies", action="append", default=None, help=f"comma-separated subset of {','.join(POLICIES)}"
     )
     sim.add_argument("--seed", type=options.whole(minimum=0, maximum=2**32 - 1), default=7)
     sim.add_argument(
@@ -225,6 +236,7 @@ def _report(errors: Sequence[BaseException], code: int, *, as_json: bool, debug:
 
 
 def _simulate(args: argparse.Namespace) -> int:
+    from autoscaler.sim.engine import POLICIES
     from autoscaler.sim.tradeoff import parse_quantiles
     from autoscaler.simulate import EXAMPLE_POLICY, SimulateOptions, parse_policies, simulate
     from autoscaler.traces import TraceFormatError
@@ -234,7 +246,7 @@ def _simulate(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise ConfigError("--policies", str(exc)) from exc
     if not policies:
-        raise ConfigError("--policies", "names no policy (choose from predictive, hpa, oracle, static)")
+        raise ConfigError("--policies", f"names no policy (choose from {', '.join(POLICIES)})")
     try:
         tradeoff = parse_quantiles(args.tradeoff) if args.tradeoff is not None else ()
     except ValueError as exc:
@@ -248,6 +260,7 @@ def _simulate(args: argparse.Namespace) -> int:
         warmup_days=args.warmup_days,
         days=args.days,
         latency_curve=args.latency_curve,
+        slo_seconds=args.slo,
         policies=policies,
         seed=args.seed,
         progress=not args.no_progress,

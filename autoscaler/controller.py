@@ -490,9 +490,12 @@ class Controller:
     @staticmethod
     def _learn_capacity(capacity: LearnedCapacity, target: Target, snapshot: MetricsSnapshot, ready: int) -> None:
         latency = snapshot.latency_mean if target.slo.latency_signal == "mean" else snapshot.latency_quantile
-        if snapshot.load is None or latency is None or ready <= 0:
+        # Without the queue gauge a sample cannot be told apart from a backlog draining.
+        if snapshot.load is None or latency is None or snapshot.waiting is None or ready <= 0:
             return
-        capacity.add(per_replica_load=snapshot.load / ready, latency=latency)
+        capacity.add(
+            per_replica_load=snapshot.load / ready, latency=latency, waiting_per_replica=snapshot.waiting / ready
+        )
 
     @staticmethod
     def _prune(state: _TargetState, target: Target, now: float) -> None:

@@ -12,18 +12,22 @@ previous prediction, which covers 1.5 cold starts, is served meanwhile.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.typing import NDArray
 
 from autoscaler.core.forecast_view import PredictionView
 from autoscaler.policy.schema import SEASONS, Target
 from models.auto import AutoSelector
 from models.base import Forecaster, Prediction
 from models.errors import ForecastError
+from models.gaps import fill_gaps
 from models.linear import LinearTrend
+from models.peaks import CALIBRATION_WINDOWS, MIN_WINDOWS, RECENT_BUCKETS, PeakHistory, PeakModel
 from models.registry import build_forecaster
 from models.residual import CALIBRATION_ORIGINS
 from models.series import Series
@@ -68,20 +72,38 @@ class TargetForecaster:
         #: Time the oldest bucket the prediction does not reflect yet completed (None: up
         #: to date); a loop out of budget leaves the update to a later loop.
         self.stale_since: float | None = None
+        #: Highest observation per bucket, aligned with ``series`` (NaN: none known, e.g.
+        #: history loaded as bucket means): what the peak calibration is scored against.
+        self.peaks: NDArray[np.float64] | None = None
+        #: The window-peak calibration, refitted with the model (see `_with_peaks`).
+        self.peak_model: PeakModel | None = None
         self._bucket_start: float | None = None
         self._bucket_sum = 0.0
         self._bucket_n = 0
+        self._bucket_max = -math.inf
 
     @property
     def quantiles(self) -> tuple[float, ...]:
         """Levels predicted: the policy quantile plus the median for scoring."""
         return tuple(sorted({0.5, self.target.forecast.quantile}))
 
-    def seed(self, series: Series) -> None:
-        """Install history (from the metrics source), aligned to the bucket grid."""
+    def seed(self, series: Series, peaks: Series | None = None) -> None:
+        """Install history (from the metrics source), aligned to the bucket grid.
+
+        Args:
+            series: Mean load per bucket.
+            peaks: Highest load per bucket on the same grid, if the source knows it.
+        """
         values = np.asarray(series.values, dtype=np.float64)[-self.capacity :]
         start = series.start + (len(series.values) - len(values)) * series.step
         self.series = Series(start=start, step=self.step, values=values)
+        self.peaks = np.full(values.size, np.nan)
+        if peaks is not None and len(peaks):
+            offset = round((peaks.start - start) / self.step)
+            src = np.asarray(peaks.values, dtype=np.float64)
+            lo, hi = max(0, offset), min(values.size, offset + src.size)
+            if hi > lo:
+                self.peaks[lo:hi] = src[lo - offset : hi - offset]
         self._bucket_start = self.series.end + self.step
         self.model = None
         self.prediction = None
@@ -101,15 +123,17 @@ class TargetForecaster:
         completed = False
         while now >= self._bucket_start + self.step:
             value = self._bucket_sum / self._bucket_n if self._bucket_n else math.nan
-            self._append(self._bucket_start, value)
+            peak = self._bucket_max if self._bucket_n else math.nan
+            self._append(self._bucket_start, value, peak)
             self._bucket_start += self.step
-            self._bucket_sum, self._bucket_n = 0.0, 0
+            self._bucket_sum, self._bucket_n, self._bucket_max = 0.0, 0, -math.inf
             completed = True
         if completed and self.stale_since is None:
             self.stale_since = now
         if load is not None and math.isfinite(load) and load >= 0:
             self._bucket_sum += load
             self._bucket_n += 1
+            self._bucket_max = max(self._bucket_max, load)
         return completed
 
     def _rewind(self, now: float) -> None:
@@ -131,8 +155,9 @@ class TargetForecaster:
         if series is not None:
             kept = series.values[:first_ahead]
             self.series = Series(start=series.start, step=self.step, values=kept) if len(kept) else None
+            self.peaks = self.peaks[:first_ahead] if self.peaks is not None and len(kept) else None
         self._bucket_start = keep_until
-        self._bucket_sum, self._bucket_n = 0.0, 0
+        self._bucket_sum, self._bucket_n, self._bucket_max = 0.0, 0, -math.inf
         self.model, self.prediction, self.last_fit, self.stale_since = None, None, None, None
 
     def demote_selected(self, now: float) -> str | None:
@@ -150,14 +175,16 @@ class TargetForecaster:
         self.last_fit = None
         return name
 
-    def _append(self, start: float, value: float) -> None:
-        if self.series is None or len(self.series) == 0:
+    def _append(self, start: float, value: float, peak: float) -> None:
+        if self.series is None or len(self.series) == 0 or self.peaks is None:
             self.series = Series(start=start, step=self.step, values=np.array([value]))
+            self.peaks = np.array([peak])
             return
         gap = round((start - self.series.end) / self.step) - 1
         pad = [math.nan] * max(0, gap)
         values = np.concatenate([self.series.values, pad, [value]])[-self.capacity :]
         values.flags.writeable = False  # handed over: Series shares it instead of copying
+        self.peaks = np.concatenate([self.peaks, pad, [peak]])[-self.capacity :]
         new_start = start - (len(values) - 1) * self.step
         self.series = Series(start=new_start, step=self.step, values=values)
 
@@ -207,8 +234,10 @@ class TargetForecaster:
         stale = bucket_completed or self.stale_since is not None
         due = self.fit_due(now)
         self.fit_deferred = due and not allow_fit
+        refitted = False
         try:
             if due and allow_fit:
+                refitted = True
                 selects = self.next_fit_selects()
                 started = time.process_time()
                 self.model = self._fit_with_fallback()
@@ -227,7 +256,8 @@ class TargetForecaster:
             if self.model is None:
                 self.prediction = None
                 return
-            self.prediction = self._with_trend_guard(self.model.predict(self.horizon, self.quantiles))
+            raw = self._with_trend_guard(self.model.predict(self.horizon, self.quantiles))
+            self.prediction = self._with_peaks(raw, refit=refitted)
         except (ForecastError, ValueError, np.linalg.LinAlgError) as exc:
             self.last_error = f"{type(exc).__name__}: {exc}"
             self.model = None
@@ -261,6 +291,65 @@ class TargetForecaster:
             mean=prediction.mean,
             quantiles=quantiles,
             model=f"{prediction.model}+trend",
+            backcasts=prediction.backcasts,
+        )
+
+    def _with_peaks(self, prediction: Prediction, *, refit: bool) -> Prediction:
+        """Add the calibrated peak over each window (`models.peaks`); drop the backcasts.
+
+        The peak calibration reads the last week of buckets, the day before it (the
+        seasonal basis) and an hour more (the recent basis), so only that tail is
+        gap-filled and scored; the model's backcasts join as the ``forecast`` basis when
+        they end at the same bucket as the series. The peak regression is refitted with
+        the model (``refit``), and as soon as the history allows while it has no fit.
+        """
+        plain = dataclasses.replace(prediction, backcasts=None)
+        history = self._peak_history(prediction)
+        if history is None:
+            return plain
+        if self.peak_model is None:
+            self.peak_model = PeakModel(levels=tuple(sorted({0.5, 0.75, 0.9, 0.95, 0.98, 0.995, *self.quantiles})))
+        if refit or not self.peak_model.coefficients:
+            self.peak_model.fit(history)
+        peak = self.peak_model.predict(history)
+        if peak is None:
+            return plain
+        return dataclasses.replace(plain, peaks=dict(peak.quantiles), peak_basis=peak.basis)
+
+    def _peak_history(self, prediction: Prediction) -> PeakHistory | None:
+        """The recent tail of the series the peak calibration reads, or ``None`` if too short."""
+        series, peaks = self.series, self.peaks
+        if series is None or peaks is None or len(series) < MIN_WINDOWS + 2:
+            return None
+        daily = round(SEASONS["daily"] / self.step) if "daily" in self.target.forecast.seasons else None
+        horizon = len(prediction.mean)
+        keep = CALIBRATION_WINDOWS + horizon + (daily or 0) + RECENT_BUCKETS + 2
+        values = series.values[-keep:]
+        known = np.isfinite(values)
+        if not known.any():
+            return None
+        first_known = int(np.argmax(known))
+        values, tail_peaks = values[first_known:], peaks[-keep:][first_known:]
+        try:
+            means = fill_gaps(values, season=daily if daily and values.size > 2 * daily else None)
+        except ForecastError:
+            return None
+        forecasts, forecast_first = None, 0
+        if prediction.backcasts is not None:
+            tail_start = series.end - (values.size - 1) * self.step
+            t0, rows = prediction.backcasts
+            first = round((t0 - tail_start) / self.step)
+            if first + rows.shape[0] == values.size and rows.shape[1] >= horizon:
+                skip = max(0, -first)
+                forecasts, forecast_first = rows[skip:, :horizon], first + skip
+        season = daily if daily and values.size >= daily + MIN_WINDOWS + horizon + 2 else None
+        return PeakHistory(
+            means=means,
+            peaks=tail_peaks,
+            horizon=horizon,
+            season=season,
+            forecasts=forecasts,
+            forecast_first=forecast_first,
         )
 
     def _fit_with_fallback(self, types: tuple[str, ...] | None = None) -> Forecaster | None:

@@ -1,10 +1,14 @@
 """``autoscaler simulate``: replay a trace under every policy and compare them.
 
-Runs the predictive controller, the seed's reactive HPA, the perfect-foresight oracle and
-static peak provisioning on the same load and cluster, then prints the table, writes
-``result.json`` and ``simulation.png`` under ``--out``. With ``--tradeoff`` it also runs the
-predictive policy at each given forecast quantile and draws the cost knob's trade-off curve
-(SLO attainment vs GPU node-hours, ``tradeoff.png``) with the HPA and oracle as references.
+Runs the predictive controller, the three setups a platform team could run instead (the
+seed's HPA on latency, an HPA on concurrency as KEDA users set it up, and "yesterday's
+load" as a forecast), the perfect-foresight oracle and static peak provisioning on the
+same load and cluster, scored at one SLO. It prints the table, the Pareto verdict (does
+the predictive policy beat each baseline on SLO and GPU node-hours at once?) and where
+the node-hours went, and writes ``result.json`` and ``simulation.png`` under ``--out``.
+With ``--tradeoff`` it also runs the predictive policy at each given forecast quantile and
+draws the cost knob's trade-off curve (SLO attainment vs GPU node-hours, ``tradeoff.png``)
+with the HPA and oracle as references.
 """
 
 from __future__ import annotations
@@ -20,10 +24,11 @@ from typing import Any
 
 from autoscaler.policy.loader import load_policy_file
 from autoscaler.policy.schema import Target
+from autoscaler.sim.baselines import SEED_HPA_TARGET_SECONDS
 from autoscaler.sim.cluster import PRESETS
-from autoscaler.sim.engine import POLICIES, PolicyResult, Scenario, run_policy
+from autoscaler.sim.engine import DEFAULT_SLO_SECONDS, POLICIES, PolicyResult, Scenario, pareto_verdict, run_policy
 from autoscaler.sim.latency import LatencyModel
-from autoscaler.sim.report import format_table, plot, summaries, write_json
+from autoscaler.sim.report import format_attribution, format_table, format_verdict, plot, summaries, write_json
 from autoscaler.sim.tradeoff import format_tradeoff, plot_tradeoff, run_tradeoff, tradeoff_rows
 from autoscaler.traces import LoadTrace, load_trace
 
@@ -42,6 +47,8 @@ class SimulateOptions:
     warmup_days: float = 7.0
     days: float | None = None
     latency_curve: str = "batching"
+    slo_seconds: float = DEFAULT_SLO_SECONDS
+    """The latency every policy is scored against (mean per 10-s step)."""
     policies: tuple[str, ...] = POLICIES
     seed: int = 7
     progress: bool = True
@@ -64,9 +71,14 @@ def prepare(options: SimulateOptions) -> tuple[Scenario, Target]:
     trace = trace.rescale_peak(options.peak_replicas * per_replica)
     fleet = max(target.scaling.max_replicas, math.ceil(2 * options.peak_replicas))
     target = dataclasses.replace(target, scaling=dataclasses.replace(target.scaling, max_replicas=fleet))
-    latency = LatencyModel(shape="flat", base_seconds=0.15) if options.latency_curve == "flat" else LatencyModel()
     scenario = Scenario(
-        trace=trace, warmup_seconds=warmup, phases=PRESETS[options.cold_start], latency=latency, seed=options.seed
+        trace=trace,
+        warmup_seconds=warmup,
+        phases=PRESETS[options.cold_start],
+        latency=LatencyModel.preset(options.latency_curve),
+        seed=options.seed,
+        slo_seconds=options.slo_seconds,
+        hpa_target_seconds=SEED_HPA_TARGET_SECONDS,
     )
     return scenario, target
 
@@ -82,7 +94,9 @@ def simulate(options: SimulateOptions, *, out: Any = sys.stdout) -> list[PolicyR
     steps = load.size
     # The trade-off needs its reference points even when --policies leaves them out.
     references = [n for n in ("hpa", "oracle") if options.tradeoff and n not in options.policies]
-    sweep = [q for q in options.tradeoff if not ("predictive" in options.policies and q == target.forecast.quantile)]
+    # The policy's own run is a point of the curve only when it sizes at one fixed level.
+    reusable = "predictive" in options.policies and target.cost is None
+    sweep = [q for q in options.tradeoff if not (reusable and q == target.forecast.quantile)]
     bar = None
     if options.progress:
         from tqdm import tqdm
@@ -106,7 +120,7 @@ def simulate(options: SimulateOptions, *, out: Any = sys.stdout) -> list[PolicyR
     if options.tradeoff:
         extra = [run_policy(name, scenario, target, load=load, progress=advance) for name in references]
         by_name = {r.name: r for r in (*results, *extra)}
-        known = {target.forecast.quantile: by_name["predictive"]} if "predictive" in by_name else {}
+        known = {target.forecast.quantile: by_name["predictive"]} if reusable else {}
         points = run_tradeoff(scenario, target, options.tradeoff, load=load, known=known, progress=advance)
         trade = tradeoff_rows(points, gpus_per_replica=target.placeholders.gpus_per_pod)
         oracle_hours = by_name["oracle"].gpu_node_hours
@@ -119,10 +133,16 @@ def simulate(options: SimulateOptions, *, out: Any = sys.stdout) -> list[PolicyR
     sim_days = steps * scenario.dt / 86400.0
     title = (
         f"{scenario.trace.name}: {sim_days:.1f} simulated days, cold start {options.cold_start}, "
-        f"peak {options.peak_replicas:g} replicas, {options.latency_curve} latency curve"
+        f"peak {options.peak_replicas:g} replicas, {options.latency_curve} latency curve, "
+        f"SLO {options.slo_seconds:g} s, {options.warmup_days:g} d warm-up"
     )
+    verdict = pareto_verdict(rows)
     print(title, file=out)
     print(format_table(rows), file=out)
+    if verdict:
+        print(format_verdict(verdict), file=out)
+    print("\nwhere the GPU node-hours went:", file=out)
+    print(format_attribution(rows), file=out)
     if trade:
         print(f"\ntrade-off (forecast quantile; policy {target.forecast.quantile:g}):", file=out)
         print(format_tradeoff(trade, trade_refs), file=out)
@@ -135,14 +155,19 @@ def simulate(options: SimulateOptions, *, out: Any = sys.stdout) -> list[PolicyR
         "peak_replicas": options.peak_replicas,
         "simulated_days": sim_days,
         "latency_curve": options.latency_curve,
-        "slo_seconds": target.slo.latency_seconds,
+        "slo_seconds": options.slo_seconds,
+        "policy_slo_seconds": target.slo.latency_seconds,
+        "warmup_days": options.warmup_days,
         "per_replica": target.capacity.per_replica,
         "quantile": target.forecast.quantile,
         "forecast_model": target.forecast.model,
         "wall_seconds": round(elapsed, 2),
         "simulated_days_per_second": round(sim_days * runs / elapsed, 2),
     }
-    write_json(options.out / "result.json", meta=meta, rows=rows, extra={"tradeoff": trade} if trade else None)
+    sections: dict[str, Any] = {"pareto_verdict": verdict}
+    if trade:
+        sections["tradeoff"] = trade
+    write_json(options.out / "result.json", meta=meta, rows=rows, extra=sections)
     written = [options.out / "result.json"]
     if options.plot:
         plot(
@@ -150,7 +175,7 @@ def simulate(options: SimulateOptions, *, out: Any = sys.stdout) -> list[PolicyR
             results,
             dt=scenario.dt,
             title=title,
-            slo_seconds=target.slo.latency_seconds,
+            slo_seconds=options.slo_seconds,
             per_replica=target.capacity.per_replica,
         )
         written.append(options.out / "simulation.png")

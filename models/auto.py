@@ -275,4 +275,5 @@ class AutoSelector(Forecaster):
             mean=inner.mean,
             quantiles=levels,
             model=f"auto({inner.model})",
+            backcasts=inner.backcasts,
         )

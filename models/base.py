@@ -34,6 +34,12 @@ class Prediction:
         mean: Point forecast per step, >= 0.
         quantiles: Level in (0, 1) -> forecast quantile per step, >= 0.
         model: Name of the model that produced the forecast.
+        peaks: Level -> quantile of the highest load over the window from `start` to the
+            end of step k, per k (`models.peaks`); ``None`` when not calibrated.
+        peak_basis: The basis `peaks` were calibrated on.
+        backcasts: The point forecasts the model would have made from its recent origins
+            (timestamp of the first origin, one row per origin one step apart, the last
+            row being this forecast); handed to the peak calibration, then dropped.
     """
 
     start: float
@@ -41,6 +47,9 @@ class Prediction:
     mean: NDArray[np.float64]
     quantiles: Mapping[float, NDArray[np.float64]]
     model: str
+    peaks: Mapping[float, NDArray[np.float64]] | None = None
+    peak_basis: str | None = None
+    backcasts: tuple[float, NDArray[np.float64]] | None = None
 
     def __post_init__(self) -> None:
         """Validate shapes and levels, then enforce non-negativity and monotonicity.
@@ -63,6 +72,14 @@ class Prediction:
         mean.flags.writeable = False
         object.__setattr__(self, "mean", mean)
         object.__setattr__(self, "quantiles", MappingProxyType(dict(zip(levels, stacked, strict=True))))
+        if self.peaks is not None:
+            peak_levels = sorted(float(q) for q in self.peaks)
+            peak_rows = [np.asarray(self.peaks[q], dtype=np.float64) for q in peak_levels]
+            if any(row.shape != mean.shape or not np.isfinite(row).all() for row in peak_rows):
+                raise ValueError("every peak array must be finite and as long as the mean")
+            peak_stack = np.maximum.accumulate(np.maximum.accumulate(np.maximum(np.array(peak_rows), 0), 1), 0)
+            peak_stack.flags.writeable = False
+            object.__setattr__(self, "peaks", MappingProxyType(dict(zip(peak_levels, peak_stack, strict=True))))
 
     @property
     def horizon(self) -> int:
@@ -77,6 +94,15 @@ class Prediction:
         """
         return self.start + self.step * np.arange(self.mean.size, dtype=np.float64)
 
+    def peak(self, q: float) -> NDArray[np.float64] | None:
+        """The level-`q` peak over each window from `start` (interpolated like `quantile`).
+
+        Returns ``None`` without calibrated peaks or when `q` lies outside their levels.
+        """
+        if self.peaks is None:
+            return None
+        return _interpolate(self.peaks, q)
+
     def quantile(self, q: float) -> NDArray[np.float64]:
         """The forecast at level `q`, interpolated linearly between available levels.
 
@@ -89,16 +115,25 @@ class Prediction:
         Raises:
             ValueError: If `q` lies outside the range of available levels.
         """
-        levels = list(self.quantiles)
-        for level in levels:
-            if math.isclose(level, q, rel_tol=0.0, abs_tol=1e-12):
-                return np.array(self.quantiles[level])
-        if not levels or not levels[0] < q < levels[-1]:
-            raise ValueError(f"quantile {q} is outside the available levels {levels}")
-        upper = next(i for i, level in enumerate(levels) if level > q)
-        lo, hi = levels[upper - 1], levels[upper]
-        weight = (q - lo) / (hi - lo)
-        return (1.0 - weight) * self.quantiles[lo] + weight * self.quantiles[hi]
+        values = _interpolate(self.quantiles, q)
+        if values is None:
+            raise ValueError(f"quantile {q} is outside the available levels {list(self.quantiles)}")
+        return values
+
+
+def _interpolate(by_level: Mapping[float, NDArray[np.float64]], q: float) -> NDArray[np.float64] | None:
+    """The level-`q` row, linear between the nearest levels; ``None`` outside them. Pure."""
+    levels = list(by_level)
+    for level in levels:
+        if math.isclose(level, q, rel_tol=0.0, abs_tol=1e-12):
+            return np.array(by_level[level])
+    if not levels or not levels[0] < q < levels[-1]:
+        return None
+    upper = next(i for i, level in enumerate(levels) if level > q)
+    lo, hi = levels[upper - 1], levels[upper]
+    weight = (q - lo) / (hi - lo)
+    result: NDArray[np.float64] = (1.0 - weight) * by_level[lo] + weight * by_level[hi]
+    return result
 
 
 def check_request(horizon: int, quantiles: Sequence[float]) -> None:

@@ -236,6 +236,7 @@ class ResidualModel(Forecaster):
             mean=mean,
             quantiles={q: mean + offset * scale for q, offset in offsets.items()},
             model=self.name,
+            backcasts=(self._start + first * self._step, backcasts),
         )
 
     def _relative_errors(self, backcasts: NDArray[np.float64], first: int, floor: float) -> NDArray[np.float64]:

@@ -31,53 +31,65 @@ def replicas_for(load: float, per_replica: float) -> int:
     return max(0, math.ceil(load / per_replica - _EPS))
 
 
+#: Queued requests per ready replica below which a sample shows the service-time curve.
+#: With a queue, latency also holds the wait for earlier overload (it stays high while
+#: the backlog drains at a load the replica serves well), so it says nothing about the
+#: capacity at the load seen now.
+QUEUE_FREE_PER_REPLICA = 1.0
+
+
 @dataclass
 class LearnedCapacity:
-    """Per-replica capacity estimated from observed samples (state kept by the controller).
+    """Per-replica capacity at the SLO, estimated from observed samples (state kept by the controller).
 
-    Samples are binned by per-replica load (``bin_width`` as a fraction of the policy
-    value); the estimate is the upper edge of the highest bin, among bins with enough
-    samples, whose mean latency meets the SLO while every lower bin also meets it.
+    Queue-free samples are binned by per-replica load (``bin_fraction`` of the policy
+    value per bin). A bin is good when it has enough samples and their mean latency meets
+    the SLO; the estimate is the highest per-replica load observed in the highest good bin
+    below the first bad one. So it is never more than what was seen to work: the policy
+    value stands until the load has been there (a prior, not a guess), and a curve whose
+    latency rises with load (the SLO met at 60 % of saturation, say) pulls it down to
+    where the reactive guard and the sizing aim at the same number.
     """
 
     policy_value: float
     slo_seconds: float
     min_samples: int
-    bin_fraction: float = 0.1
-    max_bins: int = 40
-    _sums: dict[int, list[float]] = field(default_factory=dict)
+    bin_fraction: float = 0.05
+    max_bins: int = 80
+    #: Bin index -> [latency sum, count, highest per-replica load seen].
+    _bins: dict[int, list[float]] = field(default_factory=dict)
 
-    def add(self, *, per_replica_load: float, latency: float) -> None:
-        """Record one sample (ignored if not finite or non-positive)."""
-        if not (math.isfinite(per_replica_load) and math.isfinite(latency)):
+    def add(self, *, per_replica_load: float, latency: float, waiting_per_replica: float = 0.0) -> None:
+        """Record one sample (ignored if not finite, non-positive or taken with a queue)."""
+        if not (math.isfinite(per_replica_load) and math.isfinite(latency) and math.isfinite(waiting_per_replica)):
             return
-        if per_replica_load <= 0 or latency <= 0:
+        if per_replica_load <= 0 or latency <= 0 or waiting_per_replica > QUEUE_FREE_PER_REPLICA:
             return
         width = self.policy_value * self.bin_fraction
         index = min(int(per_replica_load / width), self.max_bins - 1)
-        acc = self._sums.setdefault(index, [0.0, 0.0])
+        acc = self._bins.setdefault(index, [0.0, 0.0, 0.0])
         acc[0] += latency
         acc[1] += 1.0
+        acc[2] = max(acc[2], per_replica_load)
 
     @property
     def samples(self) -> int:
         """Number of samples recorded."""
-        return int(sum(acc[1] for acc in self._sums.values()))
+        return int(sum(acc[1] for acc in self._bins.values()))
 
     def estimate(self) -> float | None:
         """The learned capacity, or ``None`` while there is not enough evidence. Pure."""
         if self.samples < self.min_samples:
             return None
         per_bin = max(3, self.min_samples // 20)
-        width = self.policy_value * self.bin_fraction
         best: float | None = None
-        for index in sorted(self._sums):
-            total, count = self._sums[index]
+        for index in sorted(self._bins):
+            total, count, highest = self._bins[index]
             if count < per_bin:
                 continue
             if total / count > self.slo_seconds:
                 break
-            best = (index + 1) * width
+            best = highest
         if best is None:
             return None
         return min(max(best, self.policy_value / 2), self.policy_value * 2)

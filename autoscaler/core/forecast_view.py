@@ -33,6 +33,12 @@ class PredictionView:
     Each predicted point is the mean load of the bucket ``[t, t + step)``; a window
     covers every bucket it intersects. Windows that start before the prediction use its
     first bucket (the prediction starts at the end of the last complete bucket).
+
+    When the prediction carries calibrated peaks (`models.peaks`), a window's peak is
+    the quantile of the highest load from the prediction's start to the window's end:
+    what capacity must cover, rather than the highest bucket mean. A window starting
+    later than the first bucket (a prediction a bucket old) still reads the peak from
+    the start, which can only be higher.
     """
 
     def __init__(self, prediction: Prediction) -> None:
@@ -54,6 +60,9 @@ class PredictionView:
         if last < 0 or first >= n:
             return None
         last = min(last, n - 1)
+        peaks = p.peak(quantile)
+        if peaks is not None:
+            return float(peaks[last])
         values = p.quantile(quantile)[first : last + 1]
         if values.size == 0 or not np.all(np.isfinite(values)):
             return None

@@ -71,8 +71,9 @@ class Capacity:
         maximum=1e9,
     )
     learn: bool = spec(
-        False,
-        doc="Learn per-replica capacity from observed (per-replica load, latency) samples.",
+        True,
+        doc="Learn per-replica capacity at the SLO from observed, queue-free (per-replica load, latency) "
+        "samples; perReplica is the prior until the load has been there.",
     )
     learn_min_samples: int = spec(
         120,

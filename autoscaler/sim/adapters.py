@@ -8,7 +8,7 @@ runs against the simulation exactly as it runs against Prometheus and Kubernetes
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from numpy.typing import NDArray
@@ -41,7 +41,14 @@ class TrafficRecord:
     arrivals: NDArray[np.float64]
     latency: NDArray[np.float64]
     queue: NDArray[np.float64]
+    concurrency: NDArray[np.float64] = field(default_factory=lambda: np.zeros(0))
+    """Requests running plus waiting at the end of each step (vLLM's two gauges summed);
+    zeros, one per step, when not given."""
     count: int = 0
+
+    def __post_init__(self) -> None:
+        if self.concurrency.size != self.arrivals.size:
+            self.concurrency = np.zeros_like(self.arrivals)
 
     def window(self, now: float, seconds: float) -> slice:
         """Indices of the steps within the last ``seconds`` before ``now``."""

@@ -174,6 +174,26 @@ class SimCluster:
         """Nodes created but not yet schedulable."""
         return sum(1 for n in self.nodes if n.ready_at > now)
 
+    def gpu_slots(self, now: float) -> tuple[int, int, int, int]:
+        """GPUs of the live nodes by use: (booting, free on a ready node, serving, placeholder).
+
+        Serving and placeholder count bound pods (ready or still starting). The four add
+        up to every GPU billed at ``now``; the cost attribution splits node-hours by them.
+        """
+        booting = free = serving = placeholder = 0
+        for node in self.nodes:
+            if node.ready_at > now:
+                booting += node.gpus
+                continue
+            used = len(node.pods)
+            free += node.gpus - used
+            for pod in node.pods:
+                if pod.kind == SERVING:
+                    serving += 1
+                else:
+                    placeholder += 1
+        return booting, free, serving, placeholder
+
     def node_seconds(self, now: float) -> float:
         """GPU node-seconds billed so far (creation to removal, or to ``now``)."""
         live = sum(now - n.created for n in self.nodes)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -22,18 +22,31 @@ from autoscaler.core.capacity import replicas_for
 from autoscaler.core.types import Observation
 from autoscaler.policy.schema import Policy, Target
 from autoscaler.sim.adapters import SimClusterPort, SimMetrics, TrafficRecord, VirtualClock
-from autoscaler.sim.baselines import PerfectForecast, ReactiveHPA
+from autoscaler.sim.baselines import ConcurrencyHPA, NaiveSeasonal, PerfectForecast, ReactiveHPA
 from autoscaler.sim.cluster import PLACEHOLDER, SERVING, ClusterPhases, SimCluster
 from autoscaler.sim.latency import LatencyModel
 from autoscaler.traces import LoadTrace
 from models.series import Series
 
-POLICIES = ("predictive", "hpa", "oracle", "static")
+POLICIES = ("predictive", "hpa", "hpa-concurrency", "naive-seasonal", "oracle", "static")
+#: What a platform team can run instead of the predictive controller: it must beat each
+#: of them on SLO attainment and GPU node-hours at once (see `pareto_verdict`).
+BASELINES = ("hpa", "hpa-concurrency", "naive-seasonal")
+#: The scored SLO when none is given: the requirement of the setup this project
+#: replaces (mean latency must not exceed one second).
+DEFAULT_SLO_SECONDS = 1.0
+#: Where node-hours go (see `PolicyResult.attribution`), in the order reports print them.
+ATTRIBUTION = ("needed", "headroom", "holds", "placeholders", "booting", "emptied")
 
 
 @dataclass(frozen=True)
 class Scenario:
-    """A load trace and the world it is replayed in."""
+    """A load trace and the world it is replayed in.
+
+    ``slo_seconds`` is the latency every policy is scored against (``None``: the target's
+    own ``slo.latencySeconds``); ``hpa_target_seconds`` is the seed HPA's scaling target
+    (``None``: the same as the SLO).
+    """
 
     trace: LoadTrace
     warmup_seconds: float
@@ -43,6 +56,8 @@ class Scenario:
     noise_sigma: float = 0.08
     noise_correlation_seconds: float = 60.0
     seed: int = 7
+    slo_seconds: float | None = None
+    hpa_target_seconds: float | None = None
 
     @property
     def start(self) -> float:
@@ -78,7 +93,15 @@ class Scenario:
 
 @dataclass
 class PolicyResult:
-    """Outcome of one policy on one scenario."""
+    """Outcome of one policy on one scenario.
+
+    ``attribution`` splits the GPU node-hours by what they were spent on: ``needed`` (the
+    serving replicas the load needed at the true capacity), ``headroom`` (serving
+    replicas the sizing asked for beyond that: forecast quantile, SLO guard), ``holds``
+    (serving replicas kept past the sizing: regain guard, stabilisation, rate limits,
+    bounds), ``placeholders`` (GPUs held by placeholder pods), ``booting`` (nodes not yet
+    schedulable) and ``emptied`` (free GPUs on ready nodes, waiting for removal).
+    """
 
     name: str
     requests: float
@@ -91,6 +114,7 @@ class PolicyResult:
     preemptions: int
     series: dict[str, NDArray[np.float64]]
     forecast_error: dict[str, float] = field(default_factory=dict)
+    attribution: dict[str, float] = field(default_factory=dict)
 
     @property
     def slo_attainment(self) -> float:
@@ -110,6 +134,7 @@ class PolicyResult:
             "p95_latency_ms": round(1000 * self.p95_latency, 1),
             "preemptions": self.preemptions,
             **{f"forecast_{k}": round(v, 4) for k, v in self.forecast_error.items()},
+            **{f"hours_{k}": round(v, 2) for k, v in self.attribution.items()},
         }
 
 
@@ -120,12 +145,15 @@ class _Autoscaler(Protocol):
 
 
 class _ControllerDriver:
-    """Adapts the real controller to the engine's tick interface and records forecasts."""
+    """Adapts the real controller to the engine's tick interface and records its decisions."""
 
     def __init__(self, controller: Controller, interval: float) -> None:
         self.controller = controller
         self.interval = interval
         self.forecast_points: list[tuple[float, float, float]] = []
+        #: The latest decision's serving recommendation (sizing before holds), for the
+        #: cost attribution; ``None`` before the first decision.
+        self.recommendation: int | None = None
 
     def tick(self, now: float) -> None:
         self.controller.reconcile_once(now)
@@ -166,6 +194,11 @@ def oracle_policy(target: Target, latency: LatencyModel) -> Target:
     )
 
 
+def scored_slo(scenario: Scenario, target: Target) -> float:
+    """The latency the run is scored against."""
+    return scenario.slo_seconds if scenario.slo_seconds is not None else target.slo.latency_seconds
+
+
 def run_policy(
     name: str,
     scenario: Scenario,
@@ -200,6 +233,7 @@ def run_policy(
     dt, start = scenario.dt, scenario.start
     steps = rates.size
     target = simulation_policy(target, scenario.phases)
+    slo = scored_slo(scenario, target)
     sim = SimCluster(
         phases=scenario.phases,
         placeholder_priority=target.placeholders.priority,
@@ -212,6 +246,7 @@ def run_policy(
         arrivals=np.zeros(steps),
         latency=np.zeros(steps),
         queue=np.zeros(steps),
+        concurrency=np.zeros(steps),
     )
     per_replica = target.capacity.per_replica
     autoscaler: _Autoscaler | None
@@ -224,25 +259,16 @@ def run_policy(
         if initial_replicas is not None:
             initial = max(target.scaling.min_replicas, min(target.scaling.max_replicas, initial_replicas))
         sim.bootstrap(serving=initial, now=start)
-        if name == "hpa":
-            autoscaler = ReactiveHPA(
-                cluster=sim,
-                traffic=traffic,
-                target_seconds=target.slo.latency_seconds,
-                min_replicas=max(1, target.scaling.min_replicas),
-                max_replicas=target.scaling.max_replicas,
-            )
-        else:
-            autoscaler = _controller_driver(
-                name,
-                scenario=scenario,
-                target=target,
-                sim=sim,
-                clock=clock,
-                traffic=traffic,
-                rates=rates,
-                loop_interval=loop_interval,
-            )
+        autoscaler = _autoscaler(
+            name,
+            scenario=scenario,
+            target=target,
+            sim=sim,
+            clock=clock,
+            traffic=traffic,
+            rates=rates,
+            loop_interval=loop_interval,
+        )
 
     rec = {
         k: np.zeros(steps)
@@ -250,6 +276,8 @@ def run_policy(
     }
     rec["forecast_q"][:] = np.nan
     rec["forecast_mean"][:] = np.nan
+    hours = dict.fromkeys(ATTRIBUTION, 0.0)
+    true_capacity = scenario.latency.capacity_at_slo(slo) or scenario.latency.saturation_rps
     queue = 0.0
     within = failed = 0.0
     next_tick = start
@@ -267,9 +295,10 @@ def run_policy(
         outcome = scenario.latency.step(arrivals=arrivals, replicas=ready, queue=queue, dt=dt)
         queue = outcome.queue
         traffic.arrivals[i], traffic.latency[i], traffic.queue[i] = arrivals, outcome.latency, queue
+        traffic.concurrency[i] = outcome.concurrency
         traffic.count = i + 1
         failed += outcome.failed
-        if outcome.latency <= target.slo.latency_seconds + 1e-9:
+        if outcome.latency <= slo + 1e-9:
             within += max(0.0, arrivals - outcome.failed)
         rec["load"][i] = rates[i]
         rec["ready"][i] = ready
@@ -277,6 +306,8 @@ def run_policy(
         rec["placeholders"][i] = sim.desired[PLACEHOLDER]
         rec["nodes"][i] = len(sim.nodes)
         rec["latency"][i] = outcome.latency
+        sized = autoscaler.recommendation if isinstance(autoscaler, _ControllerDriver) else None
+        _attribute(hours, sim.gpu_slots(now), load=float(rates[i]), capacity=true_capacity, sized=sized)
         if progress is not None and (i + 1) % chunk == 0:
             progress(chunk)
     if progress is not None:
@@ -284,6 +315,7 @@ def run_policy(
     if isinstance(autoscaler, _ControllerDriver):
         _fill_forecast_series(autoscaler, rec, start, dt)
     end = start + steps * dt
+    scale = dt / 3600.0 / sim.gpus_per_node
     return PolicyResult(
         name=label or name,
         requests=float(traffic.arrivals.sum()),
@@ -296,6 +328,100 @@ def run_policy(
         preemptions=sim.preemptions,
         series=rec,
         forecast_error=_forecast_error(rec, target.forecast.quantile) if name == "predictive" else {},
+        attribution={k: v * scale for k, v in hours.items()},
+    )
+
+
+def _attribute(
+    hours: dict[str, float],
+    slots: tuple[int, int, int, int],
+    *,
+    load: float,
+    capacity: float,
+    sized: int | None,
+) -> None:
+    """Add one step's GPUs to the attribution buckets (in GPU-steps; scaled at the end).
+
+    Serving GPUs are split into what the load needed at the true capacity, what the
+    sizing asked for beyond it (``sized``: the decision's serving recommendation; for a
+    baseline without one, everything it runs) and what was kept past the sizing.
+    """
+    booting, free, serving, placeholder = slots
+    needed = min(serving, replicas_for(load, capacity))
+    asked = serving if sized is None else min(serving, max(sized, needed))
+    hours["needed"] += needed
+    hours["headroom"] += asked - needed
+    hours["holds"] += serving - asked
+    hours["placeholders"] += placeholder
+    hours["booting"] += booting
+    hours["emptied"] += free
+
+
+def pareto_verdict(rows: Sequence[Mapping[str, Any]], *, policy: str = "predictive") -> dict[str, bool]:
+    """For each baseline in the rows: does ``policy`` beat it on SLO and node-hours at once? Pure.
+
+    Beating means a strictly higher SLO attainment (or both at 100 %) and strictly fewer
+    GPU node-hours.
+    """
+    by_name = {row["policy"]: row for row in rows}
+    ours = by_name.get(policy)
+    if ours is None:
+        return {}
+    verdict = {}
+    for name in BASELINES:
+        other = by_name.get(name)
+        if other is None:
+            continue
+        slo_ok = ours["slo_attainment_pct"] > other["slo_attainment_pct"] or (
+            ours["slo_attainment_pct"] >= 100.0 and other["slo_attainment_pct"] >= 100.0
+        )
+        verdict[name] = bool(slo_ok and ours["gpu_node_hours"] < other["gpu_node_hours"])
+    return verdict
+
+
+def _autoscaler(
+    name: str,
+    *,
+    scenario: Scenario,
+    target: Target,
+    sim: SimCluster,
+    clock: VirtualClock,
+    traffic: TrafficRecord,
+    rates: NDArray[np.float64],
+    loop_interval: float,
+) -> _Autoscaler:
+    """The thing that scales under policy ``name`` (not ``static``)."""
+    min_replicas, max_replicas = max(1, target.scaling.min_replicas), target.scaling.max_replicas
+    if name == "hpa":
+        hpa_target = scenario.hpa_target_seconds or target.slo.latency_seconds
+        return ReactiveHPA(
+            cluster=sim,
+            traffic=traffic,
+            target_seconds=hpa_target,
+            min_replicas=min_replicas,
+            max_replicas=max_replicas,
+        )
+    if name == "hpa-concurrency":
+        return ConcurrencyHPA(cluster=sim, traffic=traffic, min_replicas=min_replicas, max_replicas=max_replicas)
+    if name == "naive-seasonal":
+        return NaiveSeasonal(
+            cluster=sim,
+            traffic=traffic,
+            history=scenario.history(),
+            lead_seconds=scenario.phases.total + NaiveSeasonal.interval,
+            saturation_rps=scenario.latency.saturation_rps,
+            min_replicas=min_replicas,
+            max_replicas=max_replicas,
+        )
+    return _controller_driver(
+        name,
+        scenario=scenario,
+        target=target,
+        sim=sim,
+        clock=clock,
+        traffic=traffic,
+        rates=rates,
+        loop_interval=loop_interval,
     )
 
 
@@ -321,7 +447,10 @@ def _controller_driver(
 
     def record(result: TargetResult, _obs: Observation | None) -> None:
         d = result.decision
-        if d is None or name != "predictive":
+        if d is None:
+            return
+        driver.recommendation = d.serving_recommendation
+        if name != "predictive":
             return
         fc = controller.forecaster(target.key)
         view = fc.view(d.time)

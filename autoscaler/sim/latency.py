@@ -2,16 +2,27 @@
 
 Calibrated to the seed deployment (gpt2 on a T4 under vLLM): ~250 req/s per replica at
 saturation, ~200 ms mean latency at concurrency 50 and ~400 ms at 100 — i.e. past
-saturation extra concurrency only queues. Below saturation latency grows with batch
-occupancy (``batching``) or stays flat until saturation (``flat``); results must hold
-for both. The queue is a fluid: it grows by (arrivals - capacity) and requests whose
-expected wait exceeds the time-out fail.
+saturation extra concurrency only queues. Below saturation the service time follows one
+of three curves, and results must hold for all of them:
+
+* ``batching``: grows with batch occupancy, ``base + (sat - base) * rho**2``;
+* ``flat``: stays at ``base`` until saturation;
+* ``steep``: ``base / (1 - rho)``, the M/M/1 shape, capped at ``max_num_seqs /
+  saturation_rps`` (Little's law: a full batch of ``max_num_seqs`` sequences served at
+  the saturation rate). Latency rising with load is where a fixed ``perReplica`` and a
+  latency guard disagree, so the capacity at an SLO is well below saturation.
+
+The queue is a fluid: it grows by (arrivals - capacity) and requests whose expected
+wait exceeds the time-out fail.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Literal
+
+Curve = Literal["batching", "flat", "steep"]
+CURVES: tuple[Curve, ...] = ("batching", "flat", "steep")
 
 
 @dataclass(frozen=True)
@@ -21,15 +32,37 @@ class LatencyModel:
     saturation_rps: float = 250.0
     base_seconds: float = 0.06
     saturation_seconds: float = 0.2
-    shape: Literal["batching", "flat"] = "batching"
+    shape: Curve = "batching"
     exponent: float = 2.0
     timeout_seconds: float = 60.0
+    max_num_seqs: int = 256
+    """vLLM's default batch size limit; caps the ``steep`` curve."""
+
+    @classmethod
+    def preset(cls, curve: str) -> LatencyModel:
+        """The curve ``simulate --latency-curve`` names, on the seed's calibration."""
+        if curve == "flat":
+            return cls(shape="flat", base_seconds=0.1)
+        if curve == "steep":
+            return cls(shape="steep", base_seconds=0.1)
+        if curve == "batching":
+            return cls()
+        raise ValueError(f"unknown latency curve {curve!r}; expected one of {', '.join(CURVES)}")
+
+    @property
+    def ceiling_seconds(self) -> float:
+        """The ``steep`` curve's cap: a full batch at the saturation rate."""
+        return self.max_num_seqs / self.saturation_rps
 
     def service_latency(self, utilisation: float) -> float:
         """Mean latency without queueing at utilisation ``rho`` in [0, 1]. Pure."""
         rho = min(max(utilisation, 0.0), 1.0)
         if self.shape == "flat":
             return self.base_seconds
+        if self.shape == "steep":
+            if rho >= 1.0:
+                return self.ceiling_seconds
+            return float(min(self.base_seconds / (1.0 - rho), self.ceiling_seconds))
         return float(self.base_seconds + (self.saturation_seconds - self.base_seconds) * rho**self.exponent)
 
     def step(self, *, arrivals: float, replicas: int, queue: float, dt: float) -> StepOutcome:
@@ -42,12 +75,15 @@ class LatencyModel:
             dt: Step length in seconds.
 
         Returns:
-            Latency of this step's requests, how many failed, and the new queue.
+            Latency of this step's requests, how many failed, the new queue and the
+            concurrency (requests running plus waiting, what vLLM's gauges report).
         """
         capacity = self.saturation_rps * replicas * dt
         if capacity <= 0:
             # Nothing serves: everything waiting or arriving times out eventually.
-            return StepOutcome(latency=self.timeout_seconds, failed=arrivals + queue, queue=0.0, served=0.0)
+            return StepOutcome(
+                latency=self.timeout_seconds, failed=arrivals + queue, queue=0.0, served=0.0, concurrency=queue
+            )
         backlog = queue + arrivals
         served = min(backlog, capacity)
         new_queue = backlog - served
@@ -59,13 +95,23 @@ class LatencyModel:
             failed = new_queue - keep
             new_queue = keep
             wait = self.timeout_seconds
-        latency = self.service_latency(rho) + wait
-        return StepOutcome(latency=latency, failed=failed, queue=new_queue, served=served)
+        service = self.service_latency(rho)
+        # Little's law: the requests in service are the served rate times the service time.
+        running = served / dt * service
+        return StepOutcome(
+            latency=service + wait, failed=failed, queue=new_queue, served=served, concurrency=running + new_queue
+        )
 
     def capacity_at_slo(self, slo_seconds: float) -> float:
         """Highest per-replica load whose mean latency meets ``slo_seconds``. Pure."""
         if self.shape == "flat":
             return self.saturation_rps if slo_seconds >= self.base_seconds else 0.0
+        if self.shape == "steep":
+            if slo_seconds >= self.ceiling_seconds:
+                return self.saturation_rps
+            if slo_seconds <= self.base_seconds:
+                return 0.0
+            return float(self.saturation_rps * (1.0 - self.base_seconds / slo_seconds))
         if slo_seconds >= self.saturation_seconds:
             return self.saturation_rps
         if slo_seconds <= self.base_seconds:
@@ -82,3 +128,4 @@ class StepOutcome:
     failed: float
     queue: float
     served: float
+    concurrency: float = 0.0

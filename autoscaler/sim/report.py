@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from autoscaler.sim.engine import PolicyResult
+from autoscaler.sim.engine import ATTRIBUTION, PolicyResult
 
 COLUMNS = (
     ("policy", "policy", "{}"),
@@ -63,6 +63,25 @@ def format_markdown(rows: Sequence[Mapping[str, Any]], columns: Sequence[Column]
     return "\n".join(lines)
 
 
+def format_verdict(verdict: Mapping[str, bool], *, policy: str = "predictive") -> str:
+    """One line: which baselines ``policy`` beats on SLO and node-hours at once."""
+    cells = [f"{name} {'yes' if beats else 'NO'}" for name, beats in verdict.items()]
+    overall = "beats every baseline" if all(verdict.values()) else "does not beat every baseline"
+    return f"Pareto verdict ({policy} better on SLO and GPU node-hours at once): {', '.join(cells)} -> {overall}"
+
+
+ATTRIBUTION_COLUMNS: tuple[Column, ...] = (
+    ("policy", "policy", "{}"),
+    ("gpu_node_hours", "total", "{:.1f}"),
+    *((f"hours_{k}", k, "{:.1f}") for k in ATTRIBUTION),
+)
+
+
+def format_attribution(rows: Sequence[Mapping[str, Any]]) -> str:
+    """Node-hours per policy split by what they bought (see `PolicyResult.attribution`)."""
+    return format_table(rows, ATTRIBUTION_COLUMNS)
+
+
 def write_json(
     path: Path,
     *,
@@ -103,7 +122,14 @@ def plot(
     ax.legend(loc="upper left", fontsize=8)
     ax.set_title(title)
     ax = axes[1]
-    colors = {"predictive": "tab:blue", "hpa": "tab:red", "oracle": "tab:green", "static": "tab:gray"}
+    colors = {
+        "predictive": "tab:blue",
+        "hpa": "tab:red",
+        "hpa-concurrency": "tab:orange",
+        "naive-seasonal": "tab:brown",
+        "oracle": "tab:green",
+        "static": "tab:gray",
+    }
     for r in results:
         ax.plot(hours, r.series["ready"], lw=0.8, color=colors.get(r.name), label=f"{r.name} ready")
         ax.plot(hours, r.series["nodes"], lw=0.6, ls=":", color=colors.get(r.name), label=f"{r.name} nodes")

@@ -8,8 +8,9 @@ the reactive HPA (what they run today) and the oracle (the cost floor), rather t
 running one simulation per guess. ``autoscaler simulate --tradeoff`` and ``autoscaler
 backtest --tradeoff`` both draw it with the functions here.
 
-Every point is the same predictive policy with only ``forecast.quantile`` replaced, run on
-the same scenario and the same noisy load as the reference policies.
+Every point is the same predictive policy at a fixed ``forecast.quantile`` (its ``cost``
+section, which would choose the level itself, left out), run on the same scenario and
+the same noisy load as the reference policies.
 """
 
 from __future__ import annotations
@@ -55,8 +56,12 @@ def parse_quantiles(text: str) -> tuple[float, ...]:
 
 
 def with_quantile(target: Target, quantile: float) -> Target:
-    """The target with only ``forecast.quantile`` replaced."""
-    return dataclasses.replace(target, forecast=dataclasses.replace(target.forecast, quantile=quantile))
+    """The target sized at a fixed ``forecast.quantile``.
+
+    A ``cost`` section would derive the quantile (and pick the peak level from the
+    history) itself, so it is dropped: each point is one fixed level.
+    """
+    return dataclasses.replace(target, cost=None, forecast=dataclasses.replace(target.forecast, quantile=quantile))
 
 
 def run_tradeoff(

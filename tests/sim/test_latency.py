@@ -43,3 +43,28 @@ def test_no_replica_fails_everything() -> None:
     """With no ready replica every arrival and queued request fails."""
     out = LatencyModel().step(arrivals=100.0, replicas=0, queue=20.0, dt=10.0)
     assert out.failed == 120.0 and out.queue == 0.0
+
+
+def test_steep_curve_is_base_over_one_minus_rho_capped_by_a_full_batch() -> None:
+    """0.1 s / (1 - rho): 0.2 s at 50 %, 1 s at 90 %; capped at max_num_seqs / saturation."""
+    steep = LatencyModel.preset("steep")
+    assert steep.service_latency(0.5) == pytest.approx(0.2)
+    assert steep.service_latency(0.9) == pytest.approx(1.0)
+    assert steep.service_latency(1.0) == pytest.approx(256 / 250)
+    assert steep.capacity_at_slo(1.0) == pytest.approx(225.0)
+    assert steep.capacity_at_slo(0.2) == pytest.approx(125.0)
+    assert steep.capacity_at_slo(2.0) == 250.0
+
+
+def test_concurrency_is_littles_law_plus_the_queue() -> None:
+    """Running = served rate x service time; waiting = what is left queued."""
+    flat = LatencyModel.preset("flat")
+    out = flat.step(arrivals=2000.0, replicas=1, queue=0.0, dt=10.0)
+    assert out.concurrency == pytest.approx(200.0 * 0.1)
+    over = flat.step(arrivals=3000.0, replicas=1, queue=0.0, dt=10.0)
+    assert over.concurrency == pytest.approx(250.0 * 0.1 + 500.0)
+
+
+def test_unknown_curve_is_refused() -> None:
+    with pytest.raises(ValueError, match="unknown latency curve"):
+        LatencyModel.preset("wavy")

@@ -37,9 +37,15 @@ def test_with_quantile_changes_nothing_else() -> None:
 
 
 def test_simulate_tradeoff_curve(tmp_path: Path) -> None:
-    """Half a day: one row per quantile with its cost ratio; HPA and oracle run as references."""
+    """Half a day: one row per quantile with its cost ratio; HPA and oracle run as references.
+
+    The policy sizes at the fixed default quantile (0.9), so its own run is reused as that point.
+    """
     out = io.StringIO()
+    policy = tmp_path / "fixed.yaml"
+    policy.write_text("targets:\n  - {namespace: vllm, deployment: vllm-gpt2, capacity: {perReplica: 225}}\n")
     options = SimulateOptions(
+        policy=policy,
         warmup_days=1.0,
         days=0.5,
         policies=("predictive",),
