@@ -49,3 +49,44 @@ def test_bad_samples_are_ignored() -> None:
     for load, latency in [(float("nan"), 0.1), (100.0, float("inf")), (-1.0, 0.1), (100.0, 0.0)]:
         learned.add(per_replica_load=load, latency=latency)
     assert learned.samples == 0
+
+
+def test_samples_with_a_queue_are_not_evidence() -> None:
+    """While a backlog drains, latency is high at a load the replica serves well: ignored."""
+    learned = LearnedCapacity(policy_value=200.0, slo_seconds=1.0, min_samples=20)
+    for _ in range(50):
+        learned.add(per_replica_load=150.0, latency=0.1, waiting_per_replica=0.0)
+    for _ in range(50):
+        learned.add(per_replica_load=100.0, latency=30.0, waiting_per_replica=500.0)
+    assert learned.estimate() == pytest.approx(150.0)
+
+
+def test_the_estimate_never_exceeds_what_was_seen_to_work() -> None:
+    """A good bin claims only its highest observed load, not the bin's upper edge (250 here)."""
+    learned = LearnedCapacity(policy_value=200.0, slo_seconds=1.0, min_samples=10)
+    for load in np.linspace(200.0, 238.0, 30):
+        learned.add(per_replica_load=float(load), latency=0.1)
+    assert learned.estimate() == pytest.approx(238.0)
+    learned.add(per_replica_load=245.0, latency=0.1)  # one sample is not a bin's worth of evidence
+    assert learned.estimate() == pytest.approx(238.0)
+
+
+@pytest.mark.parametrize(("curve", "slo"), [("flat", 1.0), ("batching", 1.0), ("steep", 1.0), ("steep", 0.2)])
+def test_learning_finds_the_capacity_at_the_slo_on_every_curve(curve: str, slo: float) -> None:
+    """Queue-free samples from each simulated curve give its capacity at the SLO, within 5 %.
+
+    On the steep curve with a 200 ms SLO (a user who kept the seed HPA's target) that is
+    half of saturation, so sizing aims where the latency guard does instead of fighting it.
+    """
+    model = LatencyModel.preset(curve)
+    truth = model.capacity_at_slo(slo)
+    learned = LearnedCapacity(policy_value=225.0, slo_seconds=slo, min_samples=200)
+    rng = np.random.default_rng(5)
+    for per_replica in rng.uniform(20, 1.1 * model.saturation_rps, size=3000):
+        if per_replica >= model.saturation_rps:
+            continue  # overload builds a queue: the controller skips those samples
+        latency = model.service_latency(per_replica / model.saturation_rps) * rng.lognormal(0, 0.02)
+        learned.add(per_replica_load=float(per_replica), latency=float(latency))
+    estimate = learned.estimate()
+    assert estimate is not None
+    assert estimate == pytest.approx(truth, rel=0.05)
