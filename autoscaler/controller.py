@@ -166,12 +166,16 @@ class Controller:
             state = self._state.get(target.key)
             horizon = self._horizon(target, policy)
             if state is None:
-                state = _TargetState(forecaster=TargetForecaster(target, horizon_seconds=horizon))
+                loop = policy.loop_interval_seconds
+                forecaster = TargetForecaster(target, horizon_seconds=horizon, loop_seconds=loop)
+                state = _TargetState(forecaster=forecaster)
             elif old.get(target.key) != target:
                 previous = state.forecaster
-                state.forecaster = TargetForecaster(target, horizon_seconds=horizon)
+                state.forecaster = TargetForecaster(
+                    target, horizon_seconds=horizon, loop_seconds=policy.loop_interval_seconds
+                )
                 if previous.series is not None and previous.step == state.forecaster.step:
-                    state.forecaster.seed(previous.series)
+                    state.forecaster.seed(previous.series, previous.peak_series())
                 state.shadow = None
             if state.shadow is None:
                 state.shadow = TargetShadow(
@@ -409,6 +413,8 @@ class Controller:
         if state.capacity is not None and self._fresh(target, snapshot, now):
             self._learn_capacity(state.capacity, target, snapshot, cluster_state.ready_replicas)
         lead_times = self.metrics.lead_times(target, now) if target.cold_start.learn else None
+        learned = state.capacity.estimate() if state.capacity else None
+        state.forecaster.unit_capacity = learned
         decision = decide(
             target=target,
             observation=observation,
@@ -417,7 +423,7 @@ class Controller:
             now=now,
             loop_interval=self.policy.loop_interval_seconds,
             lead_times=lead_times,
-            per_replica_capacity=state.capacity.estimate() if state.capacity else None,
+            per_replica_capacity=learned,
         )
         state.history.append(decision.record())
         self._prune(state, target, now)

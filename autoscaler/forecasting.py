@@ -27,7 +27,7 @@ from models.base import Forecaster, Prediction
 from models.errors import ForecastError
 from models.gaps import fill_gaps
 from models.linear import LinearTrend
-from models.peaks import CALIBRATION_WINDOWS, MIN_WINDOWS, RECENT_BUCKETS, PeakHistory, PeakModel
+from models.peaks import CALIBRATION_WINDOWS, MIN_WINDOWS, RECENT_BUCKETS, PeakEconomics, PeakHistory, PeakModel
 from models.registry import build_forecaster
 from models.residual import CALIBRATION_ORIGINS
 from models.series import Series
@@ -52,8 +52,11 @@ class TargetForecaster:
     Not thread-safe; the controller owns one per target and calls it from one cycle at a time.
     """
 
-    def __init__(self, target: Target, *, horizon_seconds: float) -> None:
+    def __init__(self, target: Target, *, horizon_seconds: float, loop_seconds: float = 30.0) -> None:
         self.target = target
+        #: The control loop's period: capacity bought now is in place a cold start plus
+        #: one loop later.
+        self.loop_seconds = loop_seconds
         self.step = float(target.forecast.resolution_seconds)
         self.capacity = max(4, int(target.forecast.history_days * 86400 / self.step))
         self.horizon = max(2, math.ceil(horizon_seconds / self.step) + 2)
@@ -77,6 +80,9 @@ class TargetForecaster:
         self.peaks: NDArray[np.float64] | None = None
         #: The window-peak calibration, refitted with the model (see `_with_peaks`).
         self.peak_model: PeakModel | None = None
+        #: Load one replica serves (the controller's learned estimate, when it has one):
+        #: the unit the peak model prices capacity in.
+        self.unit_capacity: float | None = None
         self._bucket_start: float | None = None
         self._bucket_sum = 0.0
         self._bucket_n = 0
@@ -108,6 +114,12 @@ class TargetForecaster:
         self.model = None
         self.prediction = None
         self.stale_since = None
+
+    def peak_series(self) -> Series | None:
+        """The highest observation per bucket, on the series' grid (NaN where unknown)."""
+        if self.series is None or self.peaks is None:
+            return None
+        return Series(start=self.series.start, step=self.step, values=self.peaks)
 
     def observe(self, now: float, load: float | None) -> bool:
         """Add one observation at ``now``; returns True when a bucket completed.
@@ -310,11 +322,31 @@ class TargetForecaster:
         if self.peak_model is None:
             self.peak_model = PeakModel(levels=tuple(sorted({0.5, 0.75, 0.9, 0.95, 0.98, 0.995, *self.quantiles})))
         if refit or not self.peak_model.coefficients:
-            self.peak_model.fit(history)
+            self.peak_model.fit(history, self._economics(), step=self.step)
         peak = self.peak_model.predict(history)
         if peak is None:
             return plain
-        return dataclasses.replace(plain, peaks=dict(peak.quantiles), peak_basis=peak.basis)
+        return dataclasses.replace(plain, peaks=dict(peak.quantiles), peak_basis=peak.basis, peak_level=peak.level)
+
+    def _economics(self) -> PeakEconomics | None:
+        """The policy's prices in the peak model's units, or ``None`` without a cost section.
+
+        One replica held for a bucket costs its GPUs' idle price for that long; a missed
+        request costs the price of an under-provisioned replica-minute shared by the
+        requests one replica serves in a minute.
+        """
+        cost = self.target.cost
+        if cost is None:
+            return None
+        unit = self.unit_capacity or self.target.capacity.per_replica
+        gpus = self.target.placeholders.gpus_per_pod
+        lead = self.target.cold_start.total_seconds + self.loop_seconds
+        return PeakEconomics(
+            unit=unit,
+            replica_bucket_cost=cost.idle_gpu_hour * gpus * self.step / 3600.0,
+            request_miss_cost=cost.under_provisioned_minute / (unit * 60.0),
+            window=max(1, math.ceil(lead / self.step)),
+        )
 
     def _peak_history(self, prediction: Prediction) -> PeakHistory | None:
         """The recent tail of the series the peak calibration reads, or ``None`` if too short."""

@@ -37,6 +37,9 @@ class Prediction:
         peaks: Level -> quantile of the highest load over the window from `start` to the
             end of step k, per k (`models.peaks`); ``None`` when not calibrated.
         peak_basis: The basis `peaks` were calibrated on.
+        peak_level: The level the target's own history says is cheapest to size at, when
+            the policy prices capacity and misses (`models.peaks.PeakEconomics`); a
+            consumer asking for a peak uses it instead of the fixed quantile.
         backcasts: The point forecasts the model would have made from its recent origins
             (timestamp of the first origin, one row per origin one step apart, the last
             row being this forecast); handed to the peak calibration, then dropped.
@@ -49,6 +52,7 @@ class Prediction:
     model: str
     peaks: Mapping[float, NDArray[np.float64]] | None = None
     peak_basis: str | None = None
+    peak_level: float | None = None
     backcasts: tuple[float, NDArray[np.float64]] | None = None
 
     def __post_init__(self) -> None:

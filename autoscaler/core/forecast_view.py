@@ -60,7 +60,7 @@ class PredictionView:
         if last < 0 or first >= n:
             return None
         last = min(last, n - 1)
-        peaks = p.peak(quantile)
+        peaks = p.peak(quantile if p.peak_level is None else p.peak_level)
         if peaks is not None:
             return float(peaks[last])
         values = p.quantile(quantile)[first : last + 1]

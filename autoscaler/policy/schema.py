@@ -104,8 +104,9 @@ class Forecast:
         doc="Seasonal periods the models may use; a seasonal model (or candidate) needs at least one.",
     )
     candidates: tuple[str, ...] = spec(
-        ("seasonal_naive", "holt_winters", "stl_arima", "linear_trend"),
-        doc="Models 'auto' chooses from (at least one, each once).",
+        ("naive", "seasonal_naive", "holt_winters", "stl_arima", "linear_trend"),
+        doc="Models 'auto' chooses from (at least one, each once); naive (the last value) keeps the choice "
+        "no worse than persistence.",
         choices=_candidate_types,
     )
     resolution_seconds: int = spec(
@@ -405,7 +406,9 @@ class Target:
     cost: Cost | None = spec(
         None,
         doc="Cost knob: sets forecast.quantile to the newsvendor quantile 60u / (60u + g c) (u = "
-        "underProvisionedMinute, c = idleGpuHour, g = placeholders.gpusPerPod), clamped to [0.5, 0.999]; "
+        "underProvisionedMinute, c = idleGpuHour, g = placeholders.gpusPerPod), clamped to [0.5, 0.999], "
+        "and, once a day of history is known, sizes at the peak quantile whose replay of the target's last "
+        "week costs least (idle GPU-hours plus missed requests at these prices); "
         "null = use forecast.quantile. Setting both in one place is rejected.",
     )
     cold_start: ColdStart = spec(ColdStart(), doc="Cold-start phases.")
