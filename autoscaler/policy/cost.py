@@ -86,7 +86,9 @@ def newsvendor_quantile(
     over = g * c
     if under + over <= 0:
         raise ValueError("under_provisioned_minute_cost and idle_gpu_hour_cost must not both be zero")
-    q = under / (under + over)
+    # 1 / (1 + over / under) rather than under / (under + over): each operation is then
+    # monotone in ``under`` under IEEE rounding, so a dearer miss never yields a lower level.
+    q = 1.0 / (1.0 + over / under) if under > 0 else 0.0
     return min(max(q, QUANTILE_MIN), QUANTILE_MAX)
 
 

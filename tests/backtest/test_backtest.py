@@ -238,4 +238,5 @@ def test_the_bundled_example_applies_to_any_target(history: History) -> None:
     """Without --running-policy the example's settings are used for the named Deployment (all models)."""
     policies = resolve_policies("team/llama", candidate=None, running=None)
     assert policies.running.key == "team/llama" and policies.running.model_name is None
-    assert policies.running.forecast.quantile == 0.9
+    assert policies.running.cost is not None  # the example prices capacity and misses
+    assert policies.running.forecast.quantile == pytest.approx(60 / 61)  # their newsvendor quantile
