@@ -297,6 +297,8 @@ def simulated_row(
     """
     row = result.summary(oracle_hours)
     row["gpu_node_hours"] = round(result.gpu_node_hours * nodes_per_replica, 2)
+    for key, hours in result.attribution.items():
+        row[f"hours_{key}"] = round(hours * nodes_per_replica, 2)
     row["replica_hours"] = round(float(result.series["spec"].sum()) * dt / 3600.0, 2)
     row["requests"] = round(result.requests)
     return row

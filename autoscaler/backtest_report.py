@@ -18,7 +18,7 @@ from typing import IO, TYPE_CHECKING, Any
 import numpy as np
 
 from autoscaler.sim.engine import PolicyResult, Scenario
-from autoscaler.sim.report import Column, format_markdown, plot_forecast_band
+from autoscaler.sim.report import ATTRIBUTION_COLUMNS, Column, format_markdown, plot_forecast_band
 from autoscaler.sim.tradeoff import format_tradeoff, plot_tradeoff
 
 if TYPE_CHECKING:
@@ -242,6 +242,8 @@ def print_summary(report: BacktestReport, out: IO[str] | None, *, as_json: bool,
     print(headline(meta), file=out)
     print(file=out)
     print(format_markdown(rows, COLUMNS), file=out)
+    print("\nwhere the GPU node-hours went (replayed policies):", file=out)
+    print(format_markdown([r for r in rows if "hours_needed" in r], ATTRIBUTION_COLUMNS), file=out)
     if report.tradeoff:
         print(file=out)
         print(format_tradeoff(report.tradeoff, references(rows)), file=out)

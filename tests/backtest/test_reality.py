@@ -98,3 +98,18 @@ def test_parse_time() -> None:
     for bad in ("yesterday", "1e300", "-5", "nan", "inf"):
         with pytest.raises(argparse.ArgumentTypeError):
             instant(bad)
+
+
+def test_replayed_rows_split_their_node_hours_on_the_same_scale() -> None:
+    """A replayed row carries the cost split, rescaled by nodes per replica like its total."""
+    from autoscaler.backtest import simulated_row
+    from autoscaler.policy.schema import Target
+    from autoscaler.sim.engine import ATTRIBUTION, Scenario, run_policy
+    from autoscaler.traces import LoadTrace
+
+    trace = LoadTrace(name="flat", start=1_700_000_000.0, step=60.0, rates=np.full(240, 500.0), source="test")
+    result = run_policy("hpa", Scenario(trace=trace, warmup_seconds=3600.0), Target(namespace="a", deployment="b"))
+    row = simulated_row(result, oracle_hours=None, dt=10.0, nodes_per_replica=2.0)
+    split = [row[f"hours_{k}"] for k in ATTRIBUTION]
+    assert sum(split) == pytest.approx(row["gpu_node_hours"], rel=0.02)
+    assert row["hours_needed"] == pytest.approx(2.0 * result.attribution["needed"], abs=0.01)
