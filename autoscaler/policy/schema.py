@@ -94,8 +94,8 @@ class Forecast:
     )
     quantile: float = spec(
         0.9,
-        doc="Forecast quantile capacity is sized for (higher = safer, more GPU-hours); "
-        "derived from the target's cost section when that is set.",
+        doc="Quantile of the peak load over each window capacity is sized for (higher = safer, more "
+        "GPU-hours); derived from the target's cost section when that is set.",
         minimum=QUANTILE_MIN,
         maximum=QUANTILE_MAX,
     )
