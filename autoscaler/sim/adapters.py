@@ -126,13 +126,17 @@ class SimClusterPort:
         """Replica and node counts as the API server would report them."""
         now = self.clock.now()
         sim = self.sim
+        warm, cold = sim.ready(PLACEHOLDER, now), sim.bound_not_ready(PLACEHOLDER, now)
+        if sim.buffer:
+            # A capacity buffer's node has no image: a serving pod there still pulls it.
+            warm, cold = 0, warm + cold
         return ClusterState(
             spec_replicas=sim.desired[SERVING],
             ready_replicas=sim.ready(SERVING, now),
             pending_replicas=sim.pending(SERVING),
             placeholder_replicas=sim.desired[PLACEHOLDER],
-            placeholders_warm=sim.ready(PLACEHOLDER, now),
-            placeholders_cold=sim.bound_not_ready(PLACEHOLDER, now),
+            placeholders_warm=warm,
+            placeholders_cold=cold,
             placeholders_pending=sim.pending(PLACEHOLDER),
             nodes_ready=sim.nodes_ready(now),
             nodes_provisioning=sim.nodes_provisioning(now),

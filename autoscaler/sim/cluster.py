@@ -13,6 +13,11 @@ Time advances in fixed steps (:meth:`SimCluster.advance`). What is modelled, and
   choosing the node as upstream's ``pickOneNodeForPreemption`` does — among equal
   priorities and victim counts, the node whose victim started **most recently** (which
   may still be pulling the image).
+* **Capacity buffers** (``placeholder_backend="capacityBuffer"``, cluster-autoscaler's
+  CapacityBuffer API): the placeholder replicas are reservations, not pods that run. CA
+  provisions and keeps nodes for them, but nothing pulls the image there, and a serving
+  pod takes a reserved GPU without preemption, choosing the node by image locality
+  rather than the newest victim; the displaced reservation asks for a node again.
 * **cluster-autoscaler**: every scan, one new node per pending pod not covered by nodes
   already provisioning; removes a node empty for ``unneeded_seconds`` (10 min) unless a
   scale-up happened within ``delay_after_add_seconds``.
@@ -109,8 +114,12 @@ class SimCluster:
         max_nodes: int = 1000,
         serving_priority: int = 0,
         placeholder_priority: int = -10,
+        placeholder_backend: str = "pods",
     ) -> None:
+        if placeholder_backend not in ("pods", "capacityBuffer"):
+            raise ValueError(f"unknown placeholder backend {placeholder_backend!r}")
         self.phases = phases
+        self.buffer = placeholder_backend == "capacityBuffer"
         self.gpus_per_node = gpus_per_node
         self.max_nodes = max_nodes
         self.serving_priority = serving_priority
@@ -240,6 +249,9 @@ class SimCluster:
         pod.started = now
         node.pods.append(pod)
         node.empty_since = None
+        if self.buffer and pod.kind == PLACEHOLDER:
+            pod.ready_at = now  # a reservation: nothing runs, nothing is pulled
+            return
         if node.pull_started is None:
             node.pull_started = now
         image_at = node.image_ready_at(self.phases.image_pull) or now
@@ -260,6 +272,9 @@ class SimCluster:
                 continue
             if pod.kind == PLACEHOLDER:
                 continue  # placeholders never preempt (preemptionPolicy: Never)
+            if self.buffer:
+                self._take_reservation(pod, ready_nodes, now)
+                continue
             victim_node = self._pick_preemption_node(pod, ready_nodes)
             if victim_node is None:
                 continue
@@ -268,6 +283,18 @@ class SimCluster:
             self._delete(victim, now)
             self.preemptions += 1
             self._bind(pod, victim_node, now)
+
+    def _take_reservation(self, pod: Pod, nodes: list[Node], now: float) -> None:
+        """Bind a serving pod on a GPU a capacity buffer reserved (image locality first)."""
+        reserved = [n for n in nodes if any(p.kind == PLACEHOLDER for p in n.pods)]
+        if not reserved:
+            return
+        reserved.sort(key=lambda n: (n.pull_started is None, n.pull_started or 0.0))
+        node = reserved[0]
+        held = next(p for p in node.pods if p.kind == PLACEHOLDER)
+        node.pods.remove(held)
+        held.node, held.started, held.ready_at = None, None, None  # the buffer asks again
+        self._bind(pod, node, now)
 
     @staticmethod
     def _pick_preemption_node(pod: Pod, nodes: list[Node]) -> Node | None:

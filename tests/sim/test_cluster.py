@@ -98,3 +98,27 @@ def test_placeholders_never_preempt_serving_pods() -> None:
     cluster.advance(0.0)
     assert cluster.preemptions == 0 and cluster.ready(SERVING, 0.0) == 2
     assert cluster.pending(PLACEHOLDER) == 1 and cluster.nodes_provisioning(0.0) == 1
+
+
+def test_a_capacity_buffer_holds_a_node_without_pulling_or_preemption() -> None:
+    """CapacityBuffer backend: the reserved node is there early, but the serving pod still pulls the image."""
+    cluster = SimCluster(phases=PHASES, placeholder_backend="capacityBuffer")
+    cluster.bootstrap(serving=1, now=0.0)
+    cluster.scale(PLACEHOLDER, 1, 0.0)
+    run_until(cluster, 0.0, 1000.0)
+    reserved = next(n for n in cluster.nodes if any(p.kind == PLACEHOLDER for p in n.pods))
+    assert reserved.pull_started is None, "a reservation runs nothing, so nothing is pulled"
+    run_until(cluster, 1010.0, 3000.0)
+    assert reserved in cluster.nodes, "cluster-autoscaler keeps the reserved node"
+    cluster.scale(SERVING, 2, 3000.0)
+    cluster.advance(3000.0)
+    assert cluster.preemptions == 0
+    assert cluster.ready(SERVING, 3000.0 + 360.0 + 50.0) == 1
+    assert cluster.ready(SERVING, 3000.0 + 360.0 + 60.0) == 2  # pull + model load
+    cluster.advance(3010.0)
+    assert cluster.pending(PLACEHOLDER) == 1, "the buffer asks for its capacity again"
+
+
+def test_unknown_placeholder_backend_is_refused() -> None:
+    with pytest.raises(ValueError, match="unknown placeholder backend"):
+        SimCluster(phases=PHASES, placeholder_backend="magic")
