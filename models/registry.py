@@ -13,13 +13,14 @@ from collections.abc import Callable, Sequence
 
 from models.auto import AutoSelector
 from models.base import Forecaster, check_request
+from models.direct import DirectRegression
 from models.holt_winters import HoltWinters
 from models.linear import LinearTrend
 from models.naive import Naive, SeasonalNaive
 from models.stl_arima import StlArima
 
 MODEL_TYPES: frozenset[str] = frozenset(
-    {"naive", "seasonal_naive", "holt_winters", "stl_arima", "linear_trend", "auto"}
+    {"naive", "direct", "seasonal_naive", "holt_winters", "stl_arima", "linear_trend", "auto"}
 )
 SEASONAL_TYPES: frozenset[str] = frozenset({"seasonal_naive", "holt_winters", "stl_arima"})
 LINEAR_WINDOW_SECONDS = 3600.0  # LinearTrend fits the last hour (at least 6 points)
@@ -49,12 +50,14 @@ def season_points(seasons_seconds: Sequence[float], step_seconds: float) -> list
     return sorted(points)
 
 
-def _factory(model_type: str, seasons: list[int], step_seconds: float) -> Callable[[], Forecaster]:
+def _factory(model_type: str, seasons: list[int], step_seconds: float, horizon: int) -> Callable[[], Forecaster]:
     """A factory of unfitted forecasters of a non-auto type."""
     if model_type in SEASONAL_TYPES and not seasons:
         raise ValueError(f"model type {model_type!r} needs at least one season")
     if model_type == "naive":
         return Naive
+    if model_type == "direct":
+        return functools.partial(DirectRegression, horizon, seasons[0] if seasons else None)
     if model_type == "linear_trend":
         window = max(6, round(LINEAR_WINDOW_SECONDS / step_seconds))
         return functools.partial(LinearTrend, window)
@@ -104,7 +107,7 @@ def build_forecaster(
     if model_type != "auto":
         if candidates is not None:
             raise ValueError(f"candidates only apply to model type 'auto', not {model_type!r}")
-        return _factory(model_type, seasons, step_seconds)()
+        return _factory(model_type, seasons, step_seconds, horizon)()
     if candidates is None:
         names = sorted(MODEL_TYPES - {"auto"} - (set() if seasons else SEASONAL_TYPES))
     else:
@@ -112,6 +115,8 @@ def build_forecaster(
         unknown = [n for n in names if n not in MODEL_TYPES or n == "auto"]
         if unknown or not names or len(set(names)) != len(names):
             raise ValueError(f"candidates must be distinct non-auto model types, got {list(candidates)}")
-    order = ["naive", "linear_trend", "seasonal_naive", "holt_winters", "stl_arima"]
+    order = ["naive", "direct", "linear_trend", "seasonal_naive", "holt_winters", "stl_arima"]
     names.sort(key=order.index)  # simpler models first: they win ties
-    return AutoSelector([_factory(n, seasons, step_seconds) for n in names], horizon=horizon, quantile=quantile)
+    return AutoSelector(
+        [_factory(n, seasons, step_seconds, horizon) for n in names], horizon=horizon, quantile=quantile
+    )

@@ -104,9 +104,9 @@ class Forecast:
         doc="Seasonal periods the models may use; a seasonal model (or candidate) needs at least one.",
     )
     candidates: tuple[str, ...] = spec(
-        ("naive", "seasonal_naive", "holt_winters", "stl_arima", "linear_trend"),
+        ("naive", "direct", "seasonal_naive", "holt_winters", "stl_arima", "linear_trend"),
         doc="Models 'auto' chooses from (at least one, each once); naive (the last value) keeps the choice "
-        "no worse than persistence.",
+        "no worse than persistence, direct learns what beats it at each step ahead.",
         choices=_candidate_types,
     )
     resolution_seconds: int = spec(
