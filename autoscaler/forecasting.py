@@ -27,7 +27,15 @@ from models.base import Forecaster, Prediction
 from models.errors import ForecastError
 from models.gaps import fill_gaps
 from models.linear import LinearTrend
-from models.peaks import CALIBRATION_WINDOWS, MIN_WINDOWS, RECENT_BUCKETS, PeakEconomics, PeakHistory, PeakModel
+from models.peaks import (
+    CALIBRATION_WINDOWS,
+    MIN_WINDOWS,
+    RECENT_BUCKETS,
+    PeakEconomics,
+    PeakHistory,
+    PeakModel,
+    with_partial_peak,
+)
 from models.registry import build_forecaster
 from models.residual import CALIBRATION_ORIGINS
 from models.series import Series
@@ -80,6 +88,9 @@ class TargetForecaster:
         self.peaks: NDArray[np.float64] | None = None
         #: The window-peak calibration, refitted with the model (see `_with_peaks`).
         self.peak_model: PeakModel | None = None
+        #: The peak regression's bases at the prediction's origin, to re-apply it when the
+        #: bucket being collected shows a higher peak (`view`); ``None`` off the regression.
+        self._peak_bases: dict[str, NDArray[np.float64]] | None = None
         #: Load one replica serves (the controller's learned estimate, when it has one):
         #: the unit the peak model prices capacity in.
         self.unit_capacity: float | None = None
@@ -323,7 +334,11 @@ class TargetForecaster:
             self.peak_model = PeakModel(levels=tuple(sorted({0.5, 0.75, 0.9, 0.95, 0.98, 0.995, *self.quantiles})))
         if refit or not self.peak_model.coefficients:
             self.peak_model.fit(history, self._economics(), step=self.step)
-        peak = self.peak_model.predict(history)
+        bases = PeakModel.current_bases(history)
+        peak = None if bases is None else self.peak_model.predict_from(bases, history.horizon)
+        self._peak_bases = bases if peak is not None else None
+        if peak is None:
+            peak = self.peak_model.predict(history)
         if peak is None:
             return plain
         return dataclasses.replace(plain, peaks=dict(peak.quantiles), peak_basis=peak.basis, peak_level=peak.level)
@@ -415,12 +430,24 @@ class TargetForecaster:
         )
 
     def view(self, now: float) -> PredictionView | None:
-        """The current forecast, if it still covers ``now``."""
+        """The current forecast, if it still covers ``now``.
+
+        A load higher than every base of the peak regression, seen in the bucket still
+        being collected, raises the peaks at once (`models.peaks.with_partial_peak`):
+        otherwise a ramp would wait up to a bucket to reach the node sizing.
+        """
         if self.prediction is None:
             return None
         p = self.prediction
         if now >= p.start + len(p.mean) * p.step:
             return None
+        bases, model = self._peak_bases, self.peak_model
+        if bases is not None and model is not None and self._bucket_n and p.peaks is not None:
+            partial = self._bucket_max
+            if "latest" in bases and partial > float(bases["latest"][0]):
+                raised = model.predict_from(with_partial_peak(bases, partial), len(p.mean))
+                if raised is not None:
+                    p = dataclasses.replace(p, peaks=dict(raised.quantiles))
         return PredictionView(p)
 
     def status(self) -> ForecastStatus:

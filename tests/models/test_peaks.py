@@ -112,3 +112,24 @@ def test_regression_needs_half_a_day_of_windows() -> None:
     assert model.coefficients and model.windows >= MIN_REGRESSION_WINDOWS
     fewer = PeakModel(levels=(0.5, 0.9)).fit(PeakHistory(means=means[: n - 3], peaks=peaks[: n - 3], horizon=4))
     assert not fewer.coefficients
+
+
+def test_a_peak_in_the_bucket_being_collected_raises_the_regression_at_once() -> None:
+    """with_partial_peak lifts latest/recent (and the envelope); predict_from then sizes higher."""
+    from models.peaks import with_partial_peak
+
+    means, peaks = bursty(8, seed=7)
+    history = PeakHistory(means=means, peaks=peaks, horizon=4, season=DAY)
+    model = PeakModel(levels=(0.5, 0.9)).fit(history)
+    bases = PeakModel.current_bases(history)
+    assert bases is not None
+    before = model.predict_from(bases, 4)
+    jump = 10 * float(bases["recent"][0])
+    raised_bases = with_partial_peak(bases, jump)
+    assert raised_bases["latest"][0] == raised_bases["recent"][0] == jump
+    assert np.all(raised_bases["envelope"] >= jump)
+    after = model.predict_from(raised_bases, 4)
+    assert before is not None and after is not None
+    assert np.all(after.quantiles[0.9] >= before.quantiles[0.9])
+    assert after.quantiles[0.9][-1] > before.quantiles[0.9][-1]
+    assert with_partial_peak(bases, 0.0)["latest"][0] == bases["latest"][0]  # a lower load changes nothing
