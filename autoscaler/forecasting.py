@@ -332,11 +332,15 @@ class TargetForecaster:
             return plain
         if self.peak_model is None:
             self.peak_model = PeakModel(levels=tuple(sorted({0.5, 0.75, 0.9, 0.95, 0.98, 0.995, *self.quantiles})))
+        assert self.series is not None  # noqa: S101 - _peak_history read it
+        self.peak_model.score(history, self.series.end, self.step)
         if refit or not self.peak_model.coefficients:
             self.peak_model.fit(history, self._economics(), step=self.step)
         bases = PeakModel.current_bases(history)
         peak = None if bases is None else self.peak_model.predict_from(bases, history.horizon)
         self._peak_bases = bases if peak is not None else None
+        if peak is not None:
+            self.peak_model.track(prediction.start, peak)
         if peak is None:
             peak = self.peak_model.predict(history)
         if peak is None:

@@ -48,7 +48,7 @@ def test_too_little_history_gives_no_peaks_then_the_single_basis_calibration() -
     """Under MIN_WINDOWS windows: None; then conformal single bases until the regression can fit."""
     means, peaks = bursty(1, seed=2)
     model = PeakModel(levels=(0.5, 0.9))
-    short = PeakHistory(means=means[: MIN_WINDOWS], peaks=peaks[: MIN_WINDOWS], horizon=4)
+    short = PeakHistory(means=means[:MIN_WINDOWS], peaks=peaks[:MIN_WINDOWS], horizon=4)
     assert model.fit(short).predict(short) is None
     middle = PeakHistory(means=means[:100], peaks=peaks[:100], horizon=4)
     forecast = model.fit(middle).predict(middle)
@@ -133,3 +133,58 @@ def test_a_peak_in_the_bucket_being_collected_raises_the_regression_at_once() ->
     assert np.all(after.quantiles[0.9] >= before.quantiles[0.9])
     assert after.quantiles[0.9][-1] > before.quantiles[0.9][-1]
     assert with_partial_peak(bases, 0.0)["latest"][0] == bases["latest"][0]  # a lower load changes nothing
+
+
+def _identity_model(level: float) -> PeakModel:
+    """A fitted model whose peak quantile is the forecast basis itself (one window length)."""
+    model = PeakModel(levels=(level,))
+    model.coefficients = {(0, level): (("forecast",), np.array([0.0, 1.0]))}
+    return model
+
+
+def _serve_and_score(model: PeakModel, actual: np.ndarray, *, forecast: float = 100.0) -> np.ndarray:
+    """Serve the model's peak for each bucket in turn, then score it; the served values."""
+    step, served = 300.0, np.empty(actual.size)
+    for i in range(actual.size):
+        forecast_now = model.predict_from({"forecast": np.array([forecast])}, 1)
+        assert forecast_now is not None
+        served[i] = forecast_now.quantiles[model.levels[0]][0]
+        model.track((i + 1) * step, forecast_now)
+        # The history up to the bucket just served: its peak is now known.
+        known = np.concatenate([np.full(1, forecast), actual[: i + 1]])
+        model.score(PeakHistory(means=known * 0.5, peaks=known, horizon=1), (i + 1) * step, step)
+    return served
+
+
+def test_the_coverage_correction_makes_an_optimistic_regression_cover_its_level() -> None:
+    """A 0.95 peak that in truth is the median is raised until about 5 % of windows exceed it."""
+    rng = np.random.default_rng(3)
+    actual = 100.0 * rng.lognormal(0.0, 0.2, 6000)
+    model = _identity_model(0.95)
+    served = _serve_and_score(model, actual)
+    late = slice(3000, None)
+    exceeded = float(np.mean(actual[late] > served[late]))
+    assert 0.03 <= exceeded <= 0.07
+    assert model.offsets[0.95][0] > 0.2  # the lognormal's 0.95 quantile is ~1.39x its median
+
+
+def test_the_coverage_correction_lowers_a_pessimistic_regression_within_its_bounds() -> None:
+    """Peaks that never come near the served 0.9 quantile lower it, but never below 70 % of it."""
+    model = _identity_model(0.9)
+    served = _serve_and_score(model, np.full(3000, 10.0))
+    assert served[0] == pytest.approx(100.0)
+    assert served[-1] == pytest.approx(70.0)
+    assert np.all(np.diff(served) <= 1e-9)
+
+
+def test_windows_still_open_wait_and_a_clock_gone_back_cannot_grow_the_memory() -> None:
+    """Scoring before a window's peak is known changes nothing; pending windows stay bounded."""
+    model = _identity_model(0.9)
+    forecast = model.predict_from({"forecast": np.array([100.0])}, 1)
+    assert forecast is not None
+    model.track(600.0, forecast)
+    model.score(PeakHistory(means=np.full(3, 50.0), peaks=np.full(3, 500.0), horizon=1), 300.0, 300.0)
+    assert model.offsets == {} and list(model.pending) == [600.0]
+    for i in range(500):
+        model.track(1e6 + i * 300.0, forecast)
+    assert len(model.pending) <= 64
