@@ -178,11 +178,17 @@ def _bases(
     return out
 
 
+def _observed_peaks(history: PeakHistory) -> NDArray[np.float64]:
+    """Each bucket's peak, the mean standing in where the peak is unknown (a lower bound). Pure."""
+    means = history.means
+    return np.where(np.isfinite(history.peaks), np.maximum(history.peaks, means), means)
+
+
 def _windows(history: PeakHistory) -> _Windows | None:
     """The calibration windows of ``history``, or ``None`` with fewer than `MIN_WINDOWS`. Pure."""
     means, horizon = history.means, history.horizon
     n = means.size
-    p = np.where(np.isfinite(history.peaks), np.maximum(history.peaks, means), means)
+    p = _observed_peaks(history)
     last = n - 1 - horizon  # the latest origin whose every window is known
     forecasts = history.forecasts
     first = max(0, last - CALIBRATION_WINDOWS + 1, history.forecast_first if forecasts is not None else 0)
@@ -464,31 +470,30 @@ class PeakModel:
 
         ``origin`` is the start time of the last bucket of ``history``. A window's level
         factor rises by ``ADAPT_STEP * level`` when the served quantile was exceeded and
-        falls by ``ADAPT_STEP * (1 - level)`` when it held (unknown buckets: no update).
+        falls by ``ADAPT_STEP * (1 - level)`` when it held. A change of the fitted window
+        lengths (a new cold start) starts the level's correction afresh.
         """
         if not self.pending:
             return
-        means = history.means
-        p = np.where(np.isfinite(history.peaks), np.maximum(history.peaks, means), means)
-        first = origin - (means.size - 1) * step
+        size = history.means.size
+        p = _observed_peaks(history)
+        first = origin - (size - 1) * step
         for start in sorted(self.pending):
             served = self.pending[start]
             lengths = next(iter(served.values())).size
             i = round((start - first) / step)
-            if i + lengths > means.size:
+            if i + lengths > size:
                 break  # this window and every later one are still open
             del self.pending[start]
             if i < 0:
                 continue
             actual = np.maximum.accumulate(p[i : i + lengths])
             for q, values in served.items():
-                offsets = self.offsets.setdefault(q, np.zeros(lengths))
-                if offsets.size != lengths:
-                    offsets = self.offsets[q] = np.resize(offsets, lengths)
-                known = np.isfinite(actual)
-                exceeded = actual > values * (1.0 + 1e-9)
-                step_k = ADAPT_STEP * (exceeded.astype(np.float64) - (1.0 - q))
-                offsets[known] = np.clip(offsets[known] + step_k[known], *ADAPT_RANGE)
+                offsets = self.offsets.get(q)
+                if offsets is None or offsets.size != lengths:
+                    offsets = self.offsets[q] = np.zeros(lengths)
+                exceeded = (actual > values * (1.0 + 1e-9)).astype(np.float64)
+                offsets[:] = np.clip(offsets + ADAPT_STEP * (exceeded - (1.0 - q)), *ADAPT_RANGE)
 
     @staticmethod
     def current_bases(history: PeakHistory) -> dict[str, NDArray[np.float64]] | None:
