@@ -1,4 +1,4 @@
-"""The ``autoscaler`` command line: simulate, backtest, validate-policy, observe, run.
+"""The ``autoscaler`` command line: simulate, backtest, validate-policy, observe, run, release.
 
 Exit codes: 0 success, 1 runtime failure (e.g. a server unreachable at start-up, a target
 that failed in ``run --once``), 2 bad input (invalid policy, bad arguments), 130 interrupted.
@@ -27,7 +27,7 @@ from autoscaler import __version__, options
 from autoscaler.errors import AutoscalerError, ConfigError, PolicyRejected
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
-COMMANDS = ("simulate", "backtest", "validate-policy", "observe", "run")
+COMMANDS = ("simulate", "backtest", "validate-policy", "observe", "run", "release")
 
 
 class UsageError(ConfigError):
@@ -122,7 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
     val = sub.add_parser("validate-policy", help="check a policy file and print every problem", parents=common)
     val.add_argument("file", type=Path)
 
-    from autoscaler import observe, wiring
+    from autoscaler import observe, release, wiring
 
     obs = sub.add_parser(
         "observe", help="print a target's current observation and forecast (read-only)", parents=common
@@ -130,6 +130,10 @@ def build_parser() -> argparse.ArgumentParser:
     observe.configure_parser(obs)
     run = sub.add_parser("run", help="run the controller (in a cluster, or against a kubeconfig)", parents=common)
     wiring.configure_parser(run)
+    rel = sub.add_parser(
+        "release", help="restore HPA floors and scale placeholders to 0 (uninstall, rollback)", parents=common
+    )
+    release.configure_parser(rel)
     return parser
 
 
@@ -179,6 +183,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         from autoscaler import observe
 
         return observe.run(args)
+    if args.command == "release":
+        from autoscaler import release
+
+        return release.run(args)
     from autoscaler import wiring
 
     return wiring.run(args)

@@ -12,6 +12,12 @@ and so does a history that could not be read (no answer, or a malformed one): th
 is seeded on a later cycle. With ``cycle_deadline_seconds`` a cycle ends on time: targets
 not reached by then hold and are reported (``cycle_deadline_exceeded``); the histories of
 new targets are loaded a few at a time (:data:`HISTORY_CONCURRENCY`) within half of it.
+
+With :class:`~autoscaler.ports.TargetOperations` (the in-cluster controller) every decision
+is also published on the target (a failed publish is counted, the decision stands); a target
+the operator paused is not decided at all (it holds, pinned when asked); and a target that
+is not enforcing (dry-run or paused) is *released* when enforcing left something behind (a
+raised HPA floor, placeholder pods): the only writes a dry-run makes.
 """
 
 from __future__ import annotations
@@ -31,7 +37,7 @@ from autoscaler.core.types import ClusterState, Decision, DecisionRecord, Metric
 from autoscaler.errors import AutoscalerError, CycleDeadlineExceeded, MetricsError, MetricsUnavailable
 from autoscaler.forecasting import TargetForecaster
 from autoscaler.policy.schema import Policy, Target
-from autoscaler.ports import ApplyResult, Clock, Cluster, MetricsSource
+from autoscaler.ports import ApplyResult, Clock, Cluster, MetricsSource, TargetOperations, TargetStatus
 from autoscaler.shadow import TargetShadow
 from models.series import Series
 
@@ -86,6 +92,12 @@ class TargetResult:
     duration_seconds: float = 0.0
     #: The model the automatic selection dropped this cycle for under-forecasting, if any.
     demoted_model: str | None = None
+    #: The operator paused the target: nothing was decided.
+    paused: bool = False
+    #: What releasing (or pinning) the target wrote this cycle.
+    released: tuple[str, ...] = ()
+    #: The error kind of a failed status publish (the decision still stands).
+    status_error: str | None = None
 
 
 @dataclass
@@ -134,8 +146,11 @@ class Controller:
         forecast_source: Callable[[Target, float], ForecastView | None] | None = None,
         cycle_deadline_seconds: float | None = None,
         monotonic: Callable[[], float] = time.monotonic,
+        operations: TargetOperations | None = None,
     ) -> None:
         self.metrics = metrics
+        #: Status, pause and release on the cluster (``None``: no objects to annotate).
+        self.operations = operations
         #: Wall seconds a cycle may take before the targets it has not reached hold
         #: (``None``: no deadline, as in the simulator, whose cycles must all complete).
         self.cycle_deadline_seconds = cycle_deadline_seconds
@@ -401,11 +416,83 @@ class Controller:
     def _fresh(target: Target, snapshot: MetricsSnapshot, now: float) -> bool:
         return usable(snapshot.newest_sample_time, now, stale_after=target.scaling.stale_after_seconds)
 
+    def release(self, target: Target) -> tuple[str, ...]:
+        """Undo what enforcing wrote for a target (a target removed from the policy). Never raises.
+
+        Returns:
+            What was written (empty without operations, on failure, or with nothing to undo).
+        """
+        if self.operations is None:
+            return ()
+        try:
+            notes = self.operations.release(target)
+        except AutoscalerError as exc:
+            self.log.warning("release_failed", target=target.key, error=str(exc), kind=exc.kind)
+            return ()
+        self.log.info("released", target=target.key, notes=list(notes))
+        return notes
+
+    @staticmethod
+    def _owes_release(cluster_state: ClusterState) -> bool:
+        """Enforcing left something: placeholder pods, or an HPA floor we raised."""
+        return cluster_state.placeholder_replicas > 0 or cluster_state.hpa_original_min_replicas is not None
+
+    def _publish(self, target: Target, result: TargetResult, status: TargetStatus) -> None:
+        if self.operations is None:
+            return
+        result.status_error = self.operations.publish(target, status)
+
+    def _paused(self, target: Target, cluster_state: ClusterState, now: float, result: TargetResult) -> None:
+        """A paused target: pin it if asked, release it, say so; nothing is decided."""
+        result.paused = True
+        ops = self.operations
+        if ops is not None:
+            notes: tuple[str, ...] = ()
+            if cluster_state.paused_replicas is not None:
+                notes = ops.pin(target, cluster_state.paused_replicas)
+            if self._owes_release(cluster_state):
+                notes += ops.release(target)
+            result.released = notes
+            if notes:  # publish the state as it is now, not as it was before the writes
+                cluster_state = self.cluster.read(target)
+        self.log.info("paused", target=target.key, pinned=cluster_state.paused_replicas, wrote=list(result.released))
+        fc = self._state[target.key].forecaster
+        self._publish(
+            target,
+            result,
+            TargetStatus(
+                mode="paused",
+                time=now,
+                current_replicas=cluster_state.spec_replicas,
+                current_placeholders=cluster_state.placeholder_replicas,
+                reason="Paused",
+                model=fc.prediction.model if fc.prediction is not None else None,
+            ),
+        )
+
+    def _decision_status(self, target: Target, decision: Decision, result: TargetResult) -> TargetStatus:
+        fc = self._state[target.key].forecaster
+        return TargetStatus(
+            mode="dry-run" if result.dry_run else "enforce",
+            time=decision.time,
+            current_replicas=decision.current_replicas,
+            current_placeholders=decision.current_placeholders,
+            desired_replicas=decision.replicas,
+            desired_placeholders=decision.placeholders,
+            reason=decision.reason.value,
+            placeholder_reason=decision.placeholder_reason.value,
+            model=fc.prediction.model if fc.prediction is not None else None,
+            forecast=decision.predicted_load_node_horizon,
+        )
+
     def _decide_target(
         self, target: Target, snapshot: MetricsSnapshot, cluster_state: ClusterState, now: float, result: TargetResult
     ) -> Observation:
         state = self._state[target.key]
         observation = Observation(metrics=snapshot, cluster=cluster_state)
+        if cluster_state.paused:
+            self._paused(target, cluster_state, now, result)
+            return observation
         source = self.forecast_source
         forecast: ForecastView | None = state.forecaster.view(now) if source is None else source(target, now)
         if source is None and state.shadow is not None:
@@ -435,6 +522,8 @@ class Controller:
         state.last = decision
         result.decision = decision
         if result.dry_run:
+            if self.operations is not None and self._owes_release(cluster_state):
+                result.released = self.operations.release(target)
             self.log.info(
                 "decision",
                 dry_run=True,
@@ -443,6 +532,7 @@ class Controller:
                 observation=_observation_dict(observation),
                 **decision.to_dict(),
             )
+            self._publish(target, result, self._decision_status(target, decision, result))
             return observation
         result.applied = self.cluster.apply(target, decision)
         self.log.info(
@@ -452,6 +542,7 @@ class Controller:
             applied=result.applied.__dict__,
             **decision.to_dict(),
         )
+        self._publish(target, result, self._decision_status(target, decision, result))
         return observation
 
     def _seed(

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Literal, Protocol
 
 from autoscaler.core.leadtimes import LeadTimes
 from autoscaler.core.types import ClusterState, Decision, MetricsSnapshot
@@ -59,6 +59,68 @@ class ApplyResult:
     wrote_placeholders: bool = False
     refused: str | None = None
     notes: tuple[str, ...] = field(default_factory=tuple)
+
+
+TargetMode = Literal["enforce", "dry-run", "paused"]
+
+
+@dataclass(frozen=True)
+class TargetStatus:
+    """A target's latest decision as published on the target itself (``kubectl get`` shows it).
+
+    ``desired_*`` are ``None`` while paused (nothing was decided); ``forecast`` is the
+    predicted load at the node horizon in the policy's capacity unit per second.
+    """
+
+    mode: TargetMode
+    time: float
+    current_replicas: int
+    current_placeholders: int
+    desired_replicas: int | None = None
+    desired_placeholders: int | None = None
+    reason: str = ""
+    placeholder_reason: str | None = None
+    model: str | None = None
+    forecast: float | None = None
+
+
+class TargetOperations(Protocol):
+    """What the in-cluster controller does beside applying decisions: status, pause, release.
+
+    Optional for the controller (the simulator has no objects to annotate); the Kubernetes
+    implementation is :class:`autoscaler.kube.cluster.KubeCluster`.
+    """
+
+    def publish(self, target: Target, status: TargetStatus) -> str | None:
+        """Publish the status on the target. Never raises.
+
+        Returns:
+            ``None`` when published (or unchanged), else the error kind (logged by the caller's
+            metrics, never failing the decision).
+        """
+        ...
+
+    def release(self, target: Target) -> tuple[str, ...]:
+        """Undo what enforcing wrote: the HPA's own ``minReplicas`` back, placeholders to 0.
+
+        Returns:
+            One note per write (empty when there was nothing to undo).
+
+        Raises:
+            ActuationError: when a read or a write fails.
+        """
+        ...
+
+    def pin(self, target: Target, replicas: int) -> tuple[str, ...]:
+        """Hold the serving replicas at ``replicas`` while paused (KEDA's ``paused-replicas``).
+
+        Returns:
+            One note per write or refusal (empty when already there).
+
+        Raises:
+            ActuationError: when the write fails.
+        """
+        ...
 
 
 class Cluster(Protocol):

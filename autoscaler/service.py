@@ -35,7 +35,7 @@ from autoscaler.controller import Controller, CycleResult, TargetResult
 from autoscaler.core.types import ClusterState, Decision, Observation
 from autoscaler.errors import NotLeader
 from autoscaler.policy.schema import Policy, Target
-from autoscaler.ports import ApplyResult, Cluster, LeaderElector, PolicySource
+from autoscaler.ports import ApplyResult, Cluster, LeaderElector, PolicySource, TargetOperations, TargetStatus
 from autoscaler.telemetry import Health, Telemetry
 
 #: A step of the controller clock against the monotonic clock above this between two cycles
@@ -100,6 +100,35 @@ class LeaderGuardedCluster:
         reset = getattr(self.cluster, "reset_memory", None)
         if callable(reset):
             reset()
+
+
+class LeaderGuardedOperations:
+    """:class:`~autoscaler.ports.TargetOperations` that write only while this replica leads.
+
+    Same reason as :class:`LeaderGuardedCluster`: status, release and pin are writes too.
+    """
+
+    def __init__(self, operations: TargetOperations, is_leader: Callable[[], bool]) -> None:
+        self.operations = operations
+        self.is_leader = is_leader
+
+    def publish(self, target: Target, status: TargetStatus) -> str | None:
+        """The wrapped status publish, if this replica still leads (else ``not_leader``)."""
+        if not self.is_leader():
+            return "not_leader"
+        return self.operations.publish(target, status)
+
+    def release(self, target: Target) -> tuple[str, ...]:
+        """The wrapped release, if this replica still leads."""
+        if not self.is_leader():
+            raise NotLeader(f"release {target.key}: this replica no longer holds the leader Lease")
+        return self.operations.release(target)
+
+    def pin(self, target: Target, replicas: int) -> tuple[str, ...]:
+        """The wrapped pin, if this replica still leads."""
+        if not self.is_leader():
+            raise NotLeader(f"pin {target.key}: this replica no longer holds the leader Lease")
+        return self.operations.pin(target, replicas)
 
 
 class Service:
@@ -218,6 +247,13 @@ class Service:
 
     def _follow_policy(self) -> None:
         policy, generation = self.policy_source.current()
+        # Targets deleted from the policy document itself are released (their HPA floor and
+        # placeholders restored). Not those a shard merely stopped admitting, or could not
+        # read this cycle: another shard, or this one next cycle, owns them.
+        listed = {t.key for t in policy.targets}
+        removed = [] if generation == self.generation else [
+            t for t in self.controller.policy.targets if t.key not in listed
+        ]
         if self.scope is not None:
             # Every cycle: shard membership can change without a new generation.
             policy = self.scope.select(policy, generation)
@@ -227,6 +263,8 @@ class Service:
             return
         self.controller.set_policy(policy)
         self.generation = generation
+        for target in removed:
+            self.controller.release(target)
         self.telemetry.policy_generation.set(generation)
         self.log.info("policy_applied", generation=generation, targets=[t.key for t in policy.targets])
         if policy.loop_interval_seconds != self.interval:

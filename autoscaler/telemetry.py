@@ -63,6 +63,13 @@ class Telemetry:
         self.dry_run = Gauge("autoscaler_dry_run", "1 if the target is in dry-run.", labels, registry=r)
         self.writes = Counter("autoscaler_writes", "Writes to the cluster.", (*labels, "object"), registry=r)
         self.errors = Counter("autoscaler_errors", "Errors by kind.", ("kind",), registry=r)
+        self.status_errors = Counter(
+            "autoscaler_status_write_errors",
+            "Status annotation writes that failed, by kind (the decision stood).",
+            (*labels, "kind"),
+            registry=r,
+        )
+        self.paused = Gauge("autoscaler_paused", "1 while the target is paused by its annotation.", labels, registry=r)
         self.target_errors = Counter(
             "autoscaler_target_errors", "Per-target errors by kind.", (*labels, "kind"), registry=r
         )
@@ -157,6 +164,9 @@ class Telemetry:
                 self.errors.labels(result.error.kind).inc()
                 self.target_errors.labels(ns, name, result.error.kind).inc()
                 continue
+            if result.status_error is not None:
+                self.status_errors.labels(ns, name, result.status_error).inc()
+            self.paused.labels(ns, name).set(1 if result.paused else 0)
             if result.demoted_model is not None:
                 self.model_demotions.labels(ns, name, result.demoted_model).inc()
             d = result.decision

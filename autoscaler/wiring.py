@@ -36,7 +36,7 @@ from autoscaler.errors import (
 from autoscaler.logs import configure, get_logger
 from autoscaler.policy.schema import Policy
 from autoscaler.ports import LeaderElector, PolicySource
-from autoscaler.service import AlwaysLeader, LeaderGuardedCluster, Service, stall_seconds
+from autoscaler.service import AlwaysLeader, LeaderGuardedCluster, LeaderGuardedOperations, Service, stall_seconds
 from autoscaler.sharding import Shard, ShardScope, parse_shard
 from autoscaler.telemetry import Health, Telemetry, serve
 
@@ -206,7 +206,8 @@ def _serve(args: argparse.Namespace, *, log: Any, telemetry: Telemetry, health: 
     cluster = LeaderGuardedCluster(kube, elector.is_leader)
     # A cycle ends before the next one is due: targets it has not reached by then hold.
     controller = Controller(policy=policy, metrics=metrics, cluster=cluster, clock=SystemClock(),
-                            mode_override=mode, log=log, cycle_deadline_seconds=policy.loop_interval_seconds)
+                            mode_override=mode, log=log, cycle_deadline_seconds=policy.loop_interval_seconds,
+                            operations=LeaderGuardedOperations(kube, elector.is_leader))
     service = Service(controller=controller, policy_source=policy_source, elector=elector,
                       telemetry=telemetry, health=health, log=log, scope=scope)
     if args.once:

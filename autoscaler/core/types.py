@@ -114,6 +114,12 @@ class ClusterState:
     ``placeholders_warm`` counts placeholder pods that are running on a node with the
     serving image already pulled; ``placeholders_cold`` those bound to a node but still
     pulling; ``placeholders_pending`` those waiting for a node.
+
+    ``paused`` is set by the operator on the target Deployment (annotation, see
+    :mod:`autoscaler.kube.status`), with ``paused_replicas`` the count to pin while paused
+    (``None``: hold whatever is there). ``hpa_original_min_replicas`` is the HPA's own
+    ``minReplicas`` recorded when ``coexist`` first changed it (``None``: never changed, or
+    restored): what a release writes back.
     """
 
     spec_replicas: int
@@ -126,6 +132,9 @@ class ClusterState:
     nodes_ready: int | None = None
     nodes_provisioning: int | None = None
     hpa_min_replicas: int | None = None
+    paused: bool = False
+    paused_replicas: int | None = None
+    hpa_original_min_replicas: int | None = None
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,19 @@ with ``kubectl scale``, an HPA, a second controller replica during a hand-over).
 Every action and refusal is an Event on the target Deployment (best effort, never fails the
 cycle). Every API failure is one of our :mod:`autoscaler.errors` types.
 
+Besides applying decisions it implements :class:`~autoscaler.ports.TargetOperations`
+(annotations in :mod:`autoscaler.kube.status`):
+
+* **Status** (:meth:`KubeCluster.publish`): the decision as a JSON annotation on the target
+  Deployment, a metadata-only merge PATCH (the spec and its generation never move), sent
+  only when the content changed or :data:`~autoscaler.kube.status.STATUS_REFRESH_SECONDS`
+  passed; in dry-run, with a ``WouldScale`` Event when the numbers would change. A failure
+  is logged and returned, never raised.
+* **Release** (:meth:`KubeCluster.release`): the HPA's recorded ``minReplicas`` is put back
+  and our placeholder Deployment scaled to 0; nothing is written when there is nothing to undo.
+* **Pin** (:meth:`KubeCluster.pin`): a paused target's ``paused-replicas``, through the scale
+  subresource with the ``resourceVersion`` read (not with an HPA: it owns the replicas).
+
 Cost per target and cycle: GET scale, GET Deployment, LIST serving pods, GET placeholder
 Deployment, LIST placeholder pods, LIST HPAs; LIST nodes is shared by all targets and cached.
 """
@@ -45,12 +58,13 @@ from autoscaler.core.types import ClusterState, Decision
 from autoscaler.errors import ActuationError, ClusterUnavailable, Conflict, Forbidden, NotFound
 from autoscaler.kube import hpa as hpa_mod
 from autoscaler.kube import placeholders as ph
+from autoscaler.kube import status as st
 from autoscaler.kube.client import KubeApi
 from autoscaler.kube.events import EventRecorder, ObjectRef, deployment_ref
 from autoscaler.kube.hpa import HpaInfo
 from autoscaler.logs import get_logger
 from autoscaler.policy.schema import Target
-from autoscaler.ports import ApplyResult
+from autoscaler.ports import ApplyResult, TargetStatus
 
 #: Most PATCHes of ``deployments/scale`` per apply while 409s only report status/metadata writes.
 SCALE_WRITE_ATTEMPTS = 4
@@ -151,12 +165,19 @@ class KubeCluster:
         self._written_hpa: dict[str, int] = {}
         self._priority_classes_ok: set[str] = set()
         self._nodes = _NodeCache()
+        #: The target Deployment's uid per target, from the last read (Events name it).
+        self._uids: dict[str, str | None] = {}
+        #: The status last published per target: (fields without the time, its time).
+        self._published: dict[str, tuple[dict[str, Any], float]] = {}
+        #: Status writes that failed (for tests; the controller counts them as a metric).
+        self.status_errors = 0
 
     def reset_memory(self) -> None:
         """Forget what we wrote (call when leadership was lost: another replica may write meanwhile)."""
         self._written.clear()
         self._written_hpa.clear()
         self._observed.clear()
+        self._published.clear()
 
     # ------------------------------------------------------------------------------ read
     def read(self, target: Target) -> ClusterState:
@@ -209,6 +230,10 @@ class KubeCluster:
             counts = ph.classify(self._list_pods(ns, ph.selector_string(name)))
 
         hpa = hpa_mod.find_hpa(hpa_mod.list_hpas(api, ns), name)
+        pause = st.parse_pause(serving)
+        if pause is not None and pause.problem is not None:
+            self.log.warning("pause_annotation_invalid", target=target.key, problem=pause.problem)
+        self._uids[target.key] = (serving.get("metadata") or {}).get("uid")
         node_selector = ((serving.get("spec") or {}).get("template") or {}).get("spec", {}).get("nodeSelector") or {}
         nodes_ready, nodes_provisioning = self._gpu_nodes(node_selector)
         self._observed[target.key] = _Observed(
@@ -229,6 +254,9 @@ class KubeCluster:
             nodes_ready=nodes_ready,
             nodes_provisioning=nodes_provisioning,
             hpa_min_replicas=hpa.min_replicas if hpa is not None else None,
+            paused=pause is not None,
+            paused_replicas=pause.replicas if pause is not None else None,
+            hpa_original_min_replicas=hpa.original_min_replicas if hpa is not None else None,
         )
 
     def _list_pods(self, ns: str, selector: str) -> list[dict[str, Any]]:
@@ -440,6 +468,106 @@ class KubeCluster:
         )
         self.log.info("hpa_min_replicas_set", target=target.key, hpa=hpa.name, min_replicas=after.min_replicas)
         return True
+
+    # ------------------------------------------------------------- status, pause, release
+    def _ref(self, target: Target) -> ObjectRef:
+        return deployment_ref(target.namespace, target.deployment, uid=self._uids.get(target.key))
+
+    def publish(self, target: Target, status: TargetStatus) -> str | None:
+        """Write the status annotation (and a dry-run ``WouldScale`` Event) when it changed. Never raises.
+
+        Args:
+            target: The policy's target.
+            status: What the controller decided (or that it is paused).
+
+        Returns:
+            ``None`` when written or unchanged; the error kind when the write failed (logged).
+        """
+        fields = st.status_fields(status)
+        last = self._published.get(target.key)
+        if last is not None and last[0] == fields and status.time - last[1] < st.STATUS_REFRESH_SECONDS:
+            return None
+        ns, name = target.namespace, target.deployment
+        body = {"metadata": {"annotations": {st.STATUS_ANNOTATION: st.render_status(status)}}}
+        try:
+            self.api.call(
+                self.api.apps.patch_namespaced_deployment, name, ns, body, what=f"patch deployment {ns}/{name} status"
+            )
+        except ActuationError as exc:
+            self.status_errors += 1
+            self.log.warning("status_write_failed", target=target.key, error=str(exc), kind=exc.kind)
+            return exc.kind
+        self._published[target.key] = (fields, status.time)
+        message = st.would_scale_message(status)
+        if message is not None and (last is None or last[0] != fields):
+            self.events.emit(self._ref(target), type_="Normal", reason="WouldScale", message=message)
+        return None
+
+    def release(self, target: Target) -> tuple[str, ...]:
+        """Restore the HPA's recorded ``minReplicas`` and scale our placeholders to 0.
+
+        Reads afresh (the caller may be ``autoscaler release`` with no cycle before it).
+
+        Args:
+            target: The policy's target.
+
+        Returns:
+            One note per write; empty when there was nothing to undo.
+
+        Raises:
+            Conflict: the HPA changed concurrently twice.
+            ActuationError: (other subclasses) a read or a write failed.
+        """
+        ns, name = target.namespace, target.deployment
+        notes: list[str] = []
+        hpa = hpa_mod.find_hpa(hpa_mod.list_hpas(self.api, ns), name)
+        if hpa is not None and hpa.original_min_replicas is not None:
+            after = hpa_mod.restore_min_replicas(self.api, hpa=hpa)
+            notes.append(f"Restored HPA {hpa.name} minReplicas {hpa.min_replicas} -> {after.min_replicas}")
+        self._written_hpa.pop(target.key, None)
+        placeholder = self._read_placeholder(ns, name)
+        if placeholder is not None and ph.is_managed(placeholder):
+            have = int((placeholder.get("spec") or {}).get("replicas") or 0)
+            if have > 0:
+                self._scale_placeholder(target, want=0)
+                notes.append(f"Scaled placeholders {have} -> 0")
+        if notes:
+            message = "Released: " + "; ".join(notes)
+            self.events.emit(self._ref(target), type_="Normal", reason="Released", message=message)
+            self.log.info("released", target=target.key, notes=notes)
+        return tuple(notes)
+
+    def pin(self, target: Target, replicas: int) -> tuple[str, ...]:
+        """Write a paused target's pinned replicas (from the preceding :meth:`read`).
+
+        Args:
+            target: The policy's target.
+            replicas: The ``paused-replicas`` count.
+
+        Returns:
+            A note when written or refused (an HPA owns the replicas); empty when already there.
+
+        Raises:
+            Conflict: the Deployment changed since the read (pinned next cycle).
+            ActuationError: (other subclasses) the write failed.
+        """
+        obs = self._observed.pop(target.key, None)
+        if obs is None:
+            self.read(target)
+            obs = self._observed.pop(target.key)
+        if obs.hpa is not None:
+            message = f"HPA {obs.hpa.name} owns replicas; {st.PAUSED_REPLICAS_ANNOTATION} {replicas} not applied"
+            self.events.emit(obs.ref, type_="Warning", reason="Paused", message=message)
+            return (message,)
+        if obs.spec_replicas == replicas:
+            return ()
+        ns, name = target.namespace, target.deployment
+        self._patch_scale(ns=ns, name=name, replicas=replicas, resource_version=obs.scale_resource_version)
+        self._written[target.key] = replicas
+        message = f"Paused: pinned replicas {obs.spec_replicas} -> {replicas}"
+        self.events.emit(obs.ref, type_="Normal", reason="Paused", message=message)
+        self.log.info("paused_replicas_pinned", target=target.key, was=obs.spec_replicas, replicas=replicas)
+        return (message,)
 
     # ----------------------------------------------------------------------- placeholders
     def _apply_placeholders(self, target: Target, *, obs: _Observed, decision: Decision, notes: list[str]) -> bool:

@@ -10,6 +10,11 @@ and computes and writes ``minReplicas``.
 ``minReplicas`` is clamped to ``[1, maxReplicas]``: ``maxReplicas`` is the HPA owner's cost
 ceiling, which the autoscaler must not raise, and 0 needs the HPAScaleToZero feature gate.
 A clamp is reported (note + Warning Event), never silent.
+
+The first write also records the HPA's own ``minReplicas`` in an annotation
+(:data:`~autoscaler.kube.status.ORIGINAL_MIN_REPLICAS_ANNOTATION`), in the same guarded
+patch, so leaving ``enforce`` (dry-run, pause, removal, ``autoscaler release``) can restore it
+(:func:`restore_min_replicas`) even after a restart.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from typing import Any
 
 from autoscaler.errors import Conflict
 from autoscaler.kube.client import KubeApi
+from autoscaler.kube.status import ORIGINAL_MIN_REPLICAS_ANNOTATION, original_min_replicas
 
 #: ``scaleTargetRef.apiVersion`` values that name an apps Deployment.
 _DEPLOYMENT_GROUPS = ("apps", "extensions")
@@ -34,6 +40,8 @@ class HpaInfo:
     min_replicas: int
     max_replicas: int
     resource_version: str
+    #: Its own ``minReplicas`` before ``coexist`` first changed it (``None``: never changed).
+    original_min_replicas: int | None = None
 
 
 def _targets(hpa: Mapping[str, Any], deployment: str) -> bool:
@@ -50,6 +58,7 @@ def _info(hpa: Mapping[str, Any]) -> HpaInfo:
         min_replicas=int(spec.get("minReplicas") or 1),
         max_replicas=int(spec.get("maxReplicas") or 1),
         resource_version=str(meta.get("resourceVersion") or ""),
+        original_min_replicas=original_min_replicas(hpa),
     )
 
 
@@ -112,6 +121,8 @@ def list_hpas(api: KubeApi, namespace: str) -> list[dict[str, Any]]:
 def set_min_replicas(api: KubeApi, *, hpa: HpaInfo, value: int) -> HpaInfo:
     """Patch ``spec.minReplicas`` with optimistic concurrency; on a 409 re-read and retry once.
 
+    The HPA's own value is recorded with the first change (see the module docstring).
+
     Args:
         api: The API client.
         hpa: The HPA as read (its ``resourceVersion`` guards the patch).
@@ -142,8 +153,49 @@ def set_min_replicas(api: KubeApi, *, hpa: HpaInfo, value: int) -> HpaInfo:
         return _patch_min_replicas(api, hpa=current, value=value)  # a second 409 propagates
 
 
-def _patch_min_replicas(api: KubeApi, *, hpa: HpaInfo, value: int) -> HpaInfo:
-    body = {"metadata": {"resourceVersion": hpa.resource_version}, "spec": {"minReplicas": value}}
+def restore_min_replicas(api: KubeApi, *, hpa: HpaInfo) -> HpaInfo:
+    """Put the recorded ``minReplicas`` back and drop the record (one guarded patch, one retry on 409).
+
+    Args:
+        api: The API client.
+        hpa: The HPA as read, with ``original_min_replicas`` set.
+
+    Returns:
+        The HPA after the write (unchanged when nothing was recorded).
+
+    Raises:
+        Conflict: the HPA changed concurrently twice.
+        ActuationError: (other subclasses) when the patch or the re-read fails.
+    """
+    if hpa.original_min_replicas is None:
+        return hpa
+    try:
+        return _patch_min_replicas(api, hpa=hpa, value=hpa.original_min_replicas, restore=True)
+    except Conflict:
+        fresh = api.call(
+            api.autoscaling.read_namespaced_horizontal_pod_autoscaler,
+            hpa.name,
+            hpa.namespace,
+            what=f"read horizontalpodautoscaler {hpa.namespace}/{hpa.name}",
+        )
+        current = _info(api.api_client.sanitize_for_serialization(fresh))
+        if current.original_min_replicas is None:
+            return current
+        return _patch_min_replicas(api, hpa=current, value=current.original_min_replicas, restore=True)
+
+
+def _patch_min_replicas(api: KubeApi, *, hpa: HpaInfo, value: int, restore: bool = False) -> HpaInfo:
+    """One merge patch guarded by ``resourceVersion``: the value, and the record of the original.
+
+    Setting records the HPA's own value when none is recorded yet; restoring deletes the
+    record (``null`` in a merge patch).
+    """
+    meta: dict[str, object] = {"resourceVersion": hpa.resource_version}
+    if restore:
+        meta["annotations"] = {ORIGINAL_MIN_REPLICAS_ANNOTATION: None}
+    elif hpa.original_min_replicas is None:
+        meta["annotations"] = {ORIGINAL_MIN_REPLICAS_ANNOTATION: str(hpa.min_replicas)}
+    body = {"metadata": meta, "spec": {"minReplicas": value}}
     answer = api.call(
         api.autoscaling.patch_namespaced_horizontal_pod_autoscaler,
         hpa.name,

@@ -91,3 +91,14 @@ def test_tuning_guide_simulate_command_runs(tmp_path: Path) -> None:
     )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert (tmp_path / "out" / "result.json").exists()
+
+
+def test_readme_shows_status_pause_and_release_with_the_real_names() -> None:
+    """The install section's status line, pause and rollback use the annotations and command the code reads."""
+    from autoscaler.kube import status
+
+    section = (REPO / "README.md").read_text().split("## Install in a cluster", 1)[1].split("\n## ", 1)[0]
+    assert status.STATUS_ANNOTATION.replace(".", "\\.") in section  # the jsonpath line escapes the dot
+    for name in (status.PAUSED_ANNOTATION, status.PAUSED_REPLICAS_ANNOTATION, status.ORIGINAL_MIN_REPLICAS_ANNOTATION):
+        assert name in section, name
+    assert "autoscaler release --policy" in section and "WouldScale" in section

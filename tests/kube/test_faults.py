@@ -9,25 +9,23 @@ client is not patched.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator
 
 import kubernetes.client
 import pytest
 
 from autoscaler.controller import Controller
-from autoscaler.core.leadtimes import LeadTimes
-from autoscaler.core.types import MetricsSnapshot
-from autoscaler.errors import ActuationError, ClusterUnavailable, Forbidden, InvalidRequest, MetricsEmpty, NotFound
+from autoscaler.errors import ActuationError, ClusterUnavailable, Forbidden, InvalidRequest, NotFound
 from autoscaler.kube.client import KubeApi
 from autoscaler.kube.cluster import KubeCluster
-from autoscaler.policy.schema import Policy, Target
-from models.series import Series
+from autoscaler.policy.schema import Policy
 from tests.cluster.controlplane import ControlPlane
 from tests.cluster.fixtures import settled_deployment
 from tests.prom.faultproxy import FaultProxy
 
 from .conftest import (
+    SteadyMetrics,
+    WallClock,
     events_of,
     hpa_body,
     make_decision,
@@ -142,27 +140,6 @@ def test_forbidden_priority_class_is_reported_and_placeholders_still_written(
     assert event.type == "Warning" and "placeholder pods cannot be created" in event.message
 
 
-class _SteadyMetrics:
-    """A metrics source reporting a steady 300 req/s and no history (enough for a reactive decision)."""
-
-    def observe(self, targets: Sequence[Target], now: float) -> Mapping[str, MetricsSnapshot]:
-        """300 req/s, fresh, for every target."""
-        return {t.key: MetricsSnapshot(time=now, load=300.0, latency_mean=0.1, newest_sample_time=now) for t in targets}
-
-    def load_history(self, target: Target, *, start: float, end: float, step: float) -> Series:
-        """No history."""
-        raise MetricsEmpty("no history in this test")
-
-    def lead_times(self, target: Target, now: float) -> LeadTimes | None:
-        """Policy defaults."""
-        return None
-
-
-class _WallClock:
-    def now(self) -> float:
-        return time.time()
-
-
 def test_controller_cycle_survives_an_unavailable_api_server(
     apps: kubernetes.client.AppsV1Api, namespace: str, proxy: FaultProxy, fast_api: KubeApi
 ) -> None:
@@ -171,7 +148,7 @@ def test_controller_cycle_survives_an_unavailable_api_server(
     settled_deployment(apps, namespace, "web")
     target = make_target(namespace, placeholders={"enabled": False})
     controller = Controller(
-        policy=Policy(targets=(target,)), metrics=_SteadyMetrics(), cluster=KubeCluster(fast_api), clock=_WallClock()
+        policy=Policy(targets=(target,)), metrics=SteadyMetrics(), cluster=KubeCluster(fast_api), clock=WallClock()
     )
     proxy.status(503, STATUS_BODY.format(code=503))
     (result,) = controller.reconcile_once().results

@@ -8,11 +8,13 @@ and runs the real adapters (KubeCluster, LeaseElector, ConfigMapPolicySource).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 
 import kubernetes.client
 import pytest
+import yaml
 from kubernetes.client import ApiClient
 from kubernetes.client.exceptions import ApiException
 
@@ -20,10 +22,13 @@ from autoscaler.errors import Forbidden, PolicyRejected
 from autoscaler.kube.cluster import KubeCluster
 from autoscaler.kube.leader import LeaseElector
 from autoscaler.kube.policy_source import ConfigMapPolicySource
+from autoscaler.kube.status import STATUS_ANNOTATION
+from autoscaler.ports import TargetStatus
 from tests.cluster.fixtures import settled_deployment
 
 from .conftest import (
     PLACEHOLDER_CLASS,
+    REPO_ROOT,
     ControllerAccount,
     events_of,
     hpa_body,
@@ -37,6 +42,7 @@ pytestmark = pytest.mark.cluster
 
 POLICY_CM = "gpu-autoscaler-policy"
 LEASE = "gpu-predictive-autoscaler"
+PRIORITY_CLASS_FILE = REPO_ROOT / "deploy" / "priorityclass.yaml"
 
 
 def test_controller_account_can_do_everything_it_needs(
@@ -46,8 +52,13 @@ def test_controller_account_can_do_everything_it_needs(
     k8s_client: ApiClient,
     no_placeholder_class: None,
 ) -> None:
-    """Read, scale, placeholders (create/scale/update, PriorityClass), HPA, Events, Lease and policy all work."""
+    """Read, scale, placeholders (create/scale/update), HPA, status, release, Events, Lease and policy all work.
+
+    The PriorityClass comes from deploy/priorityclass.yaml (applied as an install would): the
+    controller may only read it.
+    """
     ns, cns, api = controller_account.target_namespace, controller_account.namespace, controller_account.api
+    kubernetes.client.SchedulingV1Api(k8s_client).create_priority_class(yaml.safe_load(PRIORITY_CLASS_FILE.read_text()))
     apps.create_namespaced_deployment(ns, serving_deployment("web", 1))
     apps.create_namespaced_deployment(ns, serving_deployment("chat", 1))
     autoscaling = kubernetes.client.AutoscalingV1Api(k8s_client)
@@ -83,6 +94,14 @@ def test_controller_account_can_do_everything_it_needs(
     assert autoscaling.read_namespaced_horizontal_pod_autoscaler("chat", ns).spec.min_replicas == 3
     assert events_of(core, ns, name="web", reason="Scaled")
     assert events_of(core, ns, name="chat", reason="HPAMinReplicasSet")
+    status = TargetStatus(mode="dry-run", time=time.time(), current_replicas=2, current_placeholders=2,
+                          desired_replicas=3, desired_placeholders=2, reason="PredictedLoad")  # fmt: skip
+    assert cluster.publish(web, status) is None and cluster.status_errors == 0
+    assert STATUS_ANNOTATION in apps.read_namespaced_deployment("web", ns).metadata.annotations
+    assert events_of(core, ns, name="web", reason="WouldScale")
+    assert cluster.release(chat) and cluster.release(web)
+    assert autoscaling.read_namespaced_horizontal_pod_autoscaler("chat", ns).spec.min_replicas == 1
+    assert apps.read_namespaced_deployment("web-capacity", ns).spec.replicas == 0
     assert cluster.events.errors == 0
 
     elector = LeaseElector(api, namespace=cns, name=LEASE, identity="replica-a")
@@ -122,10 +141,10 @@ def _denied_calls(account: ControllerAccount) -> list[tuple[str, Callable[[], An
     pod = {"metadata": {"name": "x"}, "spec": {"containers": [{"name": "x", "image": "x"}]}}
     labels = {"metadata": {"labels": {"a": "b"}}}
     hpa = hpa_body("x", "web", min_replicas=1, max_replicas=2)
+    priority_class = {"metadata": {"name": "x"}, "value": 1000000, "globalDefault": True}
     return [
         ("delete a Deployment", lambda: apps.delete_namespaced_deployment("web", ns)),
         ("list Deployments", lambda: apps.list_namespaced_deployment(ns)),
-        ("patch a Deployment", lambda: apps.patch_namespaced_deployment("web", ns, labels)),
         ("read Deployments elsewhere", lambda: apps.read_namespaced_deployment("web", "default")),
         ("list Secrets", lambda: core.list_namespaced_secret(ns)),
         ("read a Secret", lambda: core.read_namespaced_secret("token", cns)),
@@ -140,6 +159,7 @@ def _denied_calls(account: ControllerAccount) -> list[tuple[str, Callable[[], An
         ("delete the Lease", lambda: coordination.delete_namespaced_lease(LEASE, cns)),
         ("read another PriorityClass", lambda: scheduling.read_priority_class("system-node-critical")),
         ("delete the PriorityClass", lambda: scheduling.delete_priority_class(PLACEHOLDER_CLASS)),
+        ("create a PriorityClass", lambda: scheduling.create_priority_class(priority_class)),
         ("delete a node", lambda: core.delete_node("gpu-node-1")),
         ("delete an HPA", lambda: autoscaling.delete_namespaced_horizontal_pod_autoscaler("chat", ns)),
         ("create an HPA", lambda: autoscaling.create_namespaced_horizontal_pod_autoscaler(ns, hpa)),
