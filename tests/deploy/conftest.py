@@ -21,6 +21,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"
 ENFORCE = DEPLOY / "overlays" / "enforce"
+EXAMPLE = REPO / "examples" / "kube-prometheus-stack"
 INSTALL_SCRIPT = REPO / "scripts" / "install-deploy-tools.sh"
 
 
@@ -84,6 +85,12 @@ def rendered_base_text() -> str:
 def rendered_base(rendered_base_text: str) -> list[dict[str, Any]]:
     """The objects of ``deploy/``."""
     return objects(rendered_base_text)
+
+
+@pytest.fixture(scope="session")
+def rendered_example() -> list[dict[str, Any]]:
+    """The objects of ``examples/kube-prometheus-stack`` (deploy/ with both components)."""
+    return objects(kustomize(EXAMPLE))
 
 
 @pytest.fixture(scope="session")

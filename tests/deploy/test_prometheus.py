@@ -64,11 +64,15 @@ def _promtool() -> str:
 
 
 def test_rules_pass_promtool_check(rendered_base: list[dict[str, Any]], tmp_path: Path) -> None:
-    """`promtool check rules` accepts the PrometheusRule's groups (PromQL and templates)."""
+    """`promtool check rules --lint=all --lint-fatal` accepts the PrometheusRule's groups (PromQL and templates)."""
     rules = tmp_path / "rules.yaml"
     rules.write_text(yaml.safe_dump({"groups": _groups(rendered_base)}))
     proc = subprocess.run(
-        [_promtool(), "check", "rules", str(rules)], capture_output=True, text=True, timeout=60, check=False
+        [_promtool(), "check", "rules", "--lint=all", "--lint-fatal", str(rules)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
