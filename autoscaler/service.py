@@ -144,6 +144,7 @@ class Service:
         health: Health,
         log: Any,
         scope: Scope | None = None,
+        lease: str = "",
     ) -> None:
         """Wire the service.
 
@@ -155,6 +156,8 @@ class Service:
             health: Liveness/readiness state.
             log: structlog-style logger.
             scope: This controller's shard, applied to every policy (``None`` = all targets).
+            lease: ``namespace/name`` of the leader Lease (the ``lease`` label of
+                ``autoscaler_leader``; empty without leader election).
         """
         self.controller = controller
         self.scope = scope
@@ -181,7 +184,7 @@ class Service:
 
         controller.on_result = on_result
         # Read at every scrape: a replica whose loop is stuck shows it stopped leading.
-        telemetry.leader.set_function(lambda: 1.0 if self.elector.is_leader() else 0.0)
+        telemetry.leader.labels(lease).set_function(lambda: 1.0 if self.elector.is_leader() else 0.0)
 
     def cycle(self, *, scheduled: float | None = None) -> CycleResult | None:
         """One cycle: follow the policy, then reconcile if leading. Never raises.
@@ -262,6 +265,7 @@ class Service:
         elif generation == self.generation:
             return
         self.controller.set_policy(policy)
+        self.telemetry.units = {t.key: t.capacity.unit for t in policy.targets}
         self.generation = generation
         for target in removed:
             self.controller.release(target)

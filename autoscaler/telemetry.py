@@ -1,5 +1,13 @@
 """The controller's own metrics, and the HTTP endpoints /metrics, /healthz and /readyz.
 
+Conventions (Prometheus naming): cumulative values are counters in base units
+(``*_seconds_total``, ``*_points_total``), load gauges carry a ``unit`` label (``requests`` or
+``tokens``, per second, from the target's ``capacity.unit``), ``autoscaler_build_info``
+says which version runs, the process and Python collectors are on the same registry, and
+``autoscaler_leader`` names its Lease (a sharded install shows which shard has no leader).
+Renamed series stay exported under their old names for one release (see CHANGELOG.md,
+:data:`DEPRECATED`).
+
 Operators watch the controller the way they watch everything else: Prometheus scrapes
 ``/metrics`` (forecast mean and upper quantile per target and horizon, desired replicas
 and placeholders, decisions by reason, loop duration and lateness, errors by kind
@@ -12,6 +20,7 @@ standby replica, that it is following).
 from __future__ import annotations
 
 import math
+import platform
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -20,13 +29,26 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.gc_collector import GCCollector
+from prometheus_client.platform_collector import PlatformCollector
+from prometheus_client.process_collector import ProcessCollector
 
+from autoscaler import __version__
 from autoscaler.controller import CycleResult
 from autoscaler.core.types import Observation
 from autoscaler.shadow import TargetShadow
 
 #: Snapshot signals ``decide`` reads: an unknown one is counted in ``autoscaler_metrics_problems``.
 DECISION_SIGNALS = ("load", "waiting", "latency_mean", "latency_quantile")
+
+#: Series renamed in 0.2.0, old -> new; the old ones are still exported until 0.3.0, except
+#: ``autoscaler_forecast_scored_points`` (the new counter's family name: one name, one type).
+DEPRECATED = {
+    "autoscaler_underprovisioned_minutes": "autoscaler_underprovisioned_seconds_total",
+    "autoscaler_forecast_under_forecast_minutes": "autoscaler_forecast_under_forecast_seconds_total",
+    "autoscaler_shadow_observed_minutes": "autoscaler_shadow_observed_seconds_total",
+    "autoscaler_forecast_scored_points": "autoscaler_forecast_scored_points_total",
+}
 
 
 class Telemetry:
@@ -35,14 +57,28 @@ class Telemetry:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
+        # The default registry's process_*, python_info and python_gc_* collectors, on ours
+        # (only ours is served).
+        ProcessCollector(registry=r)
+        PlatformCollector(registry=r)
+        GCCollector(registry=r)
+        build = Gauge("autoscaler_build_info", "The running version (value 1).", ("version", "python"), registry=r)
+        build.labels(__version__, platform.python_version()).set(1)
         labels = ("namespace", "deployment")
+        #: Target key -> its load unit (``capacity.unit``), set when a policy is applied.
+        self.units: dict[str, str] = {}
         self.forecast = Gauge(
             "autoscaler_forecast_load",
-            "Forecast peak load over a horizon (policy unit/s).",
-            (*labels, "horizon", "stat"),
+            "Forecast peak load over a horizon, per second in the unit of the label unit (requests or tokens).",
+            (*labels, "horizon", "stat", "unit"),
             registry=r,
         )
-        self.observed_load = Gauge("autoscaler_observed_load", "Observed load (policy unit/s).", labels, registry=r)
+        self.observed_load = Gauge(
+            "autoscaler_observed_load",
+            "Observed load, per second in the unit of the label unit (requests or tokens).",
+            (*labels, "unit"),
+            registry=r,
+        )
         self.desired_replicas = Gauge("autoscaler_desired_replicas", "Serving replicas decided.", labels, registry=r)
         self.current_replicas = Gauge(
             "autoscaler_current_replicas", "Serving replicas in the spec.", labels, registry=r
@@ -81,7 +117,9 @@ class Telemetry:
         )
         self.loop_lateness = Gauge("autoscaler_loop_lateness_seconds", "Start delay of the last cycle.", registry=r)
         self.last_cycle = Gauge("autoscaler_last_cycle_timestamp_seconds", "End time of the last cycle.", registry=r)
-        self.leader = Gauge("autoscaler_leader", "1 while this replica holds the leader Lease.", registry=r)
+        self.leader = Gauge(
+            "autoscaler_leader", "1 while this replica holds the leader Lease named by lease.", ("lease",), registry=r
+        )
         self.policy_generation = Gauge("autoscaler_policy_generation", "Generation of the policy in force.", registry=r)
         self.policy_rejected = Counter("autoscaler_policy_rejected", "Policy updates rejected.", registry=r)
         self.forecast_model = Gauge(
@@ -112,27 +150,49 @@ class Telemetry:
             (*labels, "model"),
             registry=r,
         )
-        self.shadow_points = Gauge(
+        self.shadow_points = Counter(
             "autoscaler_forecast_scored_points",
-            "Forecast points scored since start, by model.",
+            "Forecast points scored, by model.",
             (*labels, "model"),
             registry=r,
         )
-        self.shadow_under_forecast = Gauge(
-            "autoscaler_forecast_under_forecast_minutes",
-            "Minutes since start in which load exceeded the upper quantile forecast a cold start ahead.",
+        self.shadow_under_forecast = Counter(
+            "autoscaler_forecast_under_forecast_seconds",
+            "Seconds in which load exceeded the upper quantile forecast a cold start ahead, by model.",
             (*labels, "model"),
             registry=r,
         )
-        self.underprovisioned = Gauge(
-            "autoscaler_underprovisioned_minutes",
-            "Minutes since start under-provisioned: setup=current (replicas in place) or predictive (our decisions).",
+        self.underprovisioned = Counter(
+            "autoscaler_underprovisioned_seconds",
+            "Seconds under-provisioned: setup=current (replicas in place) or predictive (our decisions).",
             (*labels, "setup"),
             registry=r,
         )
-        self.shadow_observed = Gauge(
+        self.shadow_observed = Counter(
+            "autoscaler_shadow_observed_seconds",
+            "Seconds over which the under-provisioned seconds were compared.",
+            labels,
+            registry=r,
+        )
+        #: The scorers' totals last exported, per series: counters advance by the difference.
+        self._totals: dict[tuple[Counter, tuple[str, ...]], float] = {}
+        # Deprecated gauges of cumulative minutes, exported until 0.3.0 (the old points gauge cannot
+        # be: its name is the new counter's family name, and one family has one type).
+        self.old_under_forecast = Gauge(
+            "autoscaler_forecast_under_forecast_minutes",
+            "Deprecated (removed in 0.3.0): use autoscaler_forecast_under_forecast_seconds_total.",
+            (*labels, "model"),
+            registry=r,
+        )
+        self.old_underprovisioned = Gauge(
+            "autoscaler_underprovisioned_minutes",
+            "Deprecated (removed in 0.3.0): use autoscaler_underprovisioned_seconds_total.",
+            (*labels, "setup"),
+            registry=r,
+        )
+        self.old_observed = Gauge(
             "autoscaler_shadow_observed_minutes",
-            "Minutes since start over which the under-provisioned minutes were compared.",
+            "Deprecated (removed in 0.3.0): use autoscaler_shadow_observed_seconds_total.",
             labels,
             registry=r,
         )
@@ -176,8 +236,9 @@ class Telemetry:
             self.desired_replicas.labels(ns, name).set(d.replicas)
             self.current_replicas.labels(ns, name).set(d.current_replicas)
             self.desired_placeholders.labels(ns, name).set(d.placeholders)
+            unit = self.units.get(result.target, "requests")
             if d.observed_load is not None:
-                self.observed_load.labels(ns, name).set(d.observed_load)
+                self.observed_load.labels(ns, name, unit).set(d.observed_load)
             self.decisions.labels(ns, name, d.reason.value).inc()
             for reason in d.reasons:
                 self.steps.labels(ns, name, reason).inc()
@@ -185,7 +246,7 @@ class Telemetry:
             self.horizon.labels(ns, name, "node").set(d.node_horizon_seconds)
             for horizon, value in (("pod", d.predicted_load_pod_horizon), ("node", d.predicted_load_node_horizon)):
                 if value is not None:
-                    self.forecast.labels(ns, name, horizon, "quantile").set(value)
+                    self.forecast.labels(ns, name, horizon, "quantile", unit).set(value)
             if result.applied is not None:
                 if result.applied.wrote_replicas:
                     self.writes.labels(ns, name, "replicas").inc()
@@ -222,14 +283,26 @@ class Telemetry:
         if value is None:
             return
         ns, name = key.split("/", 1)
-        self.forecast.labels(ns, name, horizon, "mean").set(value)
+        self.forecast.labels(ns, name, horizon, "mean", self.units.get(key, "requests")).set(value)
+
+    def _advance(self, counter: Counter, labels: tuple[str, ...], total: float) -> None:
+        """Advance a counter to a scorer's running total (its difference since the last export).
+
+        Exporting twice in a cycle adds nothing. A total below the last one means the scorer
+        restarted (the target's policy changed): the counter then advances by the new total,
+        so it never goes down.
+        """
+        key = (counter, labels)
+        last = self._totals.get(key, 0.0)
+        step = total - last if total >= last else total
+        if step > 0:
+            counter.labels(*labels).inc(step)
+        else:
+            counter.labels(*labels)  # the series exists from the first export, at 0
+        self._totals[key] = total
 
     def record_shadow(self, key: str, shadow: TargetShadow) -> None:
-        """Export one target's shadow scores (rolling quality per model, cumulative minutes).
-
-        Cumulative figures are gauges set from the scorer's own totals rather than counters
-        incremented here, so exporting twice in a cycle cannot double-count.
-        """
+        """Export one target's shadow scores (rolling quality per model, cumulative seconds and points)."""
         ns, name = key.split("/", 1)
         quantile = f"{shadow.forecasts.quantile:g}"
         for model, score in shadow.forecasts.scores().items():
@@ -237,13 +310,17 @@ class Telemetry:
             self.shadow_pinball.labels(ns, name, model, "0.5").set(score.pinball_median)
             self.shadow_coverage.labels(ns, name, model).set(score.coverage)
         for model, points in shadow.forecasts.total_points.items():
-            self.shadow_points.labels(ns, name, model).set(points)
+            self._advance(self.shadow_points, (ns, name, model), float(points))
         for model, minutes in shadow.forecasts.total_under_forecast_minutes.items():
-            self.shadow_under_forecast.labels(ns, name, model).set(minutes)
+            self._advance(self.shadow_under_forecast, (ns, name, model), 60.0 * minutes)
+            self.old_under_forecast.labels(ns, name, model).set(minutes)
         totals = shadow.provisioning.totals()
-        self.underprovisioned.labels(ns, name, "current").set(totals.current_under_minutes)
-        self.underprovisioned.labels(ns, name, "predictive").set(totals.predictive_under_minutes)
-        self.shadow_observed.labels(ns, name).set(totals.observed_minutes)
+        under = (("current", totals.current_under_minutes), ("predictive", totals.predictive_under_minutes))
+        for setup, minutes in under:
+            self._advance(self.underprovisioned, (ns, name, setup), 60.0 * minutes)
+            self.old_underprovisioned.labels(ns, name, setup).set(minutes)
+        self._advance(self.shadow_observed, (ns, name), 60.0 * totals.observed_minutes)
+        self.old_observed.labels(ns, name).set(totals.observed_minutes)
 
     def render(self) -> bytes:
         """The registry in the Prometheus text format."""

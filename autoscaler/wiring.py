@@ -209,7 +209,8 @@ def _serve(args: argparse.Namespace, *, log: Any, telemetry: Telemetry, health: 
                             mode_override=mode, log=log, cycle_deadline_seconds=policy.loop_interval_seconds,
                             operations=LeaderGuardedOperations(kube, elector.is_leader))
     service = Service(controller=controller, policy_source=policy_source, elector=elector,
-                      telemetry=telemetry, health=health, log=log, scope=scope)
+                      telemetry=telemetry, health=health, log=log, scope=scope,
+                      lease=f"{lease_namespace}/{lease_name}" if lease_namespace is not None else "")
     if args.once:
         result = service.cycle()
         _stop_source(policy_source)

@@ -48,7 +48,7 @@ def _dashboard(objs: list[dict[str, Any]]) -> dict[str, Any]:
 def _dashboard_exprs(objs: list[dict[str, Any]]) -> dict[str, str]:
     exprs = {}
     for panel in _dashboard(objs)["panels"]:
-        for target in panel["targets"]:
+        for target in panel.get("targets", []):  # a row has none
             expr = target["expr"]
             for var, value in DASHBOARD_VARS.items():
                 expr = expr.replace(var, value)
@@ -113,6 +113,10 @@ def test_dashboard_is_a_grafana_sidecar_dashboard(rendered_base: list[dict[str, 
         "Decisions by reason",
         "Forecast error (5 min ahead)",
         "Lead times (learned cold-start horizons)",
+        "Under-provisioned share: setup in place vs our decisions",
+        "Forecast coverage of the upper quantile (last day)",
+        "Dry-run: replicas it would set vs in place",
+        "Errors: targets, status writes, policy rejections, paused",
     ):
         assert needed in titles
     ids = [p["id"] for p in dashboard["panels"]]
@@ -126,8 +130,8 @@ def _controller_telemetry() -> Telemetry:
     ns, dep = "vllm", "vllm-gpt2"
     for horizon in ("pod", "node"):
         for stat, value in (("mean", 180.0), ("quantile", 230.0)):
-            t.forecast.labels(ns, dep, horizon, stat).set(value)
-    t.observed_load.labels(ns, dep).set(175.0)
+            t.forecast.labels(ns, dep, horizon, stat, "requests").set(value)
+    t.observed_load.labels(ns, dep, "requests").set(175.0)
     t.desired_replicas.labels(ns, dep).set(2)
     t.current_replicas.labels(ns, dep).set(1)
     t.desired_placeholders.labels(ns, dep).set(1)
@@ -143,10 +147,17 @@ def _controller_telemetry() -> Telemetry:
     t.loop_duration.observe(0.3)
     t.loop_lateness.set(0.01)
     t.last_cycle.set(time.time())
-    t.leader.set(1)
+    t.leader.labels("gpu-autoscaler/gpu-predictive-autoscaler").set(1)
     t.policy_generation.set(1)
     t.policy_rejected.inc()
     t.forecast_model.labels(ns, dep, "seasonal_naive").set(1)
+    t.underprovisioned.labels(ns, dep, "current").inc(600)
+    t.underprovisioned.labels(ns, dep, "predictive").inc(30)
+    t.shadow_observed.labels(ns, dep).inc(3600)
+    t.shadow_coverage.labels(ns, dep, "seasonal_naive").set(0.88)
+    t.shadow_under_forecast.labels(ns, dep, "seasonal_naive").inc(120)
+    t.status_errors.labels(ns, dep, "forbidden").inc()
+    t.paused.labels(ns, dep).set(0)
     return t
 
 

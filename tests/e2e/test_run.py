@@ -293,8 +293,8 @@ def leader_gauge(port: int) -> float | None:
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as r:
             for line in r.read().decode().splitlines():
-                if line.startswith("autoscaler_leader "):
-                    return float(line.split()[1])
+                if line.startswith("autoscaler_leader{"):  # one series, labelled by its Lease
+                    return float(line.rsplit(" ", 1)[1])
     except OSError:
         return None
     return None

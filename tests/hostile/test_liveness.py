@@ -159,9 +159,9 @@ def test_a_failed_cycle_is_still_progress_and_the_leader_gauge_is_live() -> None
     assert service.cycle() is None  # failed, logged as cycle_failed
     mono.t += 59
     assert health.alive()[0], "the failed cycle ended: progress"
-    assert telemetry.registry.get_sample_value("autoscaler_leader") == 1.0
+    assert telemetry.registry.get_sample_value("autoscaler_leader", {"lease": ""}) == 1.0
     elector.leading = False  # e.g. the elector stopped renewing: scraped at once, no cycle needed
-    assert telemetry.registry.get_sample_value("autoscaler_leader") == 0.0
+    assert telemetry.registry.get_sample_value("autoscaler_leader", {"lease": ""}) == 0.0
 
 
 def test_writes_after_losing_the_lease_are_refused() -> None:

@@ -16,9 +16,10 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from autoscaler.controller import Controller, CycleResult
 from autoscaler.policy.schema import Forecast, Policy, Target
+from autoscaler.shadow import TargetShadow
 from autoscaler.sim.adapters import SimClusterPort, SimMetrics, TrafficRecord, VirtualClock
 from autoscaler.sim.cluster import ClusterPhases, SimCluster
-from autoscaler.telemetry import Telemetry
+from autoscaler.telemetry import DEPRECATED, Telemetry
 from models.series import Series
 
 DAY = 86400.0
@@ -120,6 +121,33 @@ def test_a_dry_run_day_is_scored_and_exported() -> None:
     assert {dict(k)["quantile"] for k in pinball} == {"0.9", "0.5"}
     minutes = {dict(k)["setup"]: v for k, v in samples(telemetry, "autoscaler_underprovisioned_minutes").items()}
     assert minutes == {"current": totals.current_under_minutes, "predictive": totals.predictive_under_minutes}
+    assert_renamed_series(telemetry, shadow)
+
+
+def assert_renamed_series(telemetry: Telemetry, shadow: Any) -> None:
+    """Every renamed series: a counter in seconds (or points) equal to its deprecated gauge, never lowered."""
+    families = {f.name: f.type for f in text_string_to_metric_families(telemetry.render().decode())}
+    renamed = {
+        "autoscaler_underprovisioned_minutes": "autoscaler_underprovisioned_seconds_total",
+        "autoscaler_forecast_under_forecast_minutes": "autoscaler_forecast_under_forecast_seconds_total",
+        "autoscaler_shadow_observed_minutes": "autoscaler_shadow_observed_seconds_total",
+    }
+    assert {**renamed, "autoscaler_forecast_scored_points": "autoscaler_forecast_scored_points_total"} == DEPRECATED
+    for old, new in renamed.items():
+        assert families[old] == "gauge" and families[new.removesuffix("_total")] == "counter"
+        assert samples(telemetry, new) == {k: 60.0 * v for k, v in samples(telemetry, old).items()}, new
+        assert samples(telemetry, new)
+    points = samples(telemetry, "autoscaler_forecast_scored_points_total")
+    assert families["autoscaler_forecast_scored_points"] == "counter"
+    assert {dict(k)["model"]: v for k, v in points.items()} == dict(shadow.forecasts.total_points)
+    before = {new: samples(telemetry, new) for new in (*renamed.values(), "autoscaler_forecast_scored_points_total")}
+    telemetry.record_shadow("llm/chat", shadow)  # exported again in the same cycle: nothing added
+    assert {new: samples(telemetry, new) for new in before} == before
+    fresh = TargetShadow(quantile=0.9, step=300.0, lead_seconds=900.0, max_gap_seconds=60.0)
+    telemetry.record_shadow("llm/chat", fresh)  # the scorer restarted (policy change): no counter goes down
+    for new, values in before.items():
+        after = samples(telemetry, new)
+        assert all(after[k] >= v for k, v in values.items()), new
 
 
 def test_a_model_that_keeps_under_forecasting_is_demoted() -> None:
