@@ -21,6 +21,7 @@ import kubernetes
 import pytest
 from kubernetes.client import ApiClient
 
+from autoscaler.kube.status import STATUS_ANNOTATION
 from tests.cluster.controlplane import ControlPlane
 from tests.cluster.node_agent import NodeAgent
 from tests.prom.backfill import backfill, synthetic_vllm_history
@@ -143,11 +144,14 @@ def test_dry_run_logs_each_decision_and_writes_nothing(
     control_plane: ControlPlane, k8s_client: ApiClient, namespace: str,
     prometheus: tuple[PrometheusServer, VllmExporter, float], tmp_path: Path,
 ) -> None:
-    """In dry-run the forecast ramp yields a logged decision, and no object in the namespace changes."""
+    """In dry-run the forecast ramp yields a logged decision; only the status and a WouldScale Event are written.
+
+    No spec changes (replicas, pod template) and no placeholder Deployment; the status
+    annotation says what it would do, and so does the Event (``kubectl describe``).
+    """
     apps = kubernetes.client.AppsV1Api(k8s_client)
     apps.create_namespaced_deployment(namespace, serving_deployment(namespace))
-    # The Deployment controller keeps writing status; spec writes bump metadata.generation.
-    before = apps.read_namespaced_deployment(DEPLOYMENT, namespace).metadata.generation
+    before = apps.read_namespaced_deployment(DEPLOYMENT, namespace).spec
     server, _, _ = prometheus
     events = run_once(control_plane, server, write_policy(tmp_path / "p.yaml", namespace, mode="enforce"),
                       "--dry-run")
@@ -158,9 +162,15 @@ def test_dry_run_logs_each_decision_and_writes_nothing(
     assert d["would_set_placeholders"] >= 2, d  # the ramp needs 3 GPUs within the node cold start
     assert {s["name"] for s in d["steps"]} >= {"forecast", "bounds", "placeholders"}
     after = apps.read_namespaced_deployment(DEPLOYMENT, namespace)
-    assert after.metadata.generation == before and after.spec.replicas == 1
+    # (The API server bumps a Deployment's generation for an annotation change too.)
+    assert after.spec == before and after.spec.replicas == 1
+    status = json.loads(after.metadata.annotations[STATUS_ANNOTATION])
+    assert status["mode"] == "dry-run" and status["desiredPlaceholders"] == d["would_set_placeholders"]
     names = [x.metadata.name for x in apps.list_namespaced_deployment(namespace).items]
     assert names == [DEPLOYMENT], "dry-run created nothing"
+    (event,) = [e for e in kubernetes.client.CoreV1Api(k8s_client).list_namespaced_event(namespace).items
+                if e.reason == "WouldScale"]  # fmt: skip
+    assert event.type == "Normal" and event.involved_object.name == DEPLOYMENT
 
 
 def test_placeholders_first_then_serving_replicas_ahead_of_the_ramp(
