@@ -7,6 +7,11 @@ logs before rendering: :func:`redact` replaces the value of any credential-like 
 ``Bearer <token>`` wherever it appears inside a string value — e.g. in an error message that
 echoes a request's headers — as defence in depth behind the adapters, which already never
 put tokens in their messages.
+
+The libraries underneath (kubernetes, urllib3, apscheduler) and Python's ``warnings`` log
+through the standard library: :func:`configure` installs one root handler that renders their
+records with the same processors, so a JSON stream stays one JSON object per line (with the
+``logger`` name) and their messages are masked too.
 """
 
 from __future__ import annotations
@@ -82,6 +87,7 @@ def configure(*, fmt: str = "json", level: str = "info", stream: Any = None) -> 
         if fmt == "json"
         else structlog.dev.ConsoleRenderer(colors=False)
     )
+    _bridge_stdlib(renderer, level=getattr(logging, level.upper(), logging.INFO), stream=stream or _Stderr())
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
@@ -96,6 +102,45 @@ def configure(*, fmt: str = "json", level: str = "info", stream: Any = None) -> 
         logger_factory=structlog.PrintLoggerFactory(file=stream or _Stderr()),  # type: ignore[arg-type]
         cache_logger_on_first_use=False,
     )
+
+
+class _Bridge(logging.StreamHandler):  # type: ignore[type-arg]
+    """The root handler :func:`configure` installs (found again and replaced on reconfiguration)."""
+
+
+def _bridge_stdlib(renderer: Any, *, level: int, stream: Any) -> None:
+    """Render standard-library log records (and ``warnings``) with structlog's processors.
+
+    Replaces a bridge installed earlier, leaves other handlers alone (e.g. pytest's).
+    """
+    formatter = structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=[
+            structlog.stdlib.add_log_level,
+            structlog.stdlib.add_logger_name,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            redact,
+        ],
+        processors=[
+            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+            structlog.processors.format_exc_info,
+            scrub,
+            renderer,
+        ],
+    )
+    handler = _Bridge(stream)
+    handler.setFormatter(formatter)
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if isinstance(h, _Bridge)]:
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(level)
+    # apscheduler logs two info lines per job run ("Running job", "executed successfully"):
+    # the cycle's own events say more; keep its warnings (missed runs) and errors.
+    logging.getLogger("apscheduler").setLevel(level if level <= logging.DEBUG else max(level, logging.WARNING))
+    # Off, then on: captureWarnings(True) does nothing when it believes it is on already, even
+    # if something restored warnings.showwarning meanwhile (a warnings.catch_warnings block).
+    logging.captureWarnings(False)
+    logging.captureWarnings(True)
 
 
 def get_logger(**bind: Any) -> Any:

@@ -36,3 +36,39 @@ def test_credentials_are_masked_in_values_nested_fields_and_tracebacks() -> None
     assert first["prose"] == "the bearer token file /var/run/token is empty"
     assert first["api_token"] == "***"
     assert "RuntimeError: upstream said Bearer ***" in second["exception"]
+
+
+def test_library_log_lines_are_json_and_masked_too() -> None:
+    """kubernetes/urllib3/apscheduler records and warnings come out as JSON objects with their logger name."""
+    import logging
+    import warnings
+
+    token = secrets.token_urlsafe(32)
+    stream = io.StringIO()
+    configure(fmt="json", level="info", stream=stream)
+    logging.getLogger("urllib3.connectionpool").warning("Retrying (%s) after %s", "Retry(total=0)", "reset")
+    logging.getLogger("apscheduler.scheduler").info("Running job (every cycle: kept out at info)")
+    logging.getLogger("apscheduler.scheduler").warning("Run time of job was missed")
+    logging.getLogger("kubernetes.client.rest").debug("dropped below the level")
+    try:
+        raise OSError(f"proxy said Authorization: Bearer {token}")
+    except OSError:
+        logging.getLogger("kubernetes.client.rest").error("request failed", exc_info=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        warnings.warn("Unverified HTTPS request", stacklevel=1)
+    text = stream.getvalue()
+    assert token not in text
+    lines = [json.loads(line) for line in text.splitlines()]  # every line is one JSON object
+    assert [(r["logger"], r["level"]) for r in lines] == [
+        ("urllib3.connectionpool", "warning"),
+        ("apscheduler.scheduler", "warning"),
+        ("kubernetes.client.rest", "error"),
+        ("py.warnings", "warning"),
+    ]
+    assert lines[0]["event"] == "Retrying (Retry(total=0)) after reset" and "timestamp" in lines[0]
+    assert "OSError: proxy said Authorization: Bearer ***" in lines[2]["exception"]
+    assert "Unverified HTTPS request" in lines[3]["event"]
+    configure(fmt="json", level="info", stream=io.StringIO())  # reconfiguring replaces the bridge
+    assert sum(type(h).__name__ == "_Bridge" for h in logging.getLogger().handlers) == 1
+    logging.captureWarnings(False)
