@@ -129,6 +129,7 @@ class KubeApi:
         self.autoscaling = kubernetes.client.AutoscalingV1Api(self.api_client)
         self.coordination = kubernetes.client.CoordinationV1Api(self.api_client)
         self.scheduling = kubernetes.client.SchedulingV1Api(self.api_client)
+        self.custom = kubernetes.client.CustomObjectsApi(self.api_client)
 
     def call(self, fn: Callable[..., Any], *args: Any, what: str, **kwargs: Any) -> Any:
         """Call a generated client method with the timeout; translate every failure.

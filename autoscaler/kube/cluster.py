@@ -16,7 +16,9 @@ with ``kubectl scale``, an HPA, a second controller replica during a hand-over).
   Deployment, not the HPA, and no Event.
 * **An HPA on the Deployment** owns the replicas: ``coexist`` sets its ``minReplicas``
   instead (:mod:`autoscaler.kube.hpa`), ``refuse`` writes nothing at all and emits a
-  Warning Event.
+  Warning Event. When a KEDA ScaledObject owns that HPA, ``coexist`` writes the
+  ScaledObject's ``minReplicaCount`` instead (KEDA would revert the HPA, see
+  :mod:`autoscaler.kube.keda`).
 * **Manual edits** (``spec.replicas`` differs from what we last wrote, and we did not write
   since) are reported once as an Event and in the ``ApplyResult`` notes; the decision was
   already made from the observed value. The memory is per process: a restarted controller
@@ -57,6 +59,7 @@ from typing import Any
 from autoscaler.core.types import ClusterState, Decision
 from autoscaler.errors import ActuationError, ClusterUnavailable, Conflict, Forbidden, NotFound
 from autoscaler.kube import hpa as hpa_mod
+from autoscaler.kube import keda as keda_mod
 from autoscaler.kube import placeholders as ph
 from autoscaler.kube import status as st
 from autoscaler.kube.client import KubeApi
@@ -82,6 +85,7 @@ class _Observed:
     serving: dict[str, Any]
     placeholder: dict[str, Any] | None
     hpa: HpaInfo | None
+    keda: keda_mod.ScaledObjectInfo | None = None
 
     @property
     def ref(self) -> ObjectRef:
@@ -230,6 +234,7 @@ class KubeCluster:
             counts = ph.classify(self._list_pods(ns, ph.selector_string(name)))
 
         hpa = hpa_mod.find_hpa(hpa_mod.list_hpas(api, ns), name)
+        keda = self._scaled_object(hpa)
         pause = st.parse_pause(serving)
         if pause is not None and pause.problem is not None:
             self.log.warning("pause_annotation_invalid", target=target.key, problem=pause.problem)
@@ -242,7 +247,11 @@ class KubeCluster:
             serving=serving,
             placeholder=placeholder,
             hpa=hpa,
+            keda=keda,
         )
+        original = hpa.original_min_replicas if hpa is not None else None
+        if keda is not None:
+            original = keda.original_min_replica_count
         return ClusterState(
             spec_replicas=spec_replicas,
             ready_replicas=ready,
@@ -256,8 +265,17 @@ class KubeCluster:
             hpa_min_replicas=hpa.min_replicas if hpa is not None else None,
             paused=pause is not None,
             paused_replicas=pause.replicas if pause is not None else None,
-            hpa_original_min_replicas=hpa.original_min_replicas if hpa is not None else None,
+            hpa_original_min_replicas=original,
         )
+
+    def _scaled_object(self, hpa: HpaInfo | None) -> keda_mod.ScaledObjectInfo | None:
+        """The KEDA ScaledObject owning the HPA, if any (``None`` when it is gone meanwhile)."""
+        if hpa is None or hpa.scaled_object is None:
+            return None
+        try:
+            return keda_mod.read(self.api, hpa.namespace, hpa.scaled_object)
+        except NotFound:
+            return None
 
     def _list_pods(self, ns: str, selector: str) -> list[dict[str, Any]]:
         answer = self.api.call(
@@ -343,8 +361,9 @@ class KubeCluster:
             obs = self._observed.pop(target.key)
         ref = obs.ref
         if obs.hpa is not None and target.hpa == "refuse":
+            owner = f"KEDA ScaledObject {obs.keda.name} (HPA {obs.hpa.name})" if obs.keda else f"HPA {obs.hpa.name}"
             message = (
-                f"HPA {obs.hpa.name} owns replicas; refusing to write "
+                f"{owner} owns replicas; refusing to write "
                 f"(decision: {decision.replicas} replicas, {decision.placeholders} placeholders, "
                 f"reason {decision.reason.value})"
             )
@@ -352,7 +371,9 @@ class KubeCluster:
             self.log.warning("apply_refused", target=target.key, hpa=obs.hpa.name, reason=decision.reason.value)
             return ApplyResult(refused=message)
         notes: list[str] = []
-        if obs.hpa is not None:
+        if obs.keda is not None:
+            wrote_replicas = self._apply_keda(target, obs=obs, so=obs.keda, decision=decision, notes=notes)
+        elif obs.hpa is not None:
             wrote_replicas = self._apply_hpa(target, obs=obs, hpa=obs.hpa, decision=decision, notes=notes)
         else:
             self._check_manual_edit(target, obs=obs, notes=notes)
@@ -469,6 +490,29 @@ class KubeCluster:
         self.log.info("hpa_min_replicas_set", target=target.key, hpa=hpa.name, min_replicas=after.min_replicas)
         return True
 
+    def _apply_keda(
+        self, target: Target, *, obs: _Observed, so: keda_mod.ScaledObjectInfo, decision: Decision, notes: list[str]
+    ) -> bool:
+        """``coexist`` with KEDA: set the ScaledObject's minReplicaCount to the (clamped) decision."""
+        value, clamp_note = keda_mod.clamp_min_replica_count(decision.replicas, so)
+        if clamp_note:
+            notes.append(clamp_note)
+        if value == so.min_replica_count:
+            return False
+        after = keda_mod.set_min_replica_count(self.api, so=so, value=value)
+        message = (
+            f"Set ScaledObject {so.name} minReplicaCount {so.min_replica_count} -> {after.min_replica_count} "
+            f"(reason {decision.reason.value}, decision {decision.replicas} replicas)"
+        )
+        if clamp_note:
+            message += f"; {clamp_note}"
+        self.events.emit(
+            obs.ref, type_="Warning" if clamp_note else "Normal", reason="ScaledObjectMinReplicaCountSet",
+            message=message,
+        )  # fmt: skip
+        self.log.info("keda_min_replica_count_set", target=target.key, scaledobject=so.name, value=value)
+        return True
+
     # ------------------------------------------------------------- status, pause, release
     def _ref(self, target: Target) -> ObjectRef:
         return deployment_ref(target.namespace, target.deployment, uid=self._uids.get(target.key))
@@ -521,7 +565,12 @@ class KubeCluster:
         ns, name = target.namespace, target.deployment
         notes: list[str] = []
         hpa = hpa_mod.find_hpa(hpa_mod.list_hpas(self.api, ns), name)
-        if hpa is not None and hpa.original_min_replicas is not None:
+        so = self._scaled_object(hpa)
+        if so is not None and so.original_min_replica_count is not None:
+            restored = keda_mod.restore_min_replica_count(self.api, so=so)
+            was, now = so.min_replica_count, restored.min_replica_count
+            notes.append(f"Restored ScaledObject {so.name} minReplicaCount {was} -> {now}")
+        elif hpa is not None and hpa.original_min_replicas is not None:
             after = hpa_mod.restore_min_replicas(self.api, hpa=hpa)
             notes.append(f"Restored HPA {hpa.name} minReplicas {hpa.min_replicas} -> {after.min_replicas}")
         self._written_hpa.pop(target.key, None)

@@ -25,6 +25,7 @@ from typing import Any
 
 from autoscaler.errors import Conflict
 from autoscaler.kube.client import KubeApi
+from autoscaler.kube.keda import owner_name as keda_owner
 from autoscaler.kube.status import ORIGINAL_MIN_REPLICAS_ANNOTATION, original_min_replicas
 
 #: ``scaleTargetRef.apiVersion`` values that name an apps Deployment.
@@ -42,6 +43,8 @@ class HpaInfo:
     resource_version: str
     #: Its own ``minReplicas`` before ``coexist`` first changed it (``None``: never changed).
     original_min_replicas: int | None = None
+    #: The KEDA ScaledObject that owns it (then its floor is written there, see :mod:`autoscaler.kube.keda`).
+    scaled_object: str | None = None
 
 
 def _targets(hpa: Mapping[str, Any], deployment: str) -> bool:
@@ -59,6 +62,7 @@ def _info(hpa: Mapping[str, Any]) -> HpaInfo:
         max_replicas=int(spec.get("maxReplicas") or 1),
         resource_version=str(meta.get("resourceVersion") or ""),
         original_min_replicas=original_min_replicas(hpa),
+        scaled_object=keda_owner(hpa),
     )
 
 

@@ -395,10 +395,15 @@ class Target:
     model_name: str | None = spec(
         None, doc="vLLM --served-model-name to filter metrics by; null = all.", format="model-name"
     )
-    mode: Literal["dry-run", "enforce"] = spec("dry-run", doc="dry-run logs every decision and changes nothing.")
+    mode: Literal["dry-run", "enforce"] = spec(
+        "dry-run",
+        doc="dry-run logs every decision and changes nothing but the status annotation (and undoes "
+        "what enforce left: the HPA's own minReplicas, placeholders to 0).",
+    )
     hpa: Literal["coexist", "refuse"] = spec(
         "coexist",
-        doc="With an HPA on the same Deployment: raise its minReplicas (coexist) or write nothing (refuse).",
+        doc="With an HPA on the same Deployment: raise its minReplicas (coexist; a KEDA ScaledObject "
+        "owning it gets its minReplicaCount raised instead) or write nothing (refuse).",
     )
     slo: SLO = spec(SLO(), doc="Latency objective.")
     capacity: Capacity = spec(Capacity(), doc="Per-replica capacity.")

@@ -174,6 +174,29 @@ class WallClock:
 
 
 # ------------------------------------------------------------------------------ fixtures
+KEDA_CRD = REPO_ROOT / "tests" / "cluster" / "crds" / "keda-scaledobjects.yaml"
+
+
+@pytest.fixture(scope="session")
+def keda_crd(k8s_client: ApiClient) -> str:
+    """KEDA's ScaledObject CRD (our minimal structural copy) installed and established; its name."""
+    ext = kubernetes.client.ApiextensionsV1Api(k8s_client)
+    body = yaml.safe_load(KEDA_CRD.read_text())
+    name = str(body["metadata"]["name"])
+    try:
+        ext.create_custom_resource_definition(body)
+    except ApiException as exc:
+        if exc.status != 409:
+            raise
+
+    def established() -> bool:
+        conditions = ext.read_custom_resource_definition(name).status.conditions or []
+        return any(c.type == "Established" and c.status == "True" for c in conditions)
+
+    wait_for(established, message=f"CRD {name} established")
+    return name
+
+
 @pytest.fixture
 def admin(control_plane: ControlPlane) -> Iterator[KubeApi]:
     """Our :class:`KubeApi` wrapper over an admin client (direct to the API server)."""

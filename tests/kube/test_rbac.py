@@ -37,6 +37,7 @@ from .conftest import (
     serving_deployment,
     wait_for,
 )
+from .test_keda import keda_target
 
 pytestmark = pytest.mark.cluster
 
@@ -187,3 +188,20 @@ def test_controller_account_is_denied_everything_else(
     with pytest.raises(Forbidden) as denied:
         api.call(api.core.list_namespaced_secret, controller_account.target_namespace, what="list secrets")
     assert denied.value.temporary is False and "HTTP 403" in str(denied.value)
+
+
+def test_controller_account_can_coexist_with_keda(
+    controller_account: ControllerAccount, keda_crd: str, apps: kubernetes.client.AppsV1Api, k8s_client: ApiClient
+) -> None:
+    """deploy/rbac.yaml lets the controller read a ScaledObject and patch its minReplicaCount, and release it."""
+    ns = controller_account.target_namespace
+    custom = keda_target(apps, k8s_client, ns)
+    cluster = KubeCluster(controller_account.api)
+    target = make_target(ns, "web", hpa="coexist", placeholders={"enabled": False})
+    cluster.read(target)
+    assert cluster.apply(target, make_decision(target, replicas=3, current_replicas=2)).wrote_replicas
+    assert custom.get_namespaced_custom_object("keda.sh", "v1alpha1", ns, "scaledobjects", "web")["spec"][
+        "minReplicaCount"
+    ] == 3
+    assert cluster.release(target) == ("Restored ScaledObject web minReplicaCount 3 -> 1",)
+    assert cluster.events.errors == 0
