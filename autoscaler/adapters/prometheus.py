@@ -653,7 +653,7 @@ class DeploymentSignals:
 
 @dataclass(frozen=True)
 class GpuNode:
-    """A node's allocatable ``nvidia.com/gpu`` and its Ready condition (``None`` = unknown)."""
+    """A node's allocatable accelerators (GPUs, MIG slices, AMD GPUs) and its Ready condition (``None`` = unknown)."""
 
     allocatable_gpus: float
     ready: bool | None

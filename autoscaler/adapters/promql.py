@@ -302,13 +302,15 @@ def cluster_queries(namespaces: Iterable[str]) -> dict[str, str]:
     namespaces = list(namespaces)
     ns = f"namespace=~{string(alternation(namespaces))}"
     pods = batch_selector(namespaces)
-    gpu = 'resource="nvidia_com_gpu"'
+    # kube-state-metrics spells a resource with "_" for "." "/" "-": nvidia.com/gpu, the MIG
+    # slices nvidia.com/mig-<profile> and amd.com/gpu; a node's accelerators of every kind.
+    gpu = 'resource=~"nvidia_com_gpu|nvidia_com_mig_.+|amd_com_gpu"'
     return {
         "spec_replicas": f"max by (namespace, deployment) (kube_deployment_spec_replicas{{{ns}}})",
         "ready_replicas": f"max by (namespace, deployment) (kube_deployment_status_replicas_ready{{{ns}}})",
         "pending_pods": f'max by (namespace, pod) (kube_pod_status_phase{{{pods}, phase="Pending"}}) == 1',
         "unschedulable_pods": f"max by (namespace, pod) (kube_pod_status_unschedulable{{{pods}}}) == 1",
-        "node_gpus": f"max by (node) (kube_node_status_allocatable{{{gpu}}})",
+        "node_gpus": f"sum by (node) (max by (node, resource) (kube_node_status_allocatable{{{gpu}}}))",
         "node_ready": 'max by (node) (kube_node_status_condition{condition="Ready", status="true"})',
     }
 

@@ -239,8 +239,9 @@ class KubeCluster:
         if pause is not None and pause.problem is not None:
             self.log.warning("pause_annotation_invalid", target=target.key, problem=pause.problem)
         self._uids[target.key] = (serving.get("metadata") or {}).get("uid")
-        node_selector = ((serving.get("spec") or {}).get("template") or {}).get("spec", {}).get("nodeSelector") or {}
-        nodes_ready, nodes_provisioning = self._gpu_nodes(node_selector)
+        pod_spec = ((serving.get("spec") or {}).get("template") or {}).get("spec") or {}
+        resources = tuple(ph.accelerators(pod_spec)) or (ph.GPU_RESOURCE,)
+        nodes_ready, nodes_provisioning = self._gpu_nodes(pod_spec.get("nodeSelector") or {}, resources)
         self._observed[target.key] = _Observed(
             scale_resource_version=scale_rv,
             spec_replicas=spec_replicas,
@@ -295,12 +296,14 @@ class KubeCluster:
         out: dict[str, Any] = self._json(answer)
         return out
 
-    def _gpu_nodes(self, node_selector: Mapping[str, str]) -> tuple[int | None, int | None]:
+    def _gpu_nodes(self, node_selector: Mapping[str, str], resources: tuple[str, ...]) -> tuple[int | None, int | None]:
         """(ready, provisioning) GPU nodes matching the target's nodeSelector; None if not listable.
 
-        *Ready*: Ready, schedulable, advertising ``nvidia.com/gpu``. *Provisioning*: registered
-        with a GPU label or GPU capacity but not (yet) ready or not advertising GPUs (driver
-        and device plugin still starting). Nodes that do not exist yet are invisible here.
+        ``resources`` are the accelerators a serving pod requests (e.g. ``nvidia.com/gpu``, a
+        MIG slice, ``amd.com/gpu``). *Ready*: Ready, schedulable, advertising every one of them.
+        *Provisioning*: registered with an NVIDIA GPU label or capacity of one of them but not
+        (yet) ready or not advertising them (driver and device plugin still starting). Nodes
+        that do not exist yet are invisible here.
         """
         cache = self._nodes
         if cache.forbidden:
@@ -320,19 +323,20 @@ class KubeCluster:
             cache.nodes = self._json(answer).get("items") or []
             cache.at = now
         ready = provisioning = 0
+        nvidia = any(r.startswith("nvidia.com/") for r in resources)  # the GPU operator's labels
         for node in cache.nodes:
             labels = (node.get("metadata") or {}).get("labels") or {}
             if any(labels.get(k) != v for k, v in node_selector.items()):
                 continue
             status = node.get("status") or {}
-            allocatable = _int((status.get("allocatable") or {}).get(ph.GPU_RESOURCE, 0))
-            capacity = _int((status.get("capacity") or {}).get(ph.GPU_RESOURCE, 0))
+            allocatable = min(_int((status.get("allocatable") or {}).get(r, 0)) for r in resources)
+            capacity = max(_int((status.get("capacity") or {}).get(r, 0)) for r in resources)
             is_ready = any(
                 c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions") or []
             ) and not (node.get("spec") or {}).get("unschedulable")
             if is_ready and allocatable > 0:
                 ready += 1
-            elif capacity > 0 or any(k in labels for k in _GPU_NODE_LABELS):
+            elif capacity > 0 or (nvidia and any(k in labels for k in _GPU_NODE_LABELS)):
                 provisioning += 1
         return ready, provisioning
 

@@ -25,9 +25,12 @@ Choices, documented here because they are visible to operators:
   (``deployments/finalizers``) where the OwnerReferencesPermissionEnforcement plugin runs.
 * **Scheduling**: the target pod template's ``nodeSelector``, ``tolerations``, ``affinity``,
   ``runtimeClassName`` and ``imagePullSecrets`` (to pull a private serving image), so a
-  placeholder fits exactly where a serving replica would. GPUs: the target's first
-  container's ``nvidia.com/gpu`` request (1 if it has none) times ``placeholders.gpusPerPod``
-  (1 = one placeholder holds one serving replica's GPUs), as request and limit.
+  placeholder fits exactly where a serving replica would. Accelerators: every accelerator
+  resource the serving pod's containers request (:func:`accelerators`: any ``nvidia.com/*``,
+  e.g. ``nvidia.com/gpu`` or a MIG slice ``nvidia.com/mig-1g.10gb`` of the GPU operator's
+  "mixed" strategy, and ``amd.com/gpu``; ``nvidia.com/gpu: 1`` if it requests none), summed
+  over the containers, times ``placeholders.gpusPerPod`` (1 = one placeholder holds one
+  serving replica's accelerators), as request and limit.
 * **Image and command**: by default the target's first container image with ``command:
   ["sleep", "infinity"]`` — this pre-pulls the serving image. The image must contain a
   ``sleep`` that accepts ``infinity`` (GNU coreutils, as in the Debian/Ubuntu-based vLLM
@@ -54,6 +57,10 @@ from typing import Any
 from autoscaler.policy.schema import Target
 
 GPU_RESOURCE = "nvidia.com/gpu"
+#: Extended resources that are accelerators: any resource of these vendors' device plugins ...
+ACCELERATOR_PREFIXES = ("nvidia.com/",)
+#: ... and these exact names.
+ACCELERATOR_NAMES = ("amd.com/gpu",)
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
 MANAGED_BY = "gpu-predictive-autoscaler"
 TARGET_LABEL = "autoscaler.gpu/target"
@@ -86,18 +93,38 @@ def is_managed(placeholder: Mapping[str, Any]) -> bool:
     return bool(labels.get(MANAGED_BY_LABEL) == MANAGED_BY)
 
 
-def _gpu_quantity(resources: Mapping[str, Any] | None) -> int | None:
-    """The container's ``nvidia.com/gpu`` request (extended resources default it to the limit)."""
-    if not resources:
-        return None
-    for source in ("requests", "limits"):
-        value = (resources.get(source) or {}).get(GPU_RESOURCE)
-        if value is not None:
+def is_accelerator(resource: str) -> bool:
+    """Whether an extended resource name is a GPU (or a slice of one). Pure."""
+    return resource.startswith(ACCELERATOR_PREFIXES) or resource in ACCELERATOR_NAMES
+
+
+def accelerators(pod_spec: Mapping[str, Any]) -> dict[str, int]:
+    """The accelerators one pod of this spec requests, by resource name (summed over its containers).
+
+    Pure. An extended resource's request defaults to its limit, so the limit counts where no
+    request is given. Unreadable quantities (not whole numbers) are left out.
+
+    Args:
+        pod_spec: A pod template's ``spec`` as API JSON.
+
+    Returns:
+        e.g. ``{"nvidia.com/gpu": 2}``, ``{"nvidia.com/mig-1g.10gb": 1}``, ``{"amd.com/gpu": 1}``;
+        empty when it requests none.
+    """
+    out: dict[str, int] = {}
+    for container in pod_spec.get("containers") or []:
+        resources = container.get("resources") or {}
+        requests, limits = resources.get("requests") or {}, resources.get("limits") or {}
+        for name in sorted({*requests, *limits}):
+            if not is_accelerator(name):
+                continue
             try:
-                return int(str(value))
+                count = int(str(requests.get(name, limits.get(name))))
             except ValueError:
-                return None
-    return None
+                continue
+            if count > 0:
+                out[name] = out.get(name, 0) + count
+    return out
 
 
 def pod_template(target: Target, serving: Mapping[str, Any]) -> dict[str, Any]:
@@ -119,13 +146,16 @@ def pod_template(target: Target, serving: Mapping[str, Any]) -> dict[str, Any]:
     if not containers:
         raise ValueError("the target Deployment's pod template has no container")
     first = containers[0]
-    gpus = (_gpu_quantity(first.get("resources")) or 1) * target.placeholders.gpus_per_pod
+    wanted = {
+        name: str(count * target.placeholders.gpus_per_pod)
+        for name, count in (accelerators(spec) or {GPU_RESOURCE: 1}).items()
+    }
     container: dict[str, Any] = {
         "name": "placeholder",
         "image": target.placeholders.image or first.get("image"),
         "resources": {
-            "requests": {"cpu": "10m", "memory": "16Mi", GPU_RESOURCE: str(gpus)},
-            "limits": {"memory": "64Mi", GPU_RESOURCE: str(gpus)},
+            "requests": {"cpu": "10m", "memory": "16Mi", **wanted},
+            "limits": {"memory": "64Mi", **wanted},
         },
         "securityContext": {
             "runAsNonRoot": True,

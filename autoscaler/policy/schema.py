@@ -324,7 +324,12 @@ class Placeholders:
         maximum=-1,
     )
     gpus_per_pod: int = spec(
-        1, doc="nvidia.com/gpu requested per placeholder pod (= per serving replica).", minimum=1, maximum=64
+        1,
+        doc="Serving replicas' worth of accelerators per placeholder pod: each accelerator resource a "
+        "serving pod requests (nvidia.com/gpu, a MIG slice such as nvidia.com/mig-1g.10gb, amd.com/gpu; "
+        "nvidia.com/gpu: 1 if none) times this.",
+        minimum=1,
+        maximum=64,
     )
     scale_down_stabilization_seconds: float = spec(
         900.0,
