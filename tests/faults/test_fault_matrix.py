@@ -772,7 +772,8 @@ PROCESS_FAULTS = [
         (
             LogEvent("standby", source="replica-b"),
             MetricSample("autoscaler_leader", at_least=0, at_most=0, source="replica-b"),
-            MetricSample("autoscaler_leader", at_least=1, at_most=1, delta=False),
+            # The in-process controller elects no Lease (AlwaysLeader): its lease label is empty.
+            MetricSample("autoscaler_leader", {"lease": ""}, at_least=1, at_most=1, delta=False),
         ),
         check_during=_check_one_writer,
         processes=1,
