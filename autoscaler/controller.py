@@ -35,9 +35,18 @@ from autoscaler.core.forecast_view import ForecastView
 from autoscaler.core.freshness import usable
 from autoscaler.core.types import ClusterState, Decision, DecisionRecord, MetricsSnapshot, Observation
 from autoscaler.errors import AutoscalerError, CycleDeadlineExceeded, MetricsError, MetricsUnavailable
+from autoscaler.fit_state import decode, encode
 from autoscaler.forecasting import TargetForecaster
 from autoscaler.policy.schema import Policy, Target
-from autoscaler.ports import ApplyResult, Clock, Cluster, MetricsSource, TargetOperations, TargetStatus
+from autoscaler.ports import (
+    ApplyResult,
+    Clock,
+    Cluster,
+    FitStateStore,
+    MetricsSource,
+    TargetOperations,
+    TargetStatus,
+)
 from autoscaler.shadow import TargetShadow
 from models.series import Series
 
@@ -65,6 +74,10 @@ HISTORY_CONCURRENCY = 4
 #: varies with the optimiser's iterations and with garbage collections (0.25-0.65 s
 #: measured for the same 'auto' selection at 1,000 targets).
 FIT_COST_MARGIN = 1.5
+
+#: Seconds between saves of the fitted state (with a ``fit_store``): a fit changes hourly,
+#: so a crash loses at most this much of it; a clean stop saves on the way out.
+FIT_SAVE_INTERVAL_SECONDS = 300.0
 
 
 class NullLog:
@@ -147,10 +160,18 @@ class Controller:
         cycle_deadline_seconds: float | None = None,
         monotonic: Callable[[], float] = time.monotonic,
         operations: TargetOperations | None = None,
+        fit_store: FitStateStore | None = None,
+        fit_save_interval_seconds: float = FIT_SAVE_INTERVAL_SECONDS,
     ) -> None:
         self.metrics = metrics
         #: Status, pause and release on the cluster (``None``: no objects to annotate).
         self.operations = operations
+        #: Where fitted states and recent decisions are kept across restarts (``None``: nowhere).
+        self.fit_store = fit_store
+        self.fit_save_interval_seconds = fit_save_interval_seconds
+        #: Saved states of targets not seeded yet (read from ``fit_store`` on the first cycle).
+        self._saved: dict[str, dict[str, Any]] | None = None
+        self._last_save: float | None = None
         #: Wall seconds a cycle may take before the targets it has not reached hold
         #: (``None``: no deadline, as in the simulator, whose cycles must all complete).
         self.cycle_deadline_seconds = cycle_deadline_seconds
@@ -257,6 +278,9 @@ class Controller:
                 self._fit_seconds[selects] = fc.fit_seconds[selects]
         for fc in forecasters:
             fc.fit_deferred = fc.fit_due(now)
+            if fc.restore_ignored is not None:
+                self.log.warning("fit_state_ignored", target=fc.target.key, reason=fc.restore_ignored)
+                fc.restore_ignored = None
 
     def is_dry_run(self, target: Target) -> bool:
         """Whether this target's decisions are only logged."""
@@ -283,6 +307,9 @@ class Controller:
         the forecasts (:meth:`_forecast`), then decide and act per target.
         """
         now = self.clock.now() if now is None else now
+        if self._saved is None:
+            self._saved = self._load_fit_states()
+            self._last_save = now
         budget = self.cycle_deadline_seconds
         deadline = None if budget is None else self._monotonic() + budget
         cycle = CycleResult(time=now)
@@ -328,7 +355,60 @@ class Controller:
             cycle.results.append(step.result)
             if self.on_result is not None:
                 self.on_result(step.result, observation)
+        if self.fit_store is not None and now - (self._last_save or now) >= self.fit_save_interval_seconds:
+            self.save_fit_state(now)
         return cycle
+
+    def _load_fit_states(self) -> dict[str, dict[str, Any]]:
+        """The saved states by target key; an unreadable store or part is logged and skipped."""
+        if self.fit_store is None:
+            return {}
+        try:
+            parts = self.fit_store.load()
+        except AutoscalerError as exc:
+            self.log.warning("fit_state_unavailable", error=str(exc), kind=exc.kind)
+            return {}
+        decoded = decode(parts)
+        for reason in decoded.ignored:
+            self.log.warning("fit_state_ignored", reason=reason)
+        self.log.info("fit_state_loaded", targets=len(decoded.states), parts=len(parts))
+        return decoded.states
+
+    def save_fit_state(self, now: float) -> None:
+        """Save every target's fitted state and recent decisions to ``fit_store``; never raises.
+
+        Called every ``fit_save_interval_seconds`` and by a clean stop. A target not
+        seeded yet keeps the state it was saved with, so a save soon after a start does
+        not lose what the start has not restored yet.
+        """
+        if self.fit_store is None:
+            return
+        self._last_save = now
+        states: dict[str, dict[str, Any]] = {}
+        for target in self.policy.targets:
+            state = self._state[target.key]
+            if not state.seeded:
+                if self._saved and target.key in self._saved:
+                    states[target.key] = self._saved[target.key]
+                continue
+            decisions = [
+                [r.time, r.serving_recommendation, r.total_recommendation, r.replicas, r.placeholders]
+                for r in state.history
+            ]
+            states[target.key] = {
+                "forecast": state.forecaster.export_state(),
+                "decisions": decisions,
+                "capacity": None
+                if state.capacity is None
+                else [target.capacity.per_replica, state.capacity.export_bins()],
+            }
+        parts = encode(states)
+        try:
+            self.fit_store.save(parts)
+        except AutoscalerError as exc:
+            self.log.warning("fit_state_save_failed", error=str(exc), kind=exc.kind)
+            return
+        self.log.info("fit_state_saved", targets=len(states), parts=len(parts), bytes=sum(map(len, parts)))
 
     def _score_forecast(self, target: Target, state: _TargetState, now: float) -> str | None:
         """Score the buckets completed since last cycle; demote a model that keeps under-forecasting."""
@@ -573,15 +653,34 @@ class Controller:
                     raise history
             else:
                 fc.seed(history)
-        state.history.append(
-            DecisionRecord(
-                time=now,
-                serving_recommendation=replicas,
-                total_recommendation=replicas + placeholders,
-                replicas=replicas,
-                placeholders=placeholders,
+        saved = (self._saved or {}).pop(target.key, None) or {}
+        forecast = saved.get("forecast")
+        if self.forecast_source is None and isinstance(forecast, dict) and fc.series is not None:
+            reason = fc.restore_state(forecast)
+            if reason is not None:
+                self.log.warning("fit_state_ignored", target=target.key, reason=reason)
+        capacity = saved.get("capacity")
+        # The bins are fractions of the policy value: kept only while it is unchanged.
+        if state.capacity is not None and isinstance(capacity, list) and len(capacity) == 2:
+            per_replica, bins = capacity
+            if per_replica == target.capacity.per_replica:
+                state.capacity.restore_bins(bins)
+        records = _records(saved.get("decisions"), now)
+        last = records[-1] if records else None
+        if last is not None and (last.replicas, last.placeholders) == (replicas, placeholders):
+            # The cluster is as the saved decisions left it: carry on from them, so the
+            # stabilization windows and rate limits run as if there had been no restart.
+            state.history.extend(records)
+        else:
+            state.history.append(
+                DecisionRecord(
+                    time=now,
+                    serving_recommendation=replicas,
+                    total_recommendation=replicas + placeholders,
+                    replicas=replicas,
+                    placeholders=placeholders,
+                )
             )
-        )
         state.seeded = True
 
     @staticmethod
@@ -613,6 +712,25 @@ def _observation_dict(observation: Observation) -> dict[str, Any]:
         out["problems"] = dict(m.problems)
     out.update({f"cluster_{k}": v for k, v in c.__dict__.items() if v is not None})
     return out
+
+
+def _records(saved: Any, now: float) -> list[DecisionRecord]:
+    """Saved decision records (``[time, serving, total, replicas, placeholders]``) up to ``now``.
+
+    Pure. Anything malformed makes the whole list empty: the target then starts from
+    its current size, as without saved decisions.
+    """
+    if not isinstance(saved, list):
+        return []
+    records = []
+    for row in saved:
+        if not (isinstance(row, list) and len(row) == 5 and all(isinstance(v, int | float) for v in row)):
+            return []
+        t, serving, total, replicas, placeholders = row
+        if not (isinstance(t, int | float) and t <= now) or min(serving, total, replicas, placeholders) < 0:
+            return []
+        records.append(DecisionRecord(float(t), int(serving), int(total), int(replicas), int(placeholders)))
+    return records
 
 
 def _timed_refresh(fc: TargetForecaster, now: float, *, allow_fit: bool) -> float:

@@ -13,19 +13,23 @@ previous prediction, which covers 1.5 cold starts, is served meanwhile.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import math
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
 from autoscaler.core.forecast_view import PredictionView
+from autoscaler.fit_state import STATE_VERSION, export_peaks, finite_floats, restore_peaks
 from autoscaler.policy.schema import SEASONS, Target
 from models.auto import AutoSelector
 from models.base import Forecaster, Prediction
 from models.errors import ForecastError
 from models.gaps import fill_gaps
+from models.holt_winters import HoltWinters
 from models.linear import LinearTrend
 from models.peaks import (
     CALIBRATION_WINDOWS,
@@ -98,6 +102,10 @@ class TargetForecaster:
         self._bucket_sum = 0.0
         self._bucket_n = 0
         self._bucket_max = -math.inf
+        #: A saved fit state waiting to be installed by the next `refresh` (`restore_state`).
+        self._restore: dict[str, Any] | None = None
+        #: Why the last queued saved state could not be installed (the controller logs it once).
+        self.restore_ignored: str | None = None
 
     @property
     def quantiles(self) -> tuple[float, ...]:
@@ -254,6 +262,7 @@ class TargetForecaster:
         """
         if self.series is None or not np.isfinite(self.series.values).any():
             return
+        self._apply_restore()
         stale = bucket_completed or self.stale_since is not None
         due = self.fit_due(now)
         self.fit_deferred = due and not allow_fit
@@ -331,7 +340,7 @@ class TargetForecaster:
         if history is None:
             return plain
         if self.peak_model is None:
-            self.peak_model = PeakModel(levels=tuple(sorted({0.5, 0.75, 0.9, 0.95, 0.98, 0.995, *self.quantiles})))
+            self.peak_model = PeakModel(levels=self._peak_levels())
         assert self.series is not None  # noqa: S101 - _peak_history read it
         self.peak_model.score(history, self.series.end, self.step)
         if refit or not self.peak_model.coefficients:
@@ -346,6 +355,10 @@ class TargetForecaster:
         if peak is None:
             return plain
         return dataclasses.replace(plain, peaks=dict(peak.quantiles), peak_basis=peak.basis, peak_level=peak.level)
+
+    def _peak_levels(self) -> tuple[float, ...]:
+        """The levels the peak calibration fits: a fixed ladder plus the predicted quantiles."""
+        return tuple(sorted({0.5, 0.75, 0.9, 0.95, 0.98, 0.995, *self.quantiles}))
 
     def _economics(self) -> PeakEconomics | None:
         """The policy's prices in the peak model's units, or ``None`` without a cost section.
@@ -432,6 +445,106 @@ class TargetForecaster:
             quantile=fc.quantile,
             candidates=list(fc.candidates) if model_type == "auto" else None,
         )
+
+    def export_state(self) -> dict[str, Any] | None:
+        """What the last fit of the configured model estimated, to survive a restart (JSON-ready).
+
+        ``None`` until the configured model has fitted (a stand-in is not worth keeping);
+        a restored state not installed yet is kept as it is. See :mod:`autoscaler.fit_state`;
+        `restore_state` is the inverse.
+        """
+        if self._restore is not None:
+            return self._restore
+        model = self.model
+        if model is None or self._model_type != self.target.forecast.model or self.last_fit is None:
+            return None
+        state: dict[str, Any] = {
+            "version": STATE_VERSION,
+            "config": self._fingerprint(),
+            "last_fit": self.last_fit,
+            "fit_seconds": [self.fit_seconds.get(False), self.fit_seconds.get(True)],
+        }
+        winner = model.model if isinstance(model, AutoSelector) else model
+        if isinstance(model, AutoSelector):
+            state["selection"] = model.export_selection()
+        if isinstance(winner, HoltWinters):
+            state["params"] = list(winner.export_params())
+        if self.peak_model is not None and self.peak_model.coefficients:
+            state["peaks"] = export_peaks(self.peak_model)
+        return state
+
+    def restore_state(self, state: dict[str, Any]) -> str | None:
+        """Queue a saved state (`export_state`) for the next `refresh`; call after `seed`.
+
+        The model is rebuilt there, within the controller's budget for owed work: the
+        saved winner refitted with its saved parameters (Holt-Winters skips its
+        optimiser), the saved selection and peak weights installed as they were, and
+        the refit cadence kept from the saved last fit.
+
+        Returns:
+            ``None`` when queued, else why the state is ignored (another version, or the
+            target's forecast settings changed since it was saved): the target then fits
+            from its history as after a first start.
+        """
+        if state.get("version") != STATE_VERSION:
+            return f"fit state version {state.get('version')!r}, this build reads {STATE_VERSION}"
+        if state.get("config") != self._fingerprint():
+            return "the target's forecast settings changed since the state was saved"
+        last_fit = state.get("last_fit")
+        if not isinstance(last_fit, int | float) or not math.isfinite(last_fit):
+            return "malformed fit state (last_fit)"
+        self._restore = state
+        return None
+
+    def _fingerprint(self) -> str:
+        """A digest of every setting a fit depends on: a saved state is only valid under the same."""
+        t = self.target
+        settings = (t.forecast, t.cost, t.cold_start, t.capacity.per_replica, t.placeholders.gpus_per_pod)
+        text = repr((settings, self.step, self.horizon, self.loop_seconds))
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    def _apply_restore(self) -> None:
+        """Install the queued saved state, if any, unless a model already exists.
+
+        Never raises: a state that does not rebuild is dropped, the reason kept in
+        ``restore_ignored``, and the target goes the usual way (stand-in, then a fit).
+        """
+        state, self._restore = self._restore, None
+        if state is None or self.model is not None or self.series is None:
+            return
+        try:
+            model = self._restored_model(state, self.series)
+            peaks = state.get("peaks")
+            peak_model = None if peaks is None else restore_peaks(peaks, self._peak_levels())
+            fit_seconds = state.get("fit_seconds", [None, None])
+        except (ForecastError, ValueError, KeyError, TypeError, np.linalg.LinAlgError) as exc:
+            self.restore_ignored = f"the saved state does not rebuild ({type(exc).__name__}: {exc})"
+            return
+        self.model, self._model_type, self.peak_model = model, self.target.forecast.model, peak_model
+        self.last_fit = float(state["last_fit"])
+        for selects, seconds in zip((False, True), fit_seconds, strict=False):
+            if isinstance(seconds, int | float) and math.isfinite(seconds):
+                self.fit_seconds[selects] = float(seconds)
+
+    def _restored_model(self, state: dict[str, Any], series: Series) -> Forecaster:
+        """The configured model rebuilt from a saved state on ``series`` (no selection, no optimiser)."""
+        model = self._build(self.target.forecast.model)
+        selection = state.get("selection")
+        winner = model
+        if isinstance(model, AutoSelector):
+            if not isinstance(selection, dict):
+                raise ValueError("no saved selection")
+            winner = model.winner_factory(str(selection.get("selected")))()
+        params = state.get("params")
+        if isinstance(winner, HoltWinters) and params is not None:
+            p = finite_floats(params, 4)
+            winner.fit_with_params(series, (p[0], p[1], p[2], p[3]))
+        else:
+            winner.fit(series)
+        if isinstance(model, AutoSelector) and isinstance(selection, dict):
+            first = int(np.argmax(np.isfinite(series.values)))
+            model.restore_selection(selection, winner, series.tail(len(series) - first))
+        return model
 
     def view(self, now: float) -> PredictionView | None:
         """The current forecast, if it still covers ``now``.

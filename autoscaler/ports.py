@@ -165,3 +165,27 @@ class LeaderElector(Protocol):
     def stop(self) -> None:
         """Release leadership (if held) and stop renewing."""
         ...
+
+
+class FitStateStore(Protocol):
+    """Where the fitted forecast state of this controller's targets is kept across restarts.
+
+    Moves opaque parts (:mod:`autoscaler.fit_state` encodes them, each small enough for
+    one Kubernetes object); a ConfigMap per part in the cluster, memory in the simulator.
+    """
+
+    def load(self) -> Sequence[bytes]:
+        """The parts saved last (empty when nothing was saved).
+
+        Raises:
+            AutoscalerError: when the store cannot be read.
+        """
+        ...
+
+    def save(self, parts: Sequence[bytes]) -> None:
+        """Replace the saved parts with ``parts``.
+
+        Raises:
+            AutoscalerError: when the store cannot be written.
+        """
+        ...

@@ -10,7 +10,7 @@ conservative warm-start forecast until seasonal models become possible.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import ClassVar, Self
 
 import numpy as np
@@ -170,6 +170,55 @@ class AutoSelector(Forecaster):
             raise ValueError(f"unknown candidate {candidate!r}")
         self._demoted[candidate] = until
         self._selected_at = None
+
+    def export_selection(self) -> dict[str, object] | None:
+        """The last selection (winner, scores, when and among whom, demotions), or ``None``.
+
+        What a restarted controller needs to skip the backtest: the selection stays
+        valid for `reselect_seconds` of history, like it would have without the restart.
+        JSON-ready (strings, floats and lists only).
+        """
+        if self.selected is None or self._selected_at is None:
+            return None
+        end, eligible = self._selected_at
+        return {
+            "selected": self.selected,
+            "scores": dict(self.scores),
+            "selected_end": end,
+            "eligible": sorted(eligible),
+            "demoted": dict(self._demoted),
+        }
+
+    def restore_selection(self, selection: Mapping[str, object], winner: Forecaster, history: Series) -> None:
+        """Install an exported selection and its winner, already fitted on ``history``.
+
+        Raises:
+            ValueError: When the selection names a candidate this selector does not have
+                or is malformed (the caller ignores the saved state then).
+        """
+        selected, scores = selection.get("selected"), selection.get("scores")
+        end, eligible, demoted = selection.get("selected_end"), selection.get("eligible"), selection.get("demoted")
+        if not isinstance(selected, str) or not isinstance(scores, dict) or not isinstance(demoted, dict):
+            raise ValueError("malformed selection")
+        if not isinstance(end, int | float) or not isinstance(eligible, list):
+            raise ValueError("malformed selection")
+        names = {selected, *scores, *eligible, *demoted}
+        if not names <= set(self._factories) or winner.name != selected:
+            raise ValueError(f"the selection names candidates this selector does not have: {sorted(names)}")
+        self.selected = selected
+        self.scores = {str(k): float(v) for k, v in scores.items()}
+        self._selected_at = (float(end), frozenset(str(c) for c in eligible))
+        self._demoted = {str(k): float(v) for k, v in demoted.items()}
+        self._model = winner
+        self._refresh_warm(history)
+
+    def winner_factory(self, name: str) -> Callable[[], Forecaster]:
+        """The factory of candidate ``name`` (to rebuild a restored winner).
+
+        Raises:
+            KeyError: When ``name`` is not a candidate.
+        """
+        return self._factories[name]
 
     def _refit_winner_only(self, history: Series) -> bool:
         """Refit the current winner without a new backtest; False if it fails to fit."""

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import warnings
 from types import SimpleNamespace
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Self
 
 import numpy as np
 from numpy.typing import NDArray
 from statsmodels.tsa.holtwinters import ExponentialSmoothing
 
 from models.residual import ResidualModel
+from models.series import Series
 
 # The initial state comes from the first 3 seasons only: as accurate as using all of
 # them, and the later h-step errors that calibrate the intervals stay out-of-sample
@@ -107,6 +108,8 @@ class HoltWinters(ResidualModel):
         self._level = np.empty(0)
         self._trend = np.empty(0)
         self._seasonal = np.empty(0)
+        #: Smoothing parameters the next estimate takes instead of optimising (`fit_with_params`).
+        self._known: tuple[float, float, float, float] | None = None
 
     def min_history(self) -> int:
         """Two full seasons."""
@@ -130,24 +133,27 @@ class HoltWinters(ResidualModel):
         """Estimate the smoothing parameters, then run the recursion over `y`."""
         head = y[: INIT_SEASONS * self.season]
         level0, trend0, seasonal0 = classical_initial_state(head, self.season)
-        model = _EstimateOnly(
-            y,
-            trend="add",
-            damped_trend=self.damped_trend,
-            seasonal="add",
-            seasonal_periods=self.season,
-            initialization_method="known",
-            initial_level=level0,
-            initial_trend=trend0,
-            initial_seasonal=seasonal0,
-        )
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            params = model.fit(use_brute=False).params
-        self.alpha = float(params["smoothing_level"])
-        self.beta = float(params["smoothing_trend"])
-        self.gamma = float(params["smoothing_seasonal"])
-        self.phi = float(params["damping_trend"]) if self.damped_trend else 1.0
+        if self._known is not None:
+            self.alpha, self.beta, self.gamma, self.phi = self._known
+        else:
+            model = _EstimateOnly(
+                y,
+                trend="add",
+                damped_trend=self.damped_trend,
+                seasonal="add",
+                seasonal_periods=self.season,
+                initialization_method="known",
+                initial_level=level0,
+                initial_trend=trend0,
+                initial_seasonal=seasonal0,
+            )
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                params = model.fit(use_brute=False).params
+            self.alpha = float(params["smoothing_level"])
+            self.beta = float(params["smoothing_trend"])
+            self.gamma = float(params["smoothing_seasonal"])
+            self.phi = float(params["damping_trend"]) if self.damped_trend else 1.0
         values = (self.alpha, self.beta, self.gamma, self.phi)
         if not np.isfinite(values).all():
             raise ValueError(f"non-finite smoothing parameters {values}")
@@ -157,6 +163,27 @@ class HoltWinters(ResidualModel):
         self._trend = np.array([trend0])
         self._seasonal = np.array(seasonal0, dtype=np.float64)
         self._smooth(y, 0)
+
+    def export_params(self) -> tuple[float, float, float, float]:
+        """The estimated smoothing parameters (alpha, beta, gamma, phi), to persist across restarts."""
+        return (self.alpha, self.beta, self.gamma, self.phi)
+
+    def fit_with_params(self, series: Series, params: tuple[float, float, float, float]) -> Self:
+        """Fit on `series` with known smoothing parameters (from `export_params`), skipping the optimiser.
+
+        A restarted controller restores its targets' last estimates this way: the
+        optimiser is most of a fit's cost, and the recursion over the history rebuilds
+        the state those parameters imply. Later fits estimate the parameters again.
+
+        Raises:
+            InsufficientHistory: As `fit`.
+            ModelFitError: As `fit`, or when a parameter is not finite.
+        """
+        self._known = params
+        try:
+            return self.fit(series)
+        finally:
+            self._known = None
 
     def _condition(self, y: NDArray[np.float64], changed: int) -> None:
         """Re-run the recursion from the first changed point."""

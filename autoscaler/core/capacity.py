@@ -93,3 +93,22 @@ class LearnedCapacity:
         if best is None:
             return None
         return min(max(best, self.policy_value / 2), self.policy_value * 2)
+
+    def export_bins(self) -> list[list[float]]:
+        """The samples as ``[bin, latency sum, count, highest load]`` rows, to survive a restart."""
+        return [[float(i), *acc] for i, acc in sorted(self._bins.items())]
+
+    def restore_bins(self, rows: object) -> bool:
+        """Replace the samples with rows from `export_bins`; False (nothing changed) if malformed."""
+        if not isinstance(rows, list):
+            return False
+        bins: dict[int, list[float]] = {}
+        for row in rows:
+            if not (isinstance(row, list) and len(row) == 4 and all(isinstance(v, int | float) for v in row)):
+                return False
+            index, total, count, highest = (float(v) for v in row)
+            if not all(math.isfinite(v) and v >= 0 for v in row) or not 0 <= index < self.max_bins:
+                return False
+            bins[int(index)] = [total, count, highest]
+        self._bins = bins
+        return True

@@ -1,0 +1,112 @@
+"""The saved fit state: versioned, split under the object size limit, ignored (never a crash) when incompatible."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import gzip
+import json
+
+import numpy as np
+
+from autoscaler.fit_state import MAX_PART_BYTES, STATE_VERSION, decode, encode
+from autoscaler.forecasting import TargetForecaster
+from autoscaler.policy.schema import Forecast, Target
+from models.series import Series
+
+DAY = 86400.0
+START = 1_700_006_400.0
+
+
+def history(days: float = 7.0, seed: int = 1) -> Series:
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(days * 288)) * 300.0
+    return Series(
+        start=START - days * DAY,
+        step=300.0,
+        values=1000 + 400 * np.sin(2 * np.pi * t / DAY) + rng.normal(0, 30, t.size),
+    )
+
+
+@functools.cache
+def fitted() -> TargetForecaster:
+    """One target fitted once for the module (a selection costs ~0.5 s); tests only read it."""
+    fc = TargetForecaster(Target(namespace="llm", deployment="d"), horizon_seconds=1500)
+    fc.seed(history())
+    fc.refresh(START, allow_fit=True)
+    return fc
+
+
+def test_a_state_round_trips_and_restores_the_same_forecast() -> None:
+    fc = fitted()
+    state = fc.export_state()
+    assert state is not None and state["selection"]["selected"] == "holt_winters"
+    restored_state = decode(encode({"llm/d": state})).states["llm/d"]
+    other = TargetForecaster(fc.target, horizon_seconds=1500)
+    other.seed(history())
+    assert other.restore_state(restored_state) is None
+    other.refresh(START, allow_fit=False)
+    assert other.prediction is not None and fc.prediction is not None
+    assert other.prediction.model == fc.prediction.model == "auto(holt_winters)+trend"
+    assert other.last_fit == fc.last_fit
+    assert not other.fit_due(START + 60.0)  # the cadence goes on from the saved fit
+    np.testing.assert_allclose(other.prediction.quantile(0.9), fc.prediction.quantile(0.9), rtol=1e-9)
+    assert other.prediction.peaks is not None and fc.prediction.peaks is not None
+    np.testing.assert_allclose(other.prediction.peaks[0.9], fc.prediction.peaks[0.9], rtol=1e-9)
+
+
+def test_a_state_from_other_settings_or_version_is_ignored_with_a_reason() -> None:
+    state = fitted().export_state()
+    assert state is not None
+    changed = Target(namespace="llm", deployment="d", forecast=dataclasses.replace(Forecast(), quantile=0.95))
+    fc = TargetForecaster(changed, horizon_seconds=1500)
+    fc.seed(history())
+    assert "settings changed" in (fc.restore_state(state) or "")
+    assert "version" in (fc.restore_state({**state, "version": STATE_VERSION + 1}) or "")
+    assert "malformed" in (
+        TargetForecaster(Target(namespace="llm", deployment="d"), horizon_seconds=1500).restore_state(
+            {**state, "last_fit": "x"}
+        )
+        or ""
+    )
+
+
+def test_a_state_that_does_not_rebuild_falls_back_to_the_stand_in() -> None:
+    state = fitted().export_state()
+    assert state is not None
+    broken = {**state, "selection": {**state["selection"], "selected": "prophet"}}
+    fc = TargetForecaster(Target(namespace="llm", deployment="d"), horizon_seconds=1500)
+    fc.seed(history())
+    assert fc.restore_state(broken) is None
+    fc.refresh(START, allow_fit=False)
+    assert fc.prediction is not None and fc.prediction.model.startswith("seasonal_naive")
+    assert "does not rebuild" in (fc.restore_ignored or "")
+
+
+def test_parts_stay_under_the_limit_and_hold_every_target() -> None:
+    rng = np.random.default_rng(2)
+    states = {f"ns/t{i}": {"weights": rng.normal(size=100).tolist()} for i in range(120)}
+    parts = encode(states, max_part_bytes=16 * 1024)
+    assert len(parts) > 1 and all(len(p) <= 16 * 1024 for p in parts)
+    assert decode(parts).states == states
+    assert encode(states) == encode(dict(reversed(states.items())))  # deterministic
+    assert all(len(p) <= MAX_PART_BYTES for p in encode(states))
+
+
+def test_a_target_too_large_or_not_finite_is_left_out_not_fatal() -> None:
+    states = {
+        "ns/big": {"w": np.random.default_rng(3).normal(size=20000).tolist()},
+        "ns/nan": {"w": [float("nan")]},
+        "ns/ok": {"w": [1.0]},
+    }
+    assert decode(encode(states, max_part_bytes=4096)).states == {"ns/ok": {"w": [1.0]}}
+
+
+def test_unreadable_or_foreign_parts_are_ignored_with_reasons() -> None:
+    good = encode({"ns/a": {"x": 1}})
+    future = gzip.compress(json.dumps({"version": STATE_VERSION + 1, "targets": {"ns/b": {}}}).encode())
+    bomb = gzip.compress(b"[" * 10_000 + b"]" * 10_000)
+    out = decode([b"not gzip", future, bomb, gzip.compress(b'{"targets": 3}'), *good])
+    assert out.states == {"ns/a": {"x": 1}}
+    assert len(out.ignored) == 4
+    assert any("version" in r for r in out.ignored)
