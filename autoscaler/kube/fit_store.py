@@ -1,0 +1,121 @@
+"""The fitted forecast state in ConfigMaps: one set per shard, one ConfigMap per part.
+
+Why: a restarted controller (an upgrade, a crash, a leader change) should not spend hours
+refitting what it had fitted (:mod:`autoscaler.fit_state`). PHPA keeps the same kind of
+state in a ConfigMap; so does this store, with the parts of one shard named
+``<prefix>-0``, ``<prefix>-1``, ... (the prefix derives from the shard's Lease, so shards
+never share a set). Each part is gzip-compressed JSON under 1 MiB, the object limit,
+held in ``binaryData``. Every call goes through :meth:`KubeApi.call`, so a failure is one
+of our error kinds; the controller logs it and carries on (a save is retried on the next
+interval, a failed load means the targets fit from their history as after a first start).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Sequence
+from typing import Any
+
+from autoscaler.errors import NotFound
+from autoscaler.kube.client import KubeApi
+
+#: The data key of a part in ``binaryData``.
+PART_KEY = "state.json.gz"
+#: Label naming the set a part belongs to (its prefix); lists select on it.
+SET_LABEL = "gpu-autoscaler.io/fit-state"
+#: Label holding a part's index.
+PART_LABEL = "gpu-autoscaler.io/fit-state-part"
+
+
+class ConfigMapFitStore:
+    """:class:`~autoscaler.ports.FitStateStore` over the ConfigMaps ``<prefix>-<i>`` in one namespace."""
+
+    def __init__(self, api: KubeApi, *, namespace: str, prefix: str) -> None:
+        """Configure the store (nothing is read or written yet).
+
+        Args:
+            api: The API client.
+            namespace: The controller's own namespace.
+            prefix: Name prefix of the parts, e.g. ``<lease name>-fit-state``; at most 50
+                characters of a DNS-1123 label, so that ``-<index>`` still fits.
+        """
+        if not 0 < len(prefix) <= 50:
+            raise ValueError(f"fit-state prefix must have 1-50 characters, got {prefix!r}")
+        self.api = api
+        self.namespace = namespace
+        self.prefix = prefix
+
+    def _name(self, index: int) -> str:
+        return f"{self.prefix}-{index}"
+
+    def _list(self) -> list[dict[str, Any]]:
+        answer = self.api.call(
+            self.api.core.list_namespaced_config_map,
+            self.namespace,
+            label_selector=f"{SET_LABEL}={self.prefix}",
+            what=f"list fit-state configmaps {self.namespace}/{self.prefix}-*",
+        )
+        body = self.api.api_client.sanitize_for_serialization(answer)
+        return list(body.get("items") or [])
+
+    def load(self) -> list[bytes]:
+        """The saved parts in index order (empty when none were saved).
+
+        A part that is not one of ours (no readable index or data) is skipped: the state
+        it held is refitted. Raises the translated API error when the list fails.
+        """
+        parts: list[tuple[int, bytes]] = []
+        for item in self._list():
+            labels = (item.get("metadata") or {}).get("labels") or {}
+            data = (item.get("binaryData") or {}).get(PART_KEY)
+            if not isinstance(data, str):
+                continue
+            try:
+                parts.append((int(labels.get(PART_LABEL, "")), base64.b64decode(data, validate=True)))
+            except (ValueError, TypeError, binascii.Error):
+                continue
+        return [data for _, data in sorted(parts)]
+
+    def save(self, parts: Sequence[bytes]) -> None:
+        """Write ``parts`` as ``<prefix>-0..n-1`` (replace or create), then delete any later part.
+
+        A crash between writes leaves a mix of old and new parts; each part is a whole
+        document of its own targets, so a load reads a consistent state per target.
+        """
+        for index, data in enumerate(parts):
+            name = self._name(index)
+            body = {
+                "apiVersion": "v1",
+                "kind": "ConfigMap",
+                "metadata": {
+                    "name": name,
+                    "namespace": self.namespace,
+                    "labels": {SET_LABEL: self.prefix, PART_LABEL: str(index)},
+                },
+                "binaryData": {PART_KEY: base64.b64encode(data).decode("ascii")},
+            }
+            what = f"replace configmap {self.namespace}/{name}"
+            try:
+                self.api.call(self.api.core.replace_namespaced_config_map, name, self.namespace, body, what=what)
+            except NotFound:
+                self.api.call(
+                    self.api.core.create_namespaced_config_map,
+                    self.namespace,
+                    body,
+                    what=f"create configmap {self.namespace}/{name}",
+                )
+        for item in self._list():
+            metadata = item.get("metadata") or {}
+            try:
+                index = int((metadata.get("labels") or {}).get(PART_LABEL, ""))
+            except ValueError:
+                continue
+            name = str(metadata.get("name") or "")
+            if index < len(parts) or not name:
+                continue
+            try:
+                what = f"delete configmap {self.namespace}/{name}"
+                self.api.call(self.api.core.delete_namespaced_config_map, name, self.namespace, what=what)
+            except NotFound:
+                continue  # deleted meanwhile: what was wanted

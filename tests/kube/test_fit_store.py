@@ -1,0 +1,138 @@
+"""The ConfigMap fit-state store against a real API server: parts, the size limit, junk, outages.
+
+Why: the saved state must survive what a real API server does (the 1 MiB object limit,
+optimistic concurrency on replace, label selection) and a restarted controller must get
+it back; a broken or unreachable store must cost the controller its saved fits, never a
+cycle.
+"""
+
+from __future__ import annotations
+
+import base64
+
+import kubernetes.client
+import numpy as np
+import pytest
+from kubernetes.client import ApiClient
+
+from autoscaler.controller import Controller
+from autoscaler.errors import ClusterUnavailable
+from autoscaler.fit_state import MAX_PART_BYTES, decode, encode
+from autoscaler.kube.client import KubeApi, from_api_client
+from autoscaler.kube.fit_store import PART_KEY, PART_LABEL, SET_LABEL, ConfigMapFitStore
+from autoscaler.policy.schema import Policy
+from tests.sim.test_restart import START, world
+
+from .conftest import make_target
+
+pytestmark = pytest.mark.cluster
+
+PREFIX = "gpu-predictive-autoscaler-fit-state"
+
+
+def states(n: int, size: int, seed: int = 1) -> dict[str, dict[str, list[float]]]:
+    rng = np.random.default_rng(seed)
+    return {f"ns/t{i}": {"w": rng.normal(size=size).tolist()} for i in range(n)}
+
+
+def names(core: kubernetes.client.CoreV1Api, namespace: str) -> list[str]:
+    items = core.list_namespaced_config_map(namespace, label_selector=f"{SET_LABEL}={PREFIX}").items
+    return sorted(cm.metadata.name for cm in items)
+
+
+def test_parts_round_trip_and_a_smaller_save_deletes_the_rest(
+    admin: KubeApi, core: kubernetes.client.CoreV1Api, namespace: str
+) -> None:
+    store = ConfigMapFitStore(admin, namespace=namespace, prefix=PREFIX)
+    assert store.load() == []
+    many = encode(states(60, 100), max_part_bytes=8 * 1024)
+    assert len(many) >= 3
+    store.save(many)
+    assert names(core, namespace) == sorted(f"{PREFIX}-{i}" for i in range(len(many)))
+    assert store.load() == many
+    store.save(many)  # replace in place
+    one = encode(states(2, 10))
+    store.save(one)
+    assert names(core, namespace) == [f"{PREFIX}-0"]
+    assert decode(store.load()).states == states(2, 10)
+
+
+def test_a_full_size_part_fits_in_one_object(admin: KubeApi, namespace: str) -> None:
+    """A part just under MAX_PART_BYTES (random weights barely compress) is taken by the API server."""
+    size, parts = 60_000, encode(states(1, 60_000, seed=2))
+    for _ in range(3):  # grow the state until its one part is within 5 % of the limit
+        size = int(size * 0.97 * MAX_PART_BYTES / max(1, len(parts[0]) if parts else MAX_PART_BYTES))
+        parts = encode(states(1, size, seed=2))
+    assert len(parts) == 1 and 0.9 * MAX_PART_BYTES < len(parts[0]) <= MAX_PART_BYTES
+    store = ConfigMapFitStore(admin, namespace=namespace, prefix=PREFIX)
+    store.save(parts)
+    assert decode(store.load()).states == states(1, size, seed=2)
+
+
+def test_junk_in_the_set_is_skipped_and_reported_not_fatal(
+    admin: KubeApi, core: kubernetes.client.CoreV1Api, namespace: str
+) -> None:
+    good = encode(states(3, 5))
+    store = ConfigMapFitStore(admin, namespace=namespace, prefix=PREFIX)
+    store.save(good)
+    labels = {SET_LABEL: PREFIX, PART_LABEL: "7"}
+    junk = base64.b64encode(b"not a gzip document").decode()
+    core.create_namespaced_config_map(
+        namespace, {"metadata": {"name": f"{PREFIX}-7", "labels": labels}, "binaryData": {PART_KEY: junk}}
+    )
+    no_index = {SET_LABEL: PREFIX, PART_LABEL: "x"}
+    core.create_namespaced_config_map(namespace, {"metadata": {"name": f"{PREFIX}-x", "labels": no_index}})
+    out = decode(store.load())
+    assert out.states == states(3, 5)
+    assert len(out.ignored) == 1 and "unreadable" in out.ignored[0]
+    store.save(good)  # the junk part beyond the set is cleaned up, the foreign one left alone
+    assert names(core, namespace) == [f"{PREFIX}-0", f"{PREFIX}-x"]
+
+
+def test_a_restarted_controller_restores_its_fits_from_the_configmaps(admin: KubeApi, namespace: str) -> None:
+    w = world()
+    target = make_target("llm", "vllm-0")
+    policy = Policy(targets=(target,))
+    store = ConfigMapFitStore(admin, namespace=namespace, prefix=PREFIX)
+
+    def controller() -> Controller:
+        return Controller(policy=policy, metrics=w.metrics, cluster=w.port, clock=w.clock, fit_store=store)
+
+    first = controller()
+    for i in range(3):
+        first.reconcile_once(START + 30.0 * i)
+    fitted = first.forecaster(target.key).prediction
+    assert fitted is not None and fitted.model.startswith("auto(")
+    first.save_fit_state(START + 90.0)
+    second = controller()
+    second.reconcile_once(START + 120.0)
+    restored = second.forecaster(target.key).prediction
+    assert restored is not None and restored.model == fitted.model
+
+
+def test_an_unreachable_store_costs_the_saved_fits_not_the_cycle() -> None:
+    cfg = kubernetes.client.Configuration()
+    cfg.host = "http://127.0.0.1:1"  # nothing listens: connection refused
+    api = from_api_client(ApiClient(configuration=cfg), timeout=(1.0, 1.0))
+    store = ConfigMapFitStore(api, namespace="gpu-autoscaler", prefix=PREFIX)
+    with pytest.raises(ClusterUnavailable):
+        store.load()
+    with pytest.raises(ClusterUnavailable):
+        store.save([b"x"])
+    w = world()
+    events: list[str] = []
+
+    class Log:
+        def info(self, event: str, **_: object) -> None:
+            events.append(event)
+
+        warning = error = info
+
+    target = make_target("llm", "vllm-0")
+    c = Controller(
+        policy=Policy(targets=(target,)), metrics=w.metrics, cluster=w.port, clock=w.clock, fit_store=store, log=Log()
+    )
+    result = c.reconcile_once(START)
+    assert result.results[0].decision is not None
+    c.save_fit_state(START + 30.0)
+    assert "fit_state_unavailable" in events and "fit_state_save_failed" in events
