@@ -41,13 +41,14 @@ from typing import Any
 import numpy as np
 import pytest
 
-from autoscaler.controller import TargetResult
+from autoscaler.controller import Controller, TargetResult
 from autoscaler.core.types import Reason
 from autoscaler.kube.cluster import SCALE_WRITE_ATTEMPTS
+from autoscaler.kube.fit_store import ConfigMapFitStore
 from autoscaler.kube.leader import LeaseElector
 from autoscaler.kube.policy_source import ConfigMapPolicySource
 from autoscaler.policy.schema import Policy
-from autoscaler.service import stall_seconds
+from autoscaler.service import Service, stall_seconds
 from autoscaler.telemetry import Health
 from tests.cluster.fixtures import settled_deployment
 from tests.prom.faultproxy import DEFAULT_GARBAGE
@@ -754,7 +755,54 @@ def _check_stuck_loop(rig: Rig, cycles: list[Cycle]) -> None:
     assert all(c.result is None for c in cycles), "the replica whose loop was stuck writes nothing"
 
 
+def _keep_fits_in_configmaps(rig: Rig) -> None:
+    """The controller saves its fitted state in ConfigMaps of its namespace (as ``autoscaler run`` does)."""
+    prefix = f"fm-{secrets.token_hex(3)}"
+    rig.controller.fit_store = ConfigMapFitStore(rig.api, namespace=rig.world.namespace, prefix=prefix)
+
+
+def _restart_mid_day(rig: Rig) -> None:
+    """A clean stop (it saves) and a new controller process: fresh state, the same store and world."""
+    old = rig.controller
+    fc = old.forecaster(rig.world.key)
+    served = fc.prediction.model if fc.prediction else None
+    rig.notes["before"] = (served, fc.last_fit, old.last_decision(rig.world.key))
+    assert fc.export_state() is not None, "the configured model fitted before the restart"
+    old.save_fit_state(rig.clock.now())
+    log = rig.log.bind(component="controller")
+    rig.controller = Controller(policy=rig.world.policy, metrics=rig.metrics, cluster=rig.cluster, clock=rig.clock,
+                                log=log, fit_store=old.fit_store)  # fmt: skip
+    s = rig.service
+    rig.service = Service(controller=rig.controller, policy_source=s.policy_source, elector=s.elector,
+                          telemetry=rig.telemetry, health=s.health, log=log)  # fmt: skip
+
+
+def _check_restored(rig: Rig, cycles: list[Cycle]) -> None:
+    """The first cycle after the restart serves the saved fit (same model and fit time) and decides as before it."""
+    model, last_fit, decision = rig.notes["before"]
+    first = _only(cycles[0]).decision
+    assert first is not None and decision is not None
+    assert (first.replicas, first.placeholders) == (decision.replicas, decision.placeholders)
+    fc = rig.controller.forecaster(rig.world.key)
+    assert fc.prediction is not None and fc.prediction.model == model
+    assert fc.last_fit == last_fit, "the refit cadence goes on from the saved fit, nothing refitted"
+
+
+def _nothing(_rig: Rig) -> None:
+    """Nothing to clear: the restarted controller simply runs on."""
+
+
 PROCESS_FAULTS = [
+    Fault(
+        "restart-mid-day",
+        _restart_mid_day,
+        _nothing,
+        (LogEvent("fit_state_saved", {"targets": 1}), LogEvent("fit_state_loaded", {"targets": 1, "parts": 1})),
+        setup=_keep_fits_in_configmaps,
+        check_during=_check_restored,
+        doc="the controller restarts (an upgrade, a leader change): it restores its fits and recent decisions from "
+        "its ConfigMaps and decides on at once as it did, without starting its models over",
+    ),
     Fault(
         "controller-sigkill-mid-cycle",
         _kill_leader_mid_cycle,
