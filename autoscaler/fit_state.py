@@ -125,12 +125,17 @@ def decode(parts: Sequence[bytes]) -> Decoded:
 def export_peaks(model: PeakModel) -> dict[str, Any]:
     """A peak calibration as JSON-ready data (levels, windows, chosen level, weights, offsets).
 
-    The coverage correction's offsets are kept; the windows still waiting to be scored
-    are not (a restart loses at most one node window's worth of correction steps).
+    The coverage correction is kept whole: its offsets, and the windows served but not
+    yet scored (a node window's worth), so a restart scores them as a run without one.
     """
     return {
         "levels": list(model.levels),
         "offsets": [[q, [float(v) for v in off]] for q, off in sorted(model.offsets.items())],
+        "pending": [
+            # Six significant digits: they are compared with realised peaks, never summed.
+            [start, [[q, [float(f"{v:.6g}") for v in values]] for q, values in sorted(served.items())]]
+            for start, served in sorted(model.pending.items())
+        ],
         "windows": model.windows,
         "level": model.level,
         "coefficients": [
@@ -160,6 +165,11 @@ def restore_peaks(data: Mapping[str, Any], levels: tuple[float, ...]) -> PeakMod
         if values.ndim != 1 or not np.isfinite(values).all():
             raise ValueError("malformed peak offsets")
         model.offsets[float(q)] = values
+    for start, served in data.get("pending", []):
+        quantiles = {float(q): np.asarray(values, dtype=np.float64) for q, values in served}
+        if not all(v.ndim == 1 and np.isfinite(v).all() for v in quantiles.values()):
+            raise ValueError("malformed pending peak windows")
+        model.pending[float(start)] = quantiles
     return model
 
 

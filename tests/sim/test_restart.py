@@ -127,7 +127,8 @@ def runs() -> dict[str, object]:
     first = controller(w, TARGETS, store)
     before = run(first, w, begin, noon)
     first.save_fit_state(noon)  # a clean stop saves on the way out
-    restarted, amnesiac = copy.deepcopy(w), copy.deepcopy(w)
+    # What the stopped controller left (the reference run goes on saving into its own).
+    restarted, amnesiac, store = copy.deepcopy(w), copy.deepcopy(w), copy.deepcopy(store)
     reference = before + run(first, w, noon, end)
 
     second = controller(restarted, TARGETS, store)
