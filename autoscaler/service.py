@@ -319,6 +319,8 @@ class Service:
         stop.wait()
         self.log.info("stopping")
         scheduler.shutdown(wait=True)
+        if self.elector.is_leader():  # a clean stop keeps the latest fits for the next leader
+            self.controller.save_fit_state(time.time())
         self.elector.stop()
         self.log.info("stopped")
 

@@ -205,9 +205,16 @@ def _serve(args: argparse.Namespace, *, log: Any, telemetry: Telemetry, health: 
     # does not write what it decided before it noticed.
     cluster = LeaderGuardedCluster(kube, elector.is_leader)
     # A cycle ends before the next one is due: targets it has not reached by then hold.
+    # The fitted state is kept beside the Lease, one set per shard, so a restart, an
+    # upgrade or a new leader decides from the fits instead of refitting for hours.
+    fit_store = None
+    if lease_namespace is not None:
+        from autoscaler.kube.fit_store import ConfigMapFitStore, fit_store_prefix
+
+        fit_store = ConfigMapFitStore(api, namespace=lease_namespace, prefix=fit_store_prefix(lease_name))
     controller = Controller(policy=policy, metrics=metrics, cluster=cluster, clock=SystemClock(),
                             mode_override=mode, log=log, cycle_deadline_seconds=policy.loop_interval_seconds,
-                            operations=LeaderGuardedOperations(kube, elector.is_leader))
+                            operations=LeaderGuardedOperations(kube, elector.is_leader), fit_store=fit_store)
     service = Service(controller=controller, policy_source=policy_source, elector=elector,
                       telemetry=telemetry, health=health, log=log, scope=scope,
                       lease=f"{lease_namespace}/{lease_name}" if lease_namespace is not None else "")

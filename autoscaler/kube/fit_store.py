@@ -3,9 +3,12 @@
 Why: a restarted controller (an upgrade, a crash, a leader change) should not spend hours
 refitting what it had fitted (:mod:`autoscaler.fit_state`). PHPA keeps the same kind of
 state in a ConfigMap; so does this store, with the parts of one shard named
-``<prefix>-0``, ``<prefix>-1``, ... (the prefix derives from the shard's Lease, so shards
-never share a set). Each part is gzip-compressed JSON under 1 MiB, the object limit,
-held in ``binaryData``. Every call goes through :meth:`KubeApi.call`, so a failure is one
+``<prefix>-0``, ``<prefix>-1``, ... up to `MAX_PARTS` (the prefix derives from the shard's
+Lease, so shards never share a set). Each part is gzip-compressed JSON under 1 MiB, the
+object limit, held in ``binaryData``. The parts are read, replaced and deleted by name
+only, never listed: the Role then names exactly the objects it may touch
+(``deploy/rbac.yaml``), as it does for the Lease, and the controller cannot list the
+other ConfigMaps of its namespace. Every call goes through :meth:`KubeApi.call`, so a failure is one
 of our error kinds; the controller logs it and carries on (a save is retried on the next
 interval, a failed load means the targets fit from their history as after a first start).
 """
@@ -15,7 +18,6 @@ from __future__ import annotations
 import base64
 import binascii
 from collections.abc import Sequence
-from typing import Any
 
 from autoscaler.errors import NotFound
 from autoscaler.kube.client import KubeApi
@@ -26,6 +28,12 @@ PART_KEY = "state.json.gz"
 SET_LABEL = "gpu-autoscaler.io/fit-state"
 #: Label holding a part's index.
 PART_LABEL = "gpu-autoscaler.io/fit-state-part"
+
+
+#: Most parts a set holds (the names ``<prefix>-0`` .. ``<prefix>-7`` in the Role): 8 parts
+#: of at most 700 KiB compressed hold the state of several thousand targets. The targets
+#: of parts past it are not saved, and refit from their history after a restart.
+MAX_PARTS = 8
 
 
 class ConfigMapFitStore:
@@ -49,41 +57,44 @@ class ConfigMapFitStore:
     def _name(self, index: int) -> str:
         return f"{self.prefix}-{index}"
 
-    def _list(self) -> list[dict[str, Any]]:
-        answer = self.api.call(
-            self.api.core.list_namespaced_config_map,
-            self.namespace,
-            label_selector=f"{SET_LABEL}={self.prefix}",
-            what=f"list fit-state configmaps {self.namespace}/{self.prefix}-*",
-        )
-        body = self.api.api_client.sanitize_for_serialization(answer)
-        return list(body.get("items") or [])
-
     def load(self) -> list[bytes]:
         """The saved parts in index order (empty when none were saved).
 
-        A part that is not one of ours (no readable index or data) is skipped: the state
-        it held is refitted. Raises the translated API error when the list fails.
+        Reads ``<prefix>-0``, ``<prefix>-1``, ... until one is missing. A part that holds
+        no readable data is skipped (the targets it held are refitted). Raises the
+        translated API error when a read fails otherwise.
         """
-        parts: list[tuple[int, bytes]] = []
-        for item in self._list():
-            labels = (item.get("metadata") or {}).get("labels") or {}
+        parts: list[bytes] = []
+        for index in range(MAX_PARTS):
+            name = self._name(index)
+            try:
+                answer = self.api.call(
+                    self.api.core.read_namespaced_config_map,
+                    name,
+                    self.namespace,
+                    what=f"read fit-state configmap {self.namespace}/{name}",
+                )
+            except NotFound:
+                break
+            item = self.api.api_client.sanitize_for_serialization(answer)
             data = (item.get("binaryData") or {}).get(PART_KEY)
             if not isinstance(data, str):
                 continue
             try:
-                parts.append((int(labels.get(PART_LABEL, "")), base64.b64decode(data, validate=True)))
+                parts.append(base64.b64decode(data, validate=True))
             except (ValueError, TypeError, binascii.Error):
                 continue
-        return [data for _, data in sorted(parts)]
+        return parts
 
     def save(self, parts: Sequence[bytes]) -> None:
-        """Write ``parts`` as ``<prefix>-0..n-1`` (replace or create), then delete any later part.
+        """Write ``parts`` as ``<prefix>-0..n-1`` (replace or create), then delete the later names.
 
-        A crash between writes leaves a mix of old and new parts; each part is a whole
-        document of its own targets, so a load reads a consistent state per target.
+        At most `MAX_PARTS` are written. A crash between writes leaves a mix of old and
+        new parts; each part is a whole document of its own targets, so a load reads a
+        consistent state per target.
         """
-        for index, data in enumerate(parts):
+        kept = list(parts)[:MAX_PARTS]
+        for index, data in enumerate(kept):
             name = self._name(index)
             body = {
                 "apiVersion": "v1",
@@ -105,17 +116,15 @@ class ConfigMapFitStore:
                     body,
                     what=f"create configmap {self.namespace}/{name}",
                 )
-        for item in self._list():
-            metadata = item.get("metadata") or {}
-            try:
-                index = int((metadata.get("labels") or {}).get(PART_LABEL, ""))
-            except ValueError:
-                continue
-            name = str(metadata.get("name") or "")
-            if index < len(parts) or not name:
-                continue
+        for index in range(len(kept), MAX_PARTS):
+            name = self._name(index)
             try:
                 what = f"delete configmap {self.namespace}/{name}"
                 self.api.call(self.api.core.delete_namespaced_config_map, name, self.namespace, what=what)
             except NotFound:
-                continue  # deleted meanwhile: what was wanted
+                break  # parts are written from 0 up, so nothing later exists either
+
+
+def fit_store_prefix(lease_name: str) -> str:
+    """The part-name prefix of the shard whose Lease is ``lease_name`` (at most 50 characters)."""
+    return f"{lease_name[:40].rstrip('-.')}-fit-state"

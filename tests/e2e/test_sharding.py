@@ -25,6 +25,7 @@ import kubernetes
 import pytest
 from kubernetes.client import ApiClient
 
+from autoscaler.kube.fit_store import fit_store_prefix
 from autoscaler.sharding import CLAIMS_ANNOTATION, SHARD_LEASE_LABEL
 from tests.cluster.controlplane import ControlPlane
 from tests.cluster.fixtures import _delete_namespace
@@ -190,6 +191,11 @@ def test_two_shards_hold_their_own_leases_and_scale_only_their_targets(
         owned = [e for e in evs if e.get("event") == "shard_targets"]
         assert owned and owned[0]["owned"] == 1 and owned[0]["total"] == 3 and owned[0]["targets"] == [own[name]]
         assert not [e for e in evs if e.get("event") in ("shard_overlap", "shard_target_unreadable")]
+    # A clean stop saved each shard's fitted state in its own set, beside its Lease.
+    core = kubernetes.client.CoreV1Api(k8s_client)
+    for name in own:
+        part = core.read_namespaced_config_map(f"{fit_store_prefix(name)}-0", ns_a)
+        assert part.binary_data and [e for e in events[name] if e.get("event") == "fit_state_saved"]
     assert next(e for e in events["shard-a"] if e.get("event") == "shard")["namespaces"] == [ns_a]
     assert next(e for e in events["shard-b"] if e.get("event") == "shard")["selector"] == "team in (b),tier!=batch"
 

@@ -1,7 +1,7 @@
 """The ConfigMap fit-state store against a real API server: parts, the size limit, junk, outages.
 
 Why: the saved state must survive what a real API server does (the 1 MiB object limit,
-optimistic concurrency on replace, label selection) and a restarted controller must get
+optimistic concurrency on replace, names only) and a restarted controller must get
 it back; a broken or unreachable store must cost the controller its saved fits, never a
 cycle.
 """
@@ -13,21 +13,30 @@ import base64
 import kubernetes.client
 import numpy as np
 import pytest
+import yaml
 from kubernetes.client import ApiClient
 
 from autoscaler.controller import Controller
 from autoscaler.errors import ClusterUnavailable
 from autoscaler.fit_state import MAX_PART_BYTES, decode, encode
 from autoscaler.kube.client import KubeApi, from_api_client
-from autoscaler.kube.fit_store import PART_KEY, PART_LABEL, SET_LABEL, ConfigMapFitStore
+from autoscaler.kube.fit_store import MAX_PARTS, PART_KEY, PART_LABEL, SET_LABEL, ConfigMapFitStore, fit_store_prefix
 from autoscaler.policy.schema import Policy
 from tests.sim.test_restart import START, world
 
-from .conftest import make_target
+from .conftest import REPO_ROOT, make_target
 
 pytestmark = pytest.mark.cluster
 
-PREFIX = "gpu-predictive-autoscaler-fit-state"
+PREFIX = fit_store_prefix("gpu-predictive-autoscaler")
+
+
+def test_the_role_names_every_part_of_the_default_lease_and_long_leases_still_fit() -> None:
+    documents = yaml.safe_load_all((REPO_ROOT / "deploy" / "rbac.yaml").read_text())
+    role = next(d for d in documents if d and d["kind"] == "Role")
+    named = [r["resourceNames"] for r in role["rules"] if "resourceNames" in r and "update" in r["verbs"]]
+    assert [f"{PREFIX}-{i}" for i in range(MAX_PARTS)] in named
+    assert len(fit_store_prefix("x" * 63)) <= 50
 
 
 def states(n: int, size: int, seed: int = 1) -> dict[str, dict[str, list[float]]]:
@@ -75,18 +84,31 @@ def test_junk_in_the_set_is_skipped_and_reported_not_fatal(
     good = encode(states(3, 5))
     store = ConfigMapFitStore(admin, namespace=namespace, prefix=PREFIX)
     store.save(good)
-    labels = {SET_LABEL: PREFIX, PART_LABEL: "7"}
+    labels = {SET_LABEL: PREFIX, PART_LABEL: "1"}
     junk = base64.b64encode(b"not a gzip document").decode()
     core.create_namespaced_config_map(
-        namespace, {"metadata": {"name": f"{PREFIX}-7", "labels": labels}, "binaryData": {PART_KEY: junk}}
+        namespace, {"metadata": {"name": f"{PREFIX}-1", "labels": labels}, "binaryData": {PART_KEY: junk}}
     )
-    no_index = {SET_LABEL: PREFIX, PART_LABEL: "x"}
-    core.create_namespaced_config_map(namespace, {"metadata": {"name": f"{PREFIX}-x", "labels": no_index}})
+    no_data = {SET_LABEL: PREFIX, PART_LABEL: "2"}
+    core.create_namespaced_config_map(namespace, {"metadata": {"name": f"{PREFIX}-2", "labels": no_data}})
+    foreign = {SET_LABEL: PREFIX, PART_LABEL: "x"}
+    core.create_namespaced_config_map(namespace, {"metadata": {"name": f"{PREFIX}-x", "labels": foreign}})
     out = decode(store.load())
     assert out.states == states(3, 5)
     assert len(out.ignored) == 1 and "unreadable" in out.ignored[0]
-    store.save(good)  # the junk part beyond the set is cleaned up, the foreign one left alone
+    store.save(good)  # the junk parts after the set are deleted, the foreign name left alone
     assert names(core, namespace) == [f"{PREFIX}-0", f"{PREFIX}-x"]
+
+
+def test_more_parts_than_the_role_names_keeps_the_first_ones(
+    admin: KubeApi, core: kubernetes.client.CoreV1Api, namespace: str
+) -> None:
+    many = encode(states(200, 100), max_part_bytes=4 * 1024)
+    assert len(many) > MAX_PARTS
+    store = ConfigMapFitStore(admin, namespace=namespace, prefix=PREFIX)
+    store.save(many)
+    assert names(core, namespace) == sorted(f"{PREFIX}-{i}" for i in range(MAX_PARTS))
+    assert store.load() == many[:MAX_PARTS]
 
 
 def test_a_restarted_controller_restores_its_fits_from_the_configmaps(admin: KubeApi, namespace: str) -> None:

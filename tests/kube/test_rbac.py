@@ -20,6 +20,7 @@ from kubernetes.client.exceptions import ApiException
 
 from autoscaler.errors import Forbidden, PolicyRejected
 from autoscaler.kube.cluster import KubeCluster
+from autoscaler.kube.fit_store import ConfigMapFitStore, fit_store_prefix
 from autoscaler.kube.leader import LeaseElector
 from autoscaler.kube.policy_source import ConfigMapPolicySource
 from autoscaler.kube.status import STATUS_ANNOTATION
@@ -104,6 +105,11 @@ def test_controller_account_can_do_everything_it_needs(
     assert autoscaling.read_namespaced_horizontal_pod_autoscaler("chat", ns).spec.min_replicas == 1
     assert apps.read_namespaced_deployment("web-capacity", ns).spec.replicas == 0
     assert cluster.events.errors == 0
+
+    store = ConfigMapFitStore(api, namespace=cns, prefix=fit_store_prefix(LEASE))
+    store.save([b"one", b"two"])  # create
+    store.save([b"three"])  # replace, then delete the part no longer needed
+    assert store.load() == [b"three"]
 
     elector = LeaseElector(api, namespace=cns, name=LEASE, identity="replica-a")
     assert elector.step() is True  # create
