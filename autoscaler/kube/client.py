@@ -20,7 +20,7 @@ import json
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import kubernetes.client
 import kubernetes.config
@@ -45,6 +45,9 @@ DEFAULT_TIMEOUT: tuple[float, float] = (5.0, 15.0)
 #: Longest message taken from an API answer into an error (Status messages can be long).
 _MAX_MESSAGE = 300
 
+
+#: A guarded object's summary (see `retry_once_on_conflict`).
+T = TypeVar("T")
 
 def status_message(exc: ApiException) -> str:
     """The human-readable part of an ``ApiException``: ``Status.message`` if the body has one.
@@ -168,6 +171,22 @@ class KubeApi:
     def close(self) -> None:
         """Close the connection pool."""
         self.api_client.close()
+
+
+def retry_once_on_conflict(
+    write: Callable[[T], T], current: T, *, reread: Callable[[], T], still_needed: Callable[[T], bool]
+) -> T:
+    """``write(current)``; on a 409, re-read and write once more if the re-read still needs it.
+
+    The rule for a write guarded by the ``resourceVersion`` it read (a floor on an HPA or a
+    ScaledObject): someone changed the object meanwhile, so decide again on what it is now.
+    A second 409 propagates, and the write waits for the next loop.
+    """
+    try:
+        return write(current)
+    except Conflict:
+        fresh = reread()
+        return write(fresh) if still_needed(fresh) else fresh
 
 
 def _no_read_retries() -> urllib3.util.Retry:

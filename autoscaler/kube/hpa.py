@@ -23,8 +23,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from autoscaler.errors import Conflict
-from autoscaler.kube.client import KubeApi
+from autoscaler.kube.client import KubeApi, retry_once_on_conflict
 from autoscaler.kube.keda import owner_name as keda_owner
 from autoscaler.kube.status import ORIGINAL_MIN_REPLICAS_ANNOTATION, original_min_replicas
 
@@ -141,20 +140,13 @@ def set_min_replicas(api: KubeApi, *, hpa: HpaInfo, value: int) -> HpaInfo:
     """
     if hpa.min_replicas == value:
         return hpa
-    try:
-        return _patch_min_replicas(api, hpa=hpa, value=value)
-    except Conflict:
-        fresh = api.call(
-            api.autoscaling.read_namespaced_horizontal_pod_autoscaler,
-            hpa.name,
-            hpa.namespace,
-            what=f"read horizontalpodautoscaler {hpa.namespace}/{hpa.name}",
-        )
-        current = _info(api.api_client.sanitize_for_serialization(fresh))
-        value = min(value, current.max_replicas)
-        if current.min_replicas == value:
-            return current
-        return _patch_min_replicas(api, hpa=current, value=value)  # a second 409 propagates
+
+    def write(h: HpaInfo) -> HpaInfo:
+        return _patch_min_replicas(api, hpa=h, value=min(value, h.max_replicas))
+
+    return retry_once_on_conflict(
+        write, hpa, reread=lambda: _read(api, hpa), still_needed=lambda h: h.min_replicas != min(value, h.max_replicas)
+    )
 
 
 def restore_min_replicas(api: KubeApi, *, hpa: HpaInfo) -> HpaInfo:
@@ -173,19 +165,25 @@ def restore_min_replicas(api: KubeApi, *, hpa: HpaInfo) -> HpaInfo:
     """
     if hpa.original_min_replicas is None:
         return hpa
-    try:
-        return _patch_min_replicas(api, hpa=hpa, value=hpa.original_min_replicas, restore=True)
-    except Conflict:
-        fresh = api.call(
-            api.autoscaling.read_namespaced_horizontal_pod_autoscaler,
-            hpa.name,
-            hpa.namespace,
-            what=f"read horizontalpodautoscaler {hpa.namespace}/{hpa.name}",
-        )
-        current = _info(api.api_client.sanitize_for_serialization(fresh))
-        if current.original_min_replicas is None:
-            return current
-        return _patch_min_replicas(api, hpa=current, value=current.original_min_replicas, restore=True)
+
+    def write(h: HpaInfo) -> HpaInfo:
+        assert h.original_min_replicas is not None  # noqa: S101 - still_needed checked it
+        return _patch_min_replicas(api, hpa=h, value=h.original_min_replicas, restore=True)
+
+    return retry_once_on_conflict(
+        write, hpa, reread=lambda: _read(api, hpa), still_needed=lambda h: h.original_min_replicas is not None
+    )
+
+
+def _read(api: KubeApi, hpa: HpaInfo) -> HpaInfo:
+    """The HPA as it is now (after a 409)."""
+    fresh = api.call(
+        api.autoscaling.read_namespaced_horizontal_pod_autoscaler,
+        hpa.name,
+        hpa.namespace,
+        what=f"read horizontalpodautoscaler {hpa.namespace}/{hpa.name}",
+    )
+    return _info(api.api_client.sanitize_for_serialization(fresh))
 
 
 def _patch_min_replicas(api: KubeApi, *, hpa: HpaInfo, value: int, restore: bool = False) -> HpaInfo:

@@ -17,9 +17,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from autoscaler.errors import Conflict
-from autoscaler.kube.client import KubeApi
-from autoscaler.kube.status import ORIGINAL_MIN_REPLICAS_ANNOTATION
+from autoscaler.kube.client import KubeApi, retry_once_on_conflict
+from autoscaler.kube.status import ORIGINAL_MIN_REPLICAS_ANNOTATION, original_min_replicas
 
 GROUP, VERSION, PLURAL, KIND = "keda.sh", "v1alpha1", "scaledobjects", "ScaledObject"
 #: KEDA's defaults for absent fields.
@@ -51,18 +50,13 @@ def owner_name(hpa: Mapping[str, Any]) -> str | None:
 def info(obj: Mapping[str, Any]) -> ScaledObjectInfo:
     """The summary of a ScaledObject (API JSON). Pure."""
     meta, spec = obj.get("metadata") or {}, obj.get("spec") or {}
-    raw = (meta.get("annotations") or {}).get(ORIGINAL_MIN_REPLICAS_ANNOTATION)
-    try:
-        original = int(str(raw)) if raw is not None else None
-    except ValueError:
-        original = None
     return ScaledObjectInfo(
         name=str(meta.get("name")),
         namespace=str(meta.get("namespace")),
         min_replica_count=int(spec.get("minReplicaCount", DEFAULT_MIN)),
         max_replica_count=int(spec.get("maxReplicaCount", DEFAULT_MAX)),
         resource_version=str(meta.get("resourceVersion") or ""),
-        original_min_replica_count=original if original is not None and original >= 0 else None,
+        original_min_replica_count=original_min_replicas(obj, minimum=0),
     )
 
 
@@ -101,14 +95,16 @@ def set_min_replica_count(api: KubeApi, *, so: ScaledObjectInfo, value: int) -> 
     """
     if so.min_replica_count == value:
         return so
-    try:
-        return _patch(api, so=so, value=value, restore=False)
-    except Conflict:
-        current = read(api, so.namespace, so.name)
-        value = min(value, current.max_replica_count)
-        if current.min_replica_count == value:
-            return current
-        return _patch(api, so=current, value=value, restore=False)
+
+    def write(o: ScaledObjectInfo) -> ScaledObjectInfo:
+        return _patch(api, so=o, value=min(value, o.max_replica_count), restore=False)
+
+    return retry_once_on_conflict(
+        write,
+        so,
+        reread=lambda: read(api, so.namespace, so.name),
+        still_needed=lambda o: o.min_replica_count != min(value, o.max_replica_count),
+    )
 
 
 def restore_min_replica_count(api: KubeApi, *, so: ScaledObjectInfo) -> ScaledObjectInfo:
@@ -120,13 +116,17 @@ def restore_min_replica_count(api: KubeApi, *, so: ScaledObjectInfo) -> ScaledOb
     """
     if so.original_min_replica_count is None:
         return so
-    try:
-        return _patch(api, so=so, value=so.original_min_replica_count, restore=True)
-    except Conflict:
-        current = read(api, so.namespace, so.name)
-        if current.original_min_replica_count is None:
-            return current
-        return _patch(api, so=current, value=current.original_min_replica_count, restore=True)
+
+    def write(o: ScaledObjectInfo) -> ScaledObjectInfo:
+        assert o.original_min_replica_count is not None  # noqa: S101 - still_needed checked it
+        return _patch(api, so=o, value=o.original_min_replica_count, restore=True)
+
+    return retry_once_on_conflict(
+        write,
+        so,
+        reread=lambda: read(api, so.namespace, so.name),
+        still_needed=lambda o: o.original_min_replica_count is not None,
+    )
 
 
 def _patch(api: KubeApi, *, so: ScaledObjectInfo, value: int, restore: bool) -> ScaledObjectInfo:

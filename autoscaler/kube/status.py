@@ -72,16 +72,20 @@ def parse_pause(obj: Mapping[str, Any]) -> Pause | None:
     return Pause(replicas=replicas)
 
 
-def original_min_replicas(hpa: Mapping[str, Any]) -> int | None:
-    """The HPA's own ``minReplicas`` as recorded by ``coexist`` (``None`` if not recorded). Pure."""
-    raw = _annotations(hpa).get(ORIGINAL_MIN_REPLICAS_ANNOTATION)
+def original_min_replicas(obj: Mapping[str, Any], *, minimum: int = 1) -> int | None:
+    """The object's own floor as recorded by ``coexist`` (``None`` if not recorded). Pure.
+
+    ``minimum`` is the lowest floor its owner accepts: 1 for an HPA's ``minReplicas``, 0 for
+    a KEDA ScaledObject's ``minReplicaCount``; a value below it is not a record of ours.
+    """
+    raw = _annotations(obj).get(ORIGINAL_MIN_REPLICAS_ANNOTATION)
     if raw is None:
         return None
     try:
         value = int(str(raw))
     except ValueError:
         return None
-    return value if value >= 1 else None
+    return value if value >= minimum else None
 
 
 def _timestamp(seconds: float) -> str:

@@ -19,6 +19,7 @@ from kubernetes.client import ApiClient
 from autoscaler.controller import Controller
 from autoscaler.kube.client import KubeApi
 from autoscaler.kube.cluster import KubeCluster
+from autoscaler.kube.keda import GROUP, PLURAL, VERSION
 from autoscaler.kube.status import ORIGINAL_MIN_REPLICAS_ANNOTATION
 from autoscaler.policy.schema import Policy
 from tests.cluster.fixtures import settled_deployment
@@ -37,7 +38,6 @@ from .test_cluster import writes
 
 pytestmark = pytest.mark.cluster
 
-GROUP, VERSION, PLURAL = "keda.sh", "v1alpha1", "scaledobjects"
 
 
 def _scaled_object(custom: kubernetes.client.CustomObjectsApi, namespace: str) -> Any:
