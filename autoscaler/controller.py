@@ -59,11 +59,11 @@ DEMOTE_COVERAGE_TOLERANCE = 0.1
 #: covering it, ~8 at the default horizon, so 96 points is about a dozen buckets, an hour).
 DEMOTE_MIN_POINTS = 96
 
-#: CPU seconds per cycle that owed forecast work (stand-ins for targets without a
-#: forecast, updates on completed buckets) may always use, even when the policy's
-#: ``fit_budget_seconds`` is smaller; beyond it (and the budget) that work waits a cycle.
-#: 1 s covers several hundred targets' stand-ins or updates (1-2 ms each), so smaller
-#: fleets never wait.
+#: CPU seconds a whole cycle may reach with owed forecast work (updates on completed
+#: buckets, stand-ins for targets without a forecast, restores of saved fits), even when
+#: the policy's ``fit_budget_seconds`` is smaller; beyond it (and the budget) that work
+#: waits a cycle. The cycle's other work (reading metrics, seeding, deciding, saving)
+#: counts against it too, so a cycle stays within it whatever the number of targets.
 OWED_WORK_SECONDS = 1.0
 
 #: Targets whose start-up history is loaded at once (each is one or a few range queries):
@@ -78,6 +78,10 @@ FIT_COST_MARGIN = 1.5
 #: Seconds between saves of the fitted state (with a ``fit_store``): a fit changes hourly,
 #: so a crash loses at most this much of it; a clean stop saves on the way out.
 FIT_SAVE_INTERVAL_SECONDS = 300.0
+
+#: Decide passes remembered to reserve CPU for the next one: one bucket's worth of cycles at
+#: the defaults, so the costlier pass of a cycle that scores a completed bucket is among them.
+DECIDE_PASSES_KEPT = 16
 
 
 class NullLog:
@@ -162,6 +166,7 @@ class Controller:
         operations: TargetOperations | None = None,
         fit_store: FitStateStore | None = None,
         fit_save_interval_seconds: float = FIT_SAVE_INTERVAL_SECONDS,
+        cpu_clock: Callable[[], float] = time.process_time,
     ) -> None:
         self.metrics = metrics
         #: Status, pause and release on the cluster (``None``: no objects to annotate).
@@ -188,6 +193,14 @@ class Controller:
         #: CPU seconds of the latest fit of any target, keyed by whether it was a model
         #: selection: the cost assumed for a target that has not had such a fit yet.
         self._fit_seconds: dict[bool, float] = {}
+        #: Process CPU seconds (all threads): what the cycle budget is counted in.
+        self._cpu_clock = cpu_clock
+        #: CPU seconds of the latest owed refresh of any target, by kind (`_owed_kind`).
+        self._owed_seconds: dict[str, float] = {}
+        #: CPU seconds of the latest decide passes and of the latest save: reserved out of
+        #: the cycle budget before the forecast pass, which runs before them.
+        self._decide_seconds: deque[float] = deque(maxlen=DECIDE_PASSES_KEPT)
+        self._save_seconds = 0.0
         self.set_policy(policy)
 
     def set_policy(self, policy: Policy) -> None:
@@ -238,42 +251,61 @@ class Controller:
         cold = target.cold_start
         return cold.total_seconds * 1.5 + policy.loop_interval_seconds + target.forecast.resolution_seconds
 
-    def _forecast(self, forecasters: list[TargetForecaster], now: float) -> None:
-        """Refresh the forecasts of this cycle within a CPU budget, so no cycle runs long.
+    def _forecast(self, forecasters: list[TargetForecaster], now: float, *, spent: float, saving: float) -> None:
+        """Refresh the forecasts of this cycle so that the whole cycle stays within its CPU budget.
 
-        Owed work comes first: the stand-in (seasonal-naive fallback) of each target
-        without a forecast, then the updates of targets with completed buckets, the
-        longest waiting first. It may use ``fit_budget_seconds``, and at least
-        `OWED_WORK_SECONDS` (a zero fit budget disables refits, not forecasting);
-        beyond that it waits for the next cycle, except that an update is deferred at
-        most to its bucket's last cycle, so every target conditions on every bucket
-        before the next one completes. What is left of ``fit_budget_seconds`` goes to due
-        refits, the most overdue first, each only if its expected cost fits in what is
-        left, so a refit does not overshoot the budget by a whole fit: `FIT_COST_MARGIN`
-        times that target's last fit of the same kind (model selection or refit), else
-        the latest of any target, else half the budget. A refit expected to take more
-        than the whole budget runs alone, in a cycle with nothing else to do.
+        ``spent`` is the CPU the cycle uses beside forecasting: what reading metrics and
+        seeding took so far, plus the decide pass and any save still to come (as much as
+        they took lately; ``saving`` of it is the save). Forecasting gets only what is
+        left, so the budget bounds the cycle, not just its forecasts.
+
+        Owed work comes first and may bring the cycle to ``fit_budget_seconds``, and at
+        least `OWED_WORK_SECONDS` (a zero fit budget disables refits, not forecasting):
+        the updates of targets with completed buckets, the longest waiting first (cheap,
+        and done early in a bucket they never pile up in its last cycle), then the
+        restore or stand-in (seasonal-naive fallback) of each target without a forecast.
+        Each is admitted when its expected cost fits, `FIT_COST_MARGIN` times the latest
+        of its kind (`_owed_kind`); an update is deferred at most to its bucket's last
+        cycle, so every target conditions on every bucket before the next one completes.
+        What is left of ``fit_budget_seconds`` goes to due refits, the most overdue
+        first, each only if its expected cost fits: `FIT_COST_MARGIN` times that target's
+        last fit of the same kind (model selection or refit), else the latest of any
+        target, else half the budget. Work expected to take more than a cycle without a
+        save can give runs alone, in a cycle with no other forecast work: it would never
+        fit, and must not wait forever.
         """
         budget = self.policy.fit_budget_seconds
+        owed_cap = max(budget, OWED_WORK_SECONDS)
         next_loop = now + self.policy.loop_interval_seconds
-        spent = 0.0
+        base, ran = spent - saving, False
+
+        def admits(expected: float, cap: float) -> bool:
+            if cap <= 0:
+                return False
+            return spent + expected <= cap or (not ran and expected > cap - base)
+
         owed = [fc for fc in forecasters if fc.prediction is None or fc.stale_since is not None]
-        owed.sort(key=lambda fc: (fc.prediction is not None, fc.stale_since or 0.0))
+        owed.sort(key=lambda fc: (fc.prediction is None, fc.stale_since or 0.0))
         for fc in owed:
-            if spent < max(budget, OWED_WORK_SECONDS) or (fc.prediction is not None and fc.bucket_due(next_loop)):
-                spent += _timed_refresh(fc, now, allow_fit=False)
+            kind = _owed_kind(fc)
+            known = self._owed_seconds.get(kind)
+            expected = owed_cap / 2 if known is None else FIT_COST_MARGIN * known
+            if admits(expected, owed_cap) or (fc.prediction is not None and fc.bucket_due(next_loop)):
+                seconds = self._timed_refresh(fc, now, allow_fit=False)
+                self._owed_seconds[kind] = seconds
+                spent, ran = spent + seconds, True
         due = [fc for fc in forecasters if fc.fit_due(now)]
         due.sort(key=lambda fc: fc.last_fit if fc.last_fit is not None else float("-inf"))
         for fc in due:
-            left = budget - spent
-            if left <= 0:
+            if ran and spent >= budget:
                 break
             selects = fc.next_fit_selects()
             known = fc.fit_seconds.get(selects, self._fit_seconds.get(selects))
             expected = budget / 2 if known is None else FIT_COST_MARGIN * known
-            if expected > left and (spent > 0 or expected <= budget):
+            if not admits(expected, budget):
                 continue
-            spent += _timed_refresh(fc, now, allow_fit=True)
+            spent += self._timed_refresh(fc, now, allow_fit=True)
+            ran = True
             if selects in fc.fit_seconds:
                 self._fit_seconds[selects] = fc.fit_seconds[selects]
         for fc in forecasters:
@@ -281,6 +313,12 @@ class Controller:
             if fc.restore_ignored is not None:
                 self.log.warning("fit_state_ignored", target=fc.target.key, reason=fc.restore_ignored)
                 fc.restore_ignored = None
+
+    def _timed_refresh(self, fc: TargetForecaster, now: float, *, allow_fit: bool) -> float:
+        """Refresh one forecast; returns the CPU seconds it took."""
+        started = self._cpu_clock()
+        fc.refresh(now, allow_fit=allow_fit)
+        return self._cpu_clock() - started
 
     def is_dry_run(self, target: Target) -> bool:
         """Whether this target's decisions are only logged."""
@@ -304,9 +342,11 @@ class Controller:
 
         Three passes, so the forecast work can be budgeted across targets before any
         decision uses it: read each target's cluster state and observe its load, refresh
-        the forecasts (:meth:`_forecast`), then decide and act per target.
+        the forecasts (:meth:`_forecast`) within what the other passes leave of the
+        cycle's CPU budget, then decide and act per target.
         """
         now = self.clock.now() if now is None else now
+        cpu_started = self._cpu_clock()
         if self._saved is None:
             self._saved = self._load_fit_states()
             self._last_save = now
@@ -339,9 +379,15 @@ class Controller:
             step.seconds = time.perf_counter() - started
             steps.append(step)
         started = time.perf_counter()
+        save_due = self.fit_store is not None and now - (self._last_save or now) >= self.fit_save_interval_seconds
         if self.forecast_source is None:
-            self._forecast([self._state[s.target.key].forecaster for s in steps if s.cluster is not None], now)
+            # What the cycle has spent, and what its decide pass and save will take: not for forecasting.
+            saving = self._save_seconds if save_due else 0.0
+            spent = self._cpu_clock() - cpu_started + max(self._decide_seconds, default=0.0) + saving
+            forecasters = [self._state[s.target.key].forecaster for s in steps if s.cluster is not None]
+            self._forecast(forecasters, now, spent=spent, saving=saving)
         shared = (time.perf_counter() - started) / max(1, len(steps))  # the forecast pass, split evenly
+        decide_started = self._cpu_clock()
         for step in steps:
             started = time.perf_counter()
             observation: Observation | None = None
@@ -355,7 +401,8 @@ class Controller:
             cycle.results.append(step.result)
             if self.on_result is not None:
                 self.on_result(step.result, observation)
-        if self.fit_store is not None and now - (self._last_save or now) >= self.fit_save_interval_seconds:
+        self._decide_seconds.append(self._cpu_clock() - decide_started)
+        if save_due:
             self.save_fit_state(now)
         return cycle
 
@@ -383,6 +430,7 @@ class Controller:
         """
         if self.fit_store is None:
             return
+        started = self._cpu_clock()
         self._last_save = now
         states: dict[str, dict[str, Any]] = {}
         for target in self.policy.targets:
@@ -406,8 +454,10 @@ class Controller:
         try:
             self.fit_store.save(parts)
         except AutoscalerError as exc:
+            self._save_seconds = self._cpu_clock() - started
             self.log.warning("fit_state_save_failed", error=str(exc), kind=exc.kind)
             return
+        self._save_seconds = self._cpu_clock() - started
         self.log.info("fit_state_saved", targets=len(states), parts=len(parts), bytes=sum(map(len, parts)))
 
     def _score_forecast(self, target: Target, state: _TargetState, now: float) -> str | None:
@@ -733,8 +783,14 @@ def _records(saved: Any, now: float) -> list[DecisionRecord]:
     return records
 
 
-def _timed_refresh(fc: TargetForecaster, now: float, *, allow_fit: bool) -> float:
-    """Refresh one forecast; returns the process CPU seconds it took."""
-    started = time.process_time()
-    fc.refresh(now, allow_fit=allow_fit)
-    return time.process_time() - started
+def _owed_kind(fc: TargetForecaster) -> str:
+    """What an owed refresh of ``fc`` will do, each kind with its own typical cost.
+
+    An update is a pass of the model's recursion over new buckets (milliseconds); a
+    restore rebuilds a saved fit with its saved parameters (a few times that); a stand-in
+    fits the seasonal-naive fallback and a first peak calibration (a large part of a
+    second): budgeting them at one cost would admit too many stand-ins or too few restores.
+    """
+    if fc.prediction is not None:
+        return "update"
+    return "restore" if fc.restoring else "stand_in"

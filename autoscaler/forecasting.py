@@ -112,6 +112,11 @@ class TargetForecaster:
         """Levels predicted: the policy quantile plus the median for scoring."""
         return tuple(sorted({0.5, self.target.forecast.quantile}))
 
+    @property
+    def restoring(self) -> bool:
+        """Whether a saved state is queued: the next `refresh` rebuilds it instead of a stand-in."""
+        return self._restore is not None
+
     def seed(self, series: Series, peaks: Series | None = None) -> None:
         """Install history (from the metrics source), aligned to the bucket grid.
 

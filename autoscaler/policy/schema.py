@@ -449,12 +449,13 @@ class Policy:
     loop_interval_seconds: float = spec(30.0, doc="Seconds between control cycles.", unit="s", minimum=5, maximum=3600)
     fit_budget_seconds: float = spec(
         1.0,
-        doc="CPU seconds per cycle for forecasting work. Owed work comes first (seasonal-naive stand-ins "
-        "for targets without a forecast, and updates on completed buckets; these may use at least 1 s, and "
-        "an update is never deferred past its bucket); what is left goes to due refits, the most overdue "
-        "first, each only if its expected cost fits. Refits that do not fit wait for the next cycles, and "
-        "targets without a model use the seasonal-naive fallback meanwhile. 0 disables refits, not "
-        "forecasting.",
+        doc="CPU seconds per cycle, the whole cycle counted: forecasting gets what reading metrics, seeding, "
+        "deciding and saving the fitted state leave. Owed work comes first (updates on completed buckets, "
+        "then restores of saved fits and seasonal-naive stand-ins for targets without a forecast; these may "
+        "bring the cycle to at least 1 s, and an update is never deferred past its bucket); what is left goes "
+        "to due refits, the most overdue first, each only if its expected cost fits. Refits that do not fit "
+        "wait for the next cycles, and targets without a model use the seasonal-naive fallback meanwhile. "
+        "0 disables refits, not forecasting.",
         unit="s",
         minimum=0.0,
         maximum=3600,

@@ -1,22 +1,28 @@
-"""The controller caps forecast work per cycle: due refits wait, the most overdue first.
+"""The controller caps the CPU of each whole cycle: forecast work gets what the rest leaves.
 
-Owed work (stand-ins for targets without a forecast, updates on completed buckets) may
-use ``fit_budget_seconds`` and at least ``OWED_WORK_SECONDS``; refits get what is left,
-each admitted only if its expected cost fits. Tests that need exact costs replace the
-controller's CPU meter with fixed costs per kind of work.
+Owed work (updates on completed buckets, then stand-ins for targets without a forecast)
+may bring the cycle to ``fit_budget_seconds`` and at least ``OWED_WORK_SECONDS``; refits
+get what is left, each admitted only if its expected cost fits. Reading metrics, seeding,
+deciding and saving the fitted state count against the same budget. Tests charge fixed
+costs on a virtual CPU clock (:class:`Meter`), so every figure is exact.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import time
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pytest
 
 from autoscaler import controller as controller_module
 from autoscaler.controller import FIT_COST_MARGIN, OWED_WORK_SECONDS, Controller
+from autoscaler.core.types import Decision, MetricsSnapshot
+from autoscaler.fit_state import InMemoryFitStore
 from autoscaler.forecasting import TargetForecaster
 from autoscaler.policy.schema import Forecast, Policy, Target
+from autoscaler.ports import ApplyResult
 from autoscaler.sim.adapters import SimClusterPort, SimMetrics, TrafficRecord, VirtualClock
 from autoscaler.sim.cluster import ClusterPhases, SimCluster
 from models.series import Series
@@ -25,8 +31,89 @@ DAY = 86400.0
 START = 1_700_006_400.0  # a multiple of 300 s
 
 
-def controller(targets: int, budget: float) -> Controller:
-    """``targets`` Holt-Winters targets sharing one simulated world with three days of history."""
+@dataclasses.dataclass
+class Meter:
+    """A virtual CPU clock: each forecast refresh advances it by a fixed cost (``charge`` for the rest)."""
+
+    fit: float = 0.4
+    other: float = 0.3  # an update or a stand-in
+    seconds: float = 0.0
+    #: The cost of each refresh, in order (cleared by the tests between cycles).
+    charges: list[float] = dataclasses.field(default_factory=list)
+
+    def __call__(self) -> float:
+        return self.seconds
+
+    def charge(self, seconds: float) -> None:
+        """Spend ``seconds`` of CPU outside forecasting."""
+        self.seconds += seconds
+
+
+@pytest.fixture
+def meter(monkeypatch: pytest.MonkeyPatch) -> Meter:
+    """Each refresh that fitted costs ``fit``, any other ``other``; nothing else costs unless charged."""
+    fake = Meter()
+    refresh = TargetForecaster.refresh
+
+    def charged(fc: TargetForecaster, now: float, *, bucket_completed: bool = False, allow_fit: bool = True) -> None:
+        before = fc.last_fit
+        refresh(fc, now, bucket_completed=bucket_completed, allow_fit=allow_fit)
+        fitted = fc.last_fit != before
+        if fitted:
+            fc.fit_seconds = dict.fromkeys(fc.fit_seconds or [False], fake.fit)
+        fake.charges.append(fake.fit if fitted else fake.other)
+        fake.seconds += fake.charges[-1]
+
+    monkeypatch.setattr(TargetForecaster, "refresh", charged)
+    return fake
+
+
+class ChargedMetrics(SimMetrics):
+    """The simulator's metrics, each ``observe`` costing ``seconds`` of the meter's CPU."""
+
+    def __init__(self, *, traffic: TrafficRecord, history: Series, meter: Meter | None, seconds: float) -> None:
+        super().__init__(traffic=traffic, history=history)
+        self.meter, self.seconds = meter, seconds
+
+    def observe(self, targets: Sequence[Target], now: float) -> Mapping[str, MetricsSnapshot]:
+        if self.meter is not None:
+            self.meter.charge(self.seconds)
+        return super().observe(targets, now)
+
+
+class ChargedCluster(SimClusterPort):
+    """The simulator's cluster, each ``apply`` (in the decide pass) costing ``seconds``."""
+
+    def __init__(self, sim: SimCluster, clock: VirtualClock, *, meter: Meter | None, seconds: float) -> None:
+        super().__init__(sim, clock)
+        self.meter, self.seconds = meter, seconds
+
+    def apply(self, target: Target, decision: Decision) -> ApplyResult:
+        if self.meter is not None:
+            self.meter.charge(self.seconds)
+        return super().apply(target, decision)
+
+
+class ChargedStore(InMemoryFitStore):
+    """An in-memory fit store whose ``save`` costs ``seconds``."""
+
+    def __init__(self, meter: Meter, seconds: float) -> None:
+        super().__init__()
+        self.meter, self.seconds = meter, seconds
+
+    def save(self, parts: Sequence[bytes]) -> None:
+        self.meter.charge(self.seconds)
+        super().save(parts)
+
+
+def controller(
+    targets: int, budget: float, cpu: Meter | None = None, *, observe: float = 0.0, apply: float = 0.0
+) -> Controller:
+    """``targets`` Holt-Winters targets sharing one simulated world with three days of history.
+
+    With ``cpu``, the controller counts CPU on that meter, and each ``observe`` and each
+    target's ``apply`` charge it the given seconds.
+    """
     t = np.arange(3 * 288) * 300.0
     history = Series(start=START - 3 * DAY, step=300.0, values=100 + 50 * np.sin(2 * np.pi * t / DAY))
     sim = SimCluster(phases=ClusterPhases())
@@ -48,9 +135,10 @@ def controller(targets: int, budget: float) -> Controller:
     )
     return Controller(
         policy=policy,
-        metrics=SimMetrics(traffic=traffic, history=history),
-        cluster=SimClusterPort(sim, clock),
+        metrics=ChargedMetrics(traffic=traffic, history=history, meter=cpu, seconds=observe),
+        cluster=ChargedCluster(sim, clock, meter=cpu, seconds=apply),
         clock=clock,
+        cpu_clock=time.process_time if cpu is None else cpu,
     )
 
 
@@ -66,17 +154,19 @@ def forecast_start(c: Controller, key: str) -> float:
     return prediction.start
 
 
-def test_without_budget_every_target_still_gets_the_seasonal_naive_fallback() -> None:
-    """With no fit budget left, targets forecast with seasonal-naive until their fit is allowed."""
-    c = controller(5, budget=0.0)
+def test_without_budget_every_target_still_gets_the_seasonal_naive_fallback(meter: Meter) -> None:
+    """With no fit budget, targets forecast with seasonal-naive until their fit is allowed."""
+    meter.other = 0.01
+    c = controller(5, budget=0.0, cpu=meter)
     c.reconcile_once(START + 100.0)
     assert models_in_use(c) == ["seasonal_naive"] * 5
     assert all(c.forecaster(t.key).fit_deferred for t in c.policy.targets)
 
 
-def test_a_fit_costlier_than_the_budget_runs_alone_one_per_cycle() -> None:
+def test_a_fit_costlier_than_the_budget_runs_alone_one_per_cycle(meter: Meter) -> None:
     """Stand-ins come first; then each cycle with nothing else to do upgrades one target, in order."""
-    c = controller(4, budget=1e-9)
+    meter.other = 0.01
+    c = controller(4, budget=1e-9, cpu=meter)
     c.reconcile_once(START + 100.0)
     assert models_in_use(c) == ["seasonal_naive"] * 4, "the first cycle owes every target its stand-in"
     for cycle in range(1, 5):
@@ -85,45 +175,17 @@ def test_a_fit_costlier_than_the_budget_runs_alone_one_per_cycle() -> None:
 
 
 def test_an_ample_budget_fits_every_target_in_the_first_cycle() -> None:
-    """With enough budget every target gets its configured model at once."""
+    """With enough budget every target gets its configured model at once (real CPU, real fits)."""
     c = controller(4, budget=1e9)
     c.reconcile_once(START + 100.0)
     assert models_in_use(c) == ["holt_winters"] * 4
-
-
-@dataclasses.dataclass
-class Meter:
-    """Fixed CPU costs the controller is charged instead of measured ones."""
-
-    fit: float = 0.4
-    other: float = 0.3  # an update or a stand-in
-    charges: list[float] = dataclasses.field(default_factory=list)
-
-
-@pytest.fixture
-def meter(monkeypatch: pytest.MonkeyPatch) -> Meter:
-    """Replace the controller's CPU meter: each refresh that fitted costs ``fit``, any other ``other``."""
-    fake = Meter()
-
-    def timed_refresh(fc: TargetForecaster, now: float, *, allow_fit: bool) -> float:
-        before = fc.last_fit
-        fc.refresh(now, allow_fit=allow_fit)
-        fitted = fc.last_fit != before
-        if fitted:
-            fc.fit_seconds = dict.fromkeys(fc.fit_seconds or [False], fake.fit)
-        fake.charges.append(fake.fit if fitted else fake.other)
-        return fake.charges[-1]
-
-    monkeypatch.setattr(controller_module, "_timed_refresh", timed_refresh)
-    return fake
 
 
 def test_refits_are_admitted_by_expected_cost_so_the_budget_is_not_overshot(meter: Meter) -> None:
     """1 s, 0.3 s fits expected at up to 0.45 s (FIT_COST_MARGIN): two per cycle; a third waits."""
     assert FIT_COST_MARGIN == 1.5
     meter.fit, meter.other = 0.3, 0.001
-    c = controller(6, budget=1.0)
-    c.set_policy(dataclasses.replace(c.policy, fit_budget_seconds=1e9))
+    c = controller(6, budget=1e9, cpu=meter)
     c.reconcile_once(START + 100.0)  # every target fitted
     c.set_policy(dataclasses.replace(c.policy, fit_budget_seconds=1.0))
     due = START + 100.0 + 3600.0  # every refit due
@@ -139,9 +201,8 @@ def test_refits_are_admitted_by_expected_cost_so_the_budget_is_not_overshot(mete
 
 
 def test_updates_beyond_the_budget_wait_but_never_past_their_bucket(meter: Meter) -> None:
-    """Six 0.3 s updates do not fit in one 1 s cycle: the rest follow, all before the next bucket."""
-    c = controller(6, budget=1.0)
-    c.set_policy(dataclasses.replace(c.policy, fit_budget_seconds=1e9))
+    """Six 0.3 s updates (expected at 0.45 s) do not fit in one 1 s cycle: two a cycle, all within the bucket."""
+    c = controller(6, budget=1e9, cpu=meter)
     c.reconcile_once(START + 100.0)
     c.set_policy(dataclasses.replace(c.policy, fit_budget_seconds=1.0))
     bucket_end = START + 300.0
@@ -153,9 +214,8 @@ def test_updates_beyond_the_budget_wait_but_never_past_their_bucket(meter: Meter
         assert all(r.decision is not None for r in result.results), "every target decides every cycle"
         fresh = [forecast_start(c, t.key) == bucket_end for t in c.policy.targets]
         updated.append(sum(fresh))
-        assert sum(meter.charges) <= max(1.0, OWED_WORK_SECONDS) + meter.other, meter.charges
-    assert updated[0] == 4, "0.3 s updates start while under 1 s: four in the first cycle"
-    assert updated[1] == 6, "the two deferred ones follow in the next cycle"
+        assert sum(meter.charges) <= 1.0, meter.charges
+    assert updated[:3] == [2, 4, 6], "the first of a kind is expected at half the allowance, then at 1.5 x 0.3 s"
     assert all(c.forecaster(t.key).stale_since is None for t in c.policy.targets)
 
 
@@ -163,7 +223,7 @@ def test_a_deferred_update_is_forced_in_the_last_cycle_of_its_bucket(
     meter: Meter, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """With no allowance at all, updates wait, but each target still conditions on every bucket."""
-    c = controller(2, budget=0.0)
+    c = controller(2, budget=0.0, cpu=meter)
     c.reconcile_once(START + 100.0)  # stand-ins
     monkeypatch.setattr(controller_module, "OWED_WORK_SECONDS", 0.0)
     for bucket in (1, 2):
@@ -174,14 +234,47 @@ def test_a_deferred_update_is_forced_in_the_last_cycle_of_its_bucket(
             assert starts == {bucket_end if cycle == 9 else bucket_end - 300.0}, cycle
 
 
-def test_stand_ins_beyond_the_owed_work_allowance_follow_in_the_next_cycle(
-    meter: Meter, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_stand_ins_beyond_the_owed_work_allowance_follow_in_the_next_cycle(meter: Meter) -> None:
     """Owed stand-ins stop at the allowance; targets without one hold (no forecast) for a cycle."""
-    monkeypatch.setattr(controller_module, "OWED_WORK_SECONDS", 0.5)
-    c = controller(4, budget=0.0)
+    assert OWED_WORK_SECONDS == 1.0
+    c = controller(4, budget=0.0, cpu=meter)
     first = c.reconcile_once(START + 100.0)
-    assert models_in_use(c) == ["seasonal_naive", "seasonal_naive", "-", "-"]  # 0.3 s each, started below 0.5 s
+    # 0.3 s each: the first expected at 0.5 s (half the allowance), the next at 0.45 s; a third would pass 1 s.
+    assert models_in_use(c) == ["seasonal_naive", "seasonal_naive", "-", "-"]
     assert all(r.decision is not None and r.decision.replicas >= 1 for r in first.results), "no scale-down"
     c.reconcile_once(START + 130.0)
     assert models_in_use(c) == ["seasonal_naive"] * 4
+
+
+def test_a_stand_in_costlier_than_what_the_cycle_leaves_runs_alone(meter: Meter) -> None:
+    """Observing takes 0.8 s of the 1 s: a 0.3 s stand-in cannot fit, so one runs per cycle, not none."""
+    c = controller(3, budget=1.0, cpu=meter, observe=0.8)
+    c.reconcile_once(START + 100.0)  # unknown cost, expected at 0.5 s: runs alone
+    assert models_in_use(c) == ["seasonal_naive", "-", "-"]
+    c.reconcile_once(START + 130.0)  # known: 0.8 + 1.5 x 0.3 > 1, nothing else ran: alone again
+    assert models_in_use(c) == ["seasonal_naive", "seasonal_naive", "-"]
+
+
+def test_the_cycles_other_work_counts_against_the_budget(meter: Meter) -> None:
+    """Observing, deciding and saving are charged: every cycle stays <= 1 s, and fits still progress.
+
+    Observe 0.3 s, apply 0.025 s per target (the decide pass: 0.3 s), a save every 4
+    cycles 0.2 s, fits 0.18 s (expected 0.27 s): the forecast pass gets 0.4 s, one fit,
+    and none in a cycle that saves. Counting the forecast pass alone, four fits would
+    start within its 1 s and the cycle take 1.3 s.
+    """
+    meter.fit, meter.other = 0.18, 0.01
+    c = controller(12, budget=1.0, cpu=meter, observe=0.3, apply=0.025)
+    store = ChargedStore(meter, 0.2)
+    c.fit_store, c.fit_save_interval_seconds = store, 120.0
+    c.reconcile_once(START + 10.0)  # stand-ins and first fits; no decide pass yet to go by
+    c.save_fit_state(START + 10.0)  # nor a save
+    costs, fits = [], []
+    for cycle in range(1, 6):
+        before, charges = meter(), len(meter.charges)
+        c.reconcile_once(START + 10.0 + 30.0 * cycle)
+        costs.append(round(meter() - before, 6))
+        fits.append(meter.charges[charges:].count(meter.fit))
+    assert store.saves == 2, "a save in cycle 4"
+    assert costs == [0.78, 0.78, 0.78, 0.8, 0.78]
+    assert fits == [1, 1, 1, 0, 1]
