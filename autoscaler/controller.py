@@ -75,6 +75,11 @@ HISTORY_CONCURRENCY = 4
 #: measured for the same 'auto' selection at 1,000 targets).
 FIT_COST_MARGIN = 1.5
 
+#: CPU seconds a fit of a kind never measured yet is expected to take: a first model
+#: selection with its peak calibration takes up to ~0.7 s at the defaults, so at the
+#: default budget the first one runs alone and the cycle stays within a second.
+FIRST_FIT_SECONDS = 1.0
+
 #: Seconds between saves of the fitted state (with a ``fit_store``): a fit changes hourly,
 #: so a crash loses at most this much of it; a clean stop saves on the way out.
 FIT_SAVE_INTERVAL_SECONDS = 300.0
@@ -270,9 +275,9 @@ class Controller:
         What is left of ``fit_budget_seconds`` goes to due refits, the most overdue
         first, each only if its expected cost fits: `FIT_COST_MARGIN` times that target's
         last fit of the same kind (model selection or refit), else the latest of any
-        target, else half the budget. Work expected to take more than a cycle without a
-        save can give runs alone, in a cycle with no other forecast work: it would never
-        fit, and must not wait forever.
+        target, else `FIRST_FIT_SECONDS` (or the whole budget, when smaller). Work
+        expected to take more than a cycle without a save can give runs alone, in a cycle
+        with no other forecast work: it would never fit, and must not wait forever.
         """
         budget = self.policy.fit_budget_seconds
         owed_cap = max(budget, OWED_WORK_SECONDS)
@@ -301,7 +306,7 @@ class Controller:
                 break
             selects = fc.next_fit_selects()
             known = fc.fit_seconds.get(selects, self._fit_seconds.get(selects))
-            expected = budget / 2 if known is None else FIT_COST_MARGIN * known
+            expected = min(budget, FIRST_FIT_SECONDS) if known is None else FIT_COST_MARGIN * known
             if not admits(expected, budget):
                 continue
             spent += self._timed_refresh(fc, now, allow_fit=True)
