@@ -80,9 +80,9 @@ class TargetForecaster:
         #: True when a due refit is waiting for fit budget (set by the controller each cycle).
         self.fit_deferred = False
         self.last_error: str | None = None
-        #: CPU seconds of the last fit of the configured model, keyed by whether it was a
-        #: model selection (see `next_fit_selects`): the controller admits a refit only
-        #: when that much of the loop's work budget is left.
+        #: CPU seconds of the last fit of the configured model (its peak calibration included),
+        #: keyed by whether it was a model selection (see `next_fit_selects`): the
+        #: controller admits a refit only when that much of the cycle's budget is left.
         self.fit_seconds: dict[bool, float] = {}
         #: Time the oldest bucket the prediction does not reflect yet completed (None: up
         #: to date); a loop out of budget leaves the update to a later loop.
@@ -279,8 +279,6 @@ class TargetForecaster:
                 started = time.process_time()
                 self.model = self._fit_with_fallback()
                 self.last_fit = now
-                if self._model_type == self.target.forecast.model:
-                    self.fit_seconds[selects] = time.process_time() - started
             elif self.model is None:
                 if not self.fit_deferred:
                     return
@@ -295,6 +293,10 @@ class TargetForecaster:
                 return
             raw = self._with_trend_guard(self.model.predict(self.horizon, self.quantiles))
             self.prediction = self._with_peaks(raw, refit=refitted)
+            if refitted and self._model_type == self.target.forecast.model:
+                # The whole fit: the model, its prediction and the peak calibration refitted
+                # with it (the larger part), as the controller's budget is charged.
+                self.fit_seconds[selects] = time.process_time() - started
         except (ForecastError, ValueError, np.linalg.LinAlgError) as exc:
             self.last_error = f"{type(exc).__name__}: {exc}"
             self.model = None

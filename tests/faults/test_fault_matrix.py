@@ -765,6 +765,10 @@ def _restart_mid_day(rig: Rig) -> None:
     """A clean stop (it saves) and a new controller process: fresh state, the same store and world."""
     old = rig.controller
     fc = old.forecaster(rig.world.key)
+    if fc.export_state() is None:
+        # The baseline cycle served the stand-in: a first model selection is expected at up to
+        # FIRST_FIT_SECONDS, so it runs in a cycle of its own (the next one), within the budget.
+        old.reconcile_once()
     served = fc.prediction.model if fc.prediction else None
     rig.notes["before"] = (served, fc.last_fit, old.last_decision(rig.world.key))
     assert fc.export_state() is not None, "the configured model fitted before the restart"
