@@ -310,9 +310,20 @@ class Scaling:
 
 @dataclass(frozen=True)
 class Placeholders:
-    """Low-priority placeholder pods that make cluster-autoscaler add GPU nodes early."""
+    """Capacity held ahead of demand so the node autoscaler adds GPU nodes early.
+
+    Two backends hold it (``backend``); the amount, bounds and stabilisation are the same
+    for both, so switching the backend changes how nodes are held, not how many.
+    """
 
     enabled: bool = spec(True, doc="Request GPU nodes ahead of demand with placeholder pods.")
+    backend: Literal["pods", "capacityBuffer"] = spec(
+        "pods",
+        doc="How the capacity is held: pods (a low-priority Deployment <deployment>-capacity whose pods "
+        "pre-pull the serving image and are preempted) or capacityBuffer (a cluster-autoscaler CapacityBuffer "
+        "autoscaling.x-k8s.io/v1beta1 with its PodTemplate: nodes held without pods, no preemption, no "
+        "pre-pull; needs the CRD and CA's --capacity-buffer-* flags or Karpenter).",
+    )
     max: int = spec(8, doc="Most placeholder pods at once.", minimum=0, maximum=100000)
     priority_class: str = spec(
         "gpu-placeholder", doc="PriorityClass of the placeholder pods (created if missing).", format="priority-class"

@@ -23,6 +23,7 @@ def test_minimal_policy_gets_documented_defaults() -> None:
     assert target.mode == "dry-run"
     assert target.slo.latency_seconds == 0.2
     assert target.forecast.model == "auto" and target.forecast.quantile == 0.9
+    assert target.placeholders.backend == "pods"
     assert target.cold_start.total_seconds == pytest.approx(970.0)
     assert policy.loop_interval_seconds == 30.0
 
@@ -79,6 +80,11 @@ BAD = [
         "not a whole number",
     ),
     ("targets: [{namespace: llm, deployment: v, mode: yolo}]", "targets[0].mode", "one of"),
+    (
+        "targets: [{namespace: llm, deployment: v, placeholders: {backend: capacitybuffer}}]",
+        "targets[0].placeholders.backend",
+        "must be one of pods, capacityBuffer; got 'capacitybuffer'",
+    ),
     (
         "targets: [{namespace: llm, deployment: v, placeholders: {enabled: 'yes'}}]",
         "targets[0].placeholders.enabled",
