@@ -87,6 +87,29 @@ def selector_string(deployment: str) -> str:
     return ",".join(f"{k}={v}" for k, v in selector_labels(deployment).items())
 
 
+def managed_labels(deployment: str) -> dict[str, str]:
+    """Labels of every object the autoscaler writes for a target (Deployment, CapacityBuffer, PodTemplate). Pure."""
+    return {MANAGED_BY_LABEL: MANAGED_BY, TARGET_LABEL: deployment}
+
+
+def owner_references(serving: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The target Deployment as the (non-controller) owner of our objects; empty without a uid. Pure.
+
+    See the module docstring: deleting the serving Deployment garbage-collects them.
+    """
+    meta = serving.get("metadata") or {}
+    if not meta.get("uid"):
+        return []
+    return [{
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "name": meta.get("name"),
+        "uid": meta.get("uid"),
+        "controller": False,
+        "blockOwnerDeletion": False,
+    }]  # fmt: skip
+
+
 def is_managed(placeholder: Mapping[str, Any]) -> bool:
     """True if a Deployment carries our managed-by label (we never touch anyone else's). Pure."""
     labels = (placeholder.get("metadata") or {}).get("labels") or {}
@@ -211,26 +234,17 @@ def desired_deployment(target: Target, serving: Mapping[str, Any], *, replicas: 
     Raises:
         ValueError: when the target's pod template has no container.
     """
-    meta = serving.get("metadata") or {}
-    deployment = str(meta.get("name", target.deployment))
+    deployment = str((serving.get("metadata") or {}).get("name", target.deployment))
     template = pod_template(target, serving)
-    owner = {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "name": deployment,
-        "uid": meta.get("uid"),
-        "controller": False,
-        "blockOwnerDeletion": False,
-    }
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
         "metadata": {
             "name": placeholder_name(deployment),
             "namespace": target.namespace,
-            "labels": {MANAGED_BY_LABEL: MANAGED_BY, TARGET_LABEL: deployment},
+            "labels": managed_labels(deployment),
             "annotations": {TEMPLATE_HASH_ANNOTATION: template_hash(template)},
-            "ownerReferences": [owner] if meta.get("uid") else [],
+            "ownerReferences": owner_references(serving),
         },
         "spec": {
             "replicas": replicas,
