@@ -96,6 +96,16 @@ class NotFound(ActuationError):
     temporary = False
 
 
+class ApiNotServed(ActuationError):
+    """The cluster does not serve an API the policy asks for (its CRD is not installed).
+
+    Not a :class:`NotFound`: the object is not merely absent, nothing of that kind can exist
+    until someone installs the API, so the target holds and says what is missing.
+    """
+
+    temporary = False
+
+
 class NotLeader(ActuationError):
     """A write was refused because this replica no longer holds the leader Lease."""
 

@@ -28,6 +28,12 @@ with ``kubectl scale``, an HPA, a second controller replica during a hand-over).
   its PriorityClass is created when missing and allowed (a 403 is reported, not fatal).
   That Deployment is ours alone, so its replicas are patched without a ``resourceVersion``
   guard (the Deployment controller's status writes would otherwise race every write).
+  With ``placeholders.backend: capacityBuffer`` a CapacityBuffer holds them instead
+  (:mod:`autoscaler.kube.capacity_buffer`), and the backend not chosen is kept at 0, so a
+  switch empties the other one. The state read reports the placeholders both hold (the
+  other one only during a switch); a buffer's reservations count as cold (no image on the
+  node). A cluster not serving the CapacityBuffer API fails that target's read
+  (:class:`~autoscaler.errors.ApiNotServed`): it holds, the other targets go on.
 
 Every action and refusal is an Event on the target Deployment (best effort, never fails the
 cycle). Every API failure is one of our :mod:`autoscaler.errors` types.
@@ -41,12 +47,14 @@ Besides applying decisions it implements :class:`~autoscaler.ports.TargetOperati
   passed; in dry-run, with a ``WouldScale`` Event when the numbers would change. A failure
   is logged and returned, never raised.
 * **Release** (:meth:`KubeCluster.release`): the HPA's recorded ``minReplicas`` is put back
-  and our placeholder Deployment scaled to 0; nothing is written when there is nothing to undo.
+  and our placeholder Deployment and CapacityBuffer scaled to 0; nothing is written when there
+  is nothing to undo.
 * **Pin** (:meth:`KubeCluster.pin`): a paused target's ``paused-replicas``, through the scale
   subresource with the ``resourceVersion`` read (not with an HPA: it owns the replicas).
 
 Cost per target and cycle: GET scale, GET Deployment, LIST serving pods, GET placeholder
-Deployment, LIST placeholder pods, LIST HPAs; LIST nodes is shared by all targets and cached.
+Deployment, LIST placeholder pods, GET CapacityBuffer, LIST HPAs; LIST nodes is shared by all
+targets and cached.
 """
 
 from __future__ import annotations
@@ -58,6 +66,7 @@ from typing import Any
 
 from autoscaler.core.types import ClusterState, Decision
 from autoscaler.errors import ActuationError, ClusterUnavailable, Conflict, Forbidden, NotFound
+from autoscaler.kube import capacity_buffer as cb
 from autoscaler.kube import hpa as hpa_mod
 from autoscaler.kube import keda as keda_mod
 from autoscaler.kube import placeholders as ph
@@ -86,6 +95,7 @@ class _Observed:
     placeholder: dict[str, Any] | None
     hpa: HpaInfo | None
     keda: keda_mod.ScaledObjectInfo | None = None
+    buffer: dict[str, Any] | None = None
 
     @property
     def ref(self) -> ObjectRef:
@@ -195,6 +205,8 @@ class KubeCluster:
 
         Raises:
             NotFound: the Deployment does not exist.
+            ApiNotServed: the target's placeholders.backend is capacityBuffer and the cluster does
+                not serve that API.
             Forbidden: RBAC denies a required read.
             ClusterUnavailable: the API server failed, timed out or answered garbage.
         """
@@ -232,6 +244,8 @@ class KubeCluster:
         if placeholder is not None:
             placeholder_replicas = int((placeholder.get("spec") or {}).get("replicas") or 0)
             counts = ph.classify(self._list_pods(ns, ph.selector_string(name)))
+        buffer = cb.read(api, target)
+        held = cb.replicas(buffer)
 
         hpa = hpa_mod.find_hpa(hpa_mod.list_hpas(api, ns), name)
         keda = self._scaled_object(hpa)
@@ -249,6 +263,7 @@ class KubeCluster:
             placeholder=placeholder,
             hpa=hpa,
             keda=keda,
+            buffer=buffer,
         )
         original = hpa.original_min_replicas if hpa is not None else None
         if keda is not None:
@@ -257,9 +272,9 @@ class KubeCluster:
             spec_replicas=spec_replicas,
             ready_replicas=ready,
             pending_replicas=pending,
-            placeholder_replicas=placeholder_replicas,
+            placeholder_replicas=placeholder_replicas + held,
             placeholders_warm=counts.warm,
-            placeholders_cold=counts.cold,
+            placeholders_cold=counts.cold + held,
             placeholders_pending=counts.pending,
             nodes_ready=nodes_ready,
             nodes_provisioning=nodes_provisioning,
@@ -584,6 +599,9 @@ class KubeCluster:
             if have > 0:
                 self._scale_placeholder(target, want=0)
                 notes.append(f"Scaled placeholders {have} -> 0")
+        buffer_note = cb.release(self.api, target)
+        if buffer_note is not None:
+            notes.append(buffer_note)
         if notes:
             message = "Released: " + "; ".join(notes)
             self.events.emit(self._ref(target), type_="Normal", reason="Released", message=message)
@@ -624,7 +642,44 @@ class KubeCluster:
 
     # ----------------------------------------------------------------------- placeholders
     def _apply_placeholders(self, target: Target, *, obs: _Observed, decision: Decision, notes: list[str]) -> bool:
+        """Hold ``decision.placeholders`` with the target's backend, and keep the other backend at 0."""
         want = max(0, decision.placeholders)
+        why = f"reason {decision.placeholder_reason.value}, decision {decision.replicas} replicas"
+        idle = f"placeholders.backend is {target.placeholders.backend}"
+        if target.placeholders.backend == cb.BACKEND:
+            wrote = self._apply_buffer(target, obs=obs, want=want, why=why, notes=notes)
+            return self._apply_placeholder_deployment(target, obs=obs, want=0, why=idle, notes=notes) or wrote
+        wrote = self._apply_placeholder_deployment(target, obs=obs, want=want, why=why, notes=notes)
+        return self._apply_buffer(target, obs=obs, want=0, why=idle, notes=notes) or wrote
+
+    def _apply_buffer(self, target: Target, *, obs: _Observed, want: int, why: str, notes: list[str]) -> bool:
+        """The CapacityBuffer backend's writes (:func:`autoscaler.kube.capacity_buffer.sync`), with Events."""
+        buffer = obs.buffer
+        if buffer is None and want == 0:
+            return False
+        if buffer is not None and not ph.is_managed(buffer):
+            name = cb.buffer_name(target.deployment)
+            refused = f"CapacityBuffer {name} exists and is not managed by the autoscaler; left alone"
+            outcome = cb.Outcome(refused=refused)
+        else:
+            if want > 0:
+                notes.extend(self._ensure_priority_class(target, obs.ref))
+            try:
+                outcome = cb.sync(self.api, target, obs.serving, buffer=buffer, count=want, why=why)
+            except ValueError as exc:
+                notes.append(f"placeholders: {exc}")
+                return False
+        if outcome.refused is not None:
+            notes.append(outcome.refused)
+            self.events.emit(obs.ref, type_="Warning", reason="Refused", message=outcome.refused)
+            return False
+        if outcome.written:
+            self._placeholder_event(obs, "; ".join(outcome.written))
+        return bool(outcome.written)
+
+    def _apply_placeholder_deployment(
+        self, target: Target, *, obs: _Observed, want: int, why: str, notes: list[str]
+    ) -> bool:
         existing = obs.placeholder
         ns, pname = target.namespace, ph.placeholder_name(target.deployment)
         if existing is None and want == 0:
@@ -641,7 +696,6 @@ class KubeCluster:
             return False
         if want > 0:
             notes.extend(self._ensure_priority_class(target, obs.ref))
-        why = f"reason {decision.placeholder_reason.value}, decision {decision.replicas} replicas"
         if existing is None:
             self.api.call(
                 self.api.apps.create_namespaced_deployment, ns, desired, what=f"create deployment {ns}/{pname}"
