@@ -58,9 +58,6 @@ class Scenario:
     seed: int = 7
     slo_seconds: float | None = None
     hpa_target_seconds: float | None = None
-    placeholder_backend: str = "pods"
-    """How placeholder capacity is held: ``pods`` (low-priority pods that pull the image
-    and are preempted) or ``capacityBuffer`` (reservations; see the simulated cluster)."""
 
     @property
     def start(self) -> float:
@@ -241,7 +238,7 @@ def run_policy(
         phases=scenario.phases,
         placeholder_priority=target.placeholders.priority,
         max_nodes=max(50, 4 * target.scaling.max_replicas),
-        placeholder_backend=scenario.placeholder_backend,
+        placeholder_backend=target.placeholders.backend,
     )
     clock = VirtualClock(start)
     traffic = TrafficRecord(

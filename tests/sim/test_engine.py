@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -57,6 +59,23 @@ def test_oracle_scales_ahead_of_a_known_step() -> None:
     step_index = int(HOUR / scenario.dt)
     assert result.series["ready"][step_index] >= 5, "replicas were ready before the load arrived"
     assert result.series["nodes"][step_index - int(600 / scenario.dt)] >= 5, "nodes were asked for early"
+
+
+def test_the_placeholder_backend_comes_from_the_policy() -> None:
+    """placeholders.backend: capacityBuffer holds nodes without pods: no preemption, but no image pre-pulled.
+
+    On a two-hour ramp the oracle's serving pods start on held nodes: with placeholder pods
+    the image is already there; with a buffer each one still pulls it, and some requests miss.
+    """
+    n = int(HOUR / 10)
+    rates = np.concatenate([np.full(2 * n, 300.0), np.linspace(300.0, 2000.0, 2 * n), np.full(n, 2000.0)])
+    trace = LoadTrace(name="ramp", start=1_700_000_000.0, step=10.0, rates=rates, source="synthetic")
+    scenario = Scenario(trace=trace, warmup_seconds=HOUR, noise_sigma=0.0)
+    pods = Target(namespace="llm", deployment="vllm")
+    buffer = dataclasses.replace(pods, placeholders=dataclasses.replace(pods.placeholders, backend="capacityBuffer"))
+    with_pods, with_buffer = run_policy("oracle", scenario, pods), run_policy("oracle", scenario, buffer)
+    assert with_buffer.preemptions == 0 and with_buffer.placeholder_scale_events > 0
+    assert with_buffer.slo_attainment < with_pods.slo_attainment
 
 
 def test_initial_replicas_and_label() -> None:
