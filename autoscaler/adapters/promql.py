@@ -197,7 +197,9 @@ def loop_queries(targets: Iterable[Target], *, need_arrivals: bool = True) -> li
 
     Targets are grouped by ``metrics.rateWindow`` (and the quantile signals also by
     ``slo.latencyQuantile``), so a fleet with one window and one quantile needs 14 queries
-    whatever its size. Pure.
+    whatever its size. The GPU queries cover the namespaces of the targets whose
+    ``metrics.accelerator`` has that DCGM signal (:func:`gpu_signals`), and are left out
+    when none has. Pure.
 
     Args:
         targets: The targets to observe (at least one).
@@ -236,13 +238,31 @@ def loop_queries(targets: Iterable[Target], *, need_arrivals: bool = True) -> li
                     ("ttft_quantile", "time_to_first_token_seconds"),
                 )
             ]
-    ns = string(alternation(t.namespace for t in targets))
     pods = string(".+" + POD_SUFFIX_RE)
-    plan += [
-        Query("gpu_utilization", _gpu("DCGM_FI_DEV_GPU_UTIL", selector_ns=ns, selector_pod=pods, scale=" / 100")),
-        Query("gpu_engine_active", _gpu("DCGM_FI_PROF_GR_ENGINE_ACTIVE", selector_ns=ns, selector_pod=pods, scale="")),
-    ]
+    for signal, metric, scale in (
+        ("gpu_utilization", "DCGM_FI_DEV_GPU_UTIL", " / 100"),
+        ("gpu_engine_active", "DCGM_FI_PROF_GR_ENGINE_ACTIVE", ""),
+    ):
+        namespaces = [t.namespace for t in targets if signal in gpu_signals(t)]
+        if namespaces:
+            ns = string(alternation(namespaces))
+            plan.append(Query(signal, _gpu(metric, selector_ns=ns, selector_pod=pods, scale=scale)))
     return plan
+
+
+#: The DCGM signals each ``metrics.accelerator`` kind has. DCGM_FI_DEV_GPU_UTIL is a device
+#: field, not reported per MIG instance; GR_ENGINE_ACTIVE is (labels GPU_I_PROFILE, GPU_I_ID),
+#: and a pod's instances are averaged like a pod's GPUs. AMD GPUs have no DCGM at all.
+_GPU_SIGNALS: dict[str, tuple[str, ...]] = {
+    "nvidia": ("gpu_utilization", "gpu_engine_active"),
+    "nvidia-mig": ("gpu_engine_active",),
+    "amd": (),
+}
+
+
+def gpu_signals(target: Target) -> tuple[str, ...]:
+    """The GPU signals that apply to a target's accelerator kind (the others are not queried). Pure."""
+    return _GPU_SIGNALS[target.metrics.accelerator]
 
 
 def history_load(target: Target, *, step: float) -> str:
@@ -435,7 +455,8 @@ def snapshot(
         stale_slack: Seconds of clock skew tolerated before samples count as stale.
 
     Returns:
-        The snapshot (unknown fields are ``None`` with their error kind in ``problems``)
+        The snapshot (unknown fields are ``None`` with their error kind in ``problems``;
+        GPU signals its ``metrics.accelerator`` does not have are ``None`` without one)
         and a human-readable reason per unknown field.
     """
     values: dict[str, float | None] = {}
@@ -453,7 +474,10 @@ def snapshot(
         quantile = target.slo.latency_quantile if signal.endswith("_quantile") else None
         return answers.get((signal, window, quantile), MetricsEmpty(f"{signal}: not queried"))
 
+    applicable = gpu_signals(target)
     for name, how in _FIELDS.items():
+        if name.startswith("gpu_") and name not in applicable:
+            continue  # not applicable to its accelerator kind: unknown, and not a problem
         record(name, functools.partial(pick, target, answer(name), signal=name, how=how))
     if target.metrics.arrival_rate_query:
         override = answer("arrival_rate_query", target.key)

@@ -370,6 +370,13 @@ class Metrics:
         minimum=5,
         maximum=3600,
     )
+    accelerator: Literal["nvidia", "nvidia-mig", "amd"] = spec(
+        "nvidia",
+        doc="Accelerator kind of the serving pods, which decides the GPU signals read: nvidia (whole GPUs: DCGM "
+        "GPU_UTIL and GR_ENGINE_ACTIVE), nvidia-mig (MIG slices, nvidia.com/mig-*: DCGM reports GR_ENGINE_ACTIVE "
+        "per GPU instance and no GPU_UTIL, so gpu_utilization is not applicable) or amd (amd.com/gpu: no DCGM, "
+        "no GPU query). Match the resource the pod template requests.",
+    )
 
 
 @dataclass(frozen=True)

@@ -131,3 +131,43 @@ def test_snapshot_judges_staleness_both_ways(ahead: float, kind: str | None) -> 
     if kind == "future_dated":
         assert snap.problems["newest_sample_time"] == "future_dated"
         assert "after the controller's clock" in details["load"]
+
+
+def _gpu_plan(*targets: Target) -> dict[str, str]:
+    return {q.signal: q.expr for q in promql.loop_queries(targets) if q.signal.startswith("gpu_")}
+
+
+def test_dcgm_queries_follow_the_accelerator_kind() -> None:
+    """MIG slices: only GR_ENGINE_ACTIVE is queried (GPU_UTIL is not per MIG instance); AMD: no DCGM query."""
+    gpu = Target(namespace="whole", deployment="vllm")
+    mig = Target(namespace="sliced", deployment="vllm-mig", metrics=Metrics(accelerator="nvidia-mig"))
+    amd = Target(namespace="rocm", deployment="vllm-amd", metrics=Metrics(accelerator="amd"))
+
+    plan = _gpu_plan(gpu, mig, amd)
+    assert set(plan) == {"gpu_utilization", "gpu_engine_active"}
+    assert "DCGM_FI_DEV_GPU_UTIL" in plan["gpu_utilization"] and '"whole"' in plan["gpu_utilization"]
+    assert "sliced" not in plan["gpu_utilization"] and "rocm" not in plan["gpu_utilization"]
+    assert '"sliced|whole"' in plan["gpu_engine_active"] and "rocm" not in plan["gpu_engine_active"]
+    assert _gpu_plan(mig) == {"gpu_engine_active": plan["gpu_engine_active"].replace("sliced|whole", "sliced")}
+    assert _gpu_plan(amd) == {}
+    assert len(promql.loop_queries([amd])) == len(promql.loop_queries([gpu])) - 2
+
+
+def test_a_mig_target_reads_engine_activity_and_has_no_utilization_problem() -> None:
+    """A MIG pod's GR_ENGINE_ACTIVE (per GPU instance: labels GPU_I_PROFILE, GPU_I_ID) gives its engine
+    activity; gpu_utilization is not applicable, so unknown without a problem; an AMD target has neither."""
+    now = 1_700_000_000.0
+    mig = Target(namespace="llm", deployment="vllm", metrics=Metrics(accelerator="nvidia-mig"))
+    (engine,) = (q for q in promql.loop_queries([mig]) if q.signal == "gpu_engine_active")
+    assert "GPU_I_" not in engine.expr  # the instances' series are kept, averaged by (namespace, deployment)
+    answers = _loop_answers(mig, newest=now, load=10.0)
+    answers[engine.key] = [Sample(labels={"namespace": "llm", "deployment": "vllm"}, time=now, value=0.5)]
+    snap, _ = promql.snapshot(mig, answers, now=now, stale_slack=5)
+    assert snap.gpu_engine_active == 0.5 and snap.gpu_utilization is None and not snap.problems
+
+    amd = Target(namespace="llm", deployment="vllm", metrics=Metrics(accelerator="amd"))
+    snap, _ = promql.snapshot(amd, _loop_answers(amd, newest=now, load=10.0), now=now, stale_slack=5)
+    assert snap.gpu_engine_active is None and snap.gpu_utilization is None and not snap.problems
+    gpu = Target(namespace="llm", deployment="vllm")
+    snap, _ = promql.snapshot(gpu, _loop_answers(amd, newest=now, load=10.0), now=now, stale_slack=5)
+    assert set(snap.problems) == {"gpu_utilization", "gpu_engine_active"}  # a whole-GPU target without DCGM data
