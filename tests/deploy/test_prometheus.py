@@ -24,7 +24,7 @@ from .conftest import REPO, find
 HERE = Path(__file__).resolve().parent
 JOB = "gpu-autoscaler-metrics"  # the metrics Service's name = the ServiceMonitor's job label
 # Dashboard variables as Grafana would expand them with "All" selected.
-DASHBOARD_VARS = {"$__rate_interval": "1m", "$namespace": ".+", "$deployment": ".+", "$slo": "0.2"}
+DASHBOARD_VARS = {"$__rate_interval": "1m", "$job": ".+", "$namespace": ".+", "$deployment": ".+", "$slo": "0.2"}
 
 pytestmark = pytest.mark.prometheus
 
@@ -122,6 +122,19 @@ def test_dashboard_is_a_grafana_sidecar_dashboard(rendered_base: list[dict[str, 
     ids = [p["id"] for p in dashboard["panels"]]
     assert len(ids) == len(set(ids))
     assert json.loads((REPO / "deploy" / "dashboard.json").read_text()) == dashboard
+
+
+def test_every_autoscaler_series_on_the_dashboard_is_selected_by_job(rendered_base: list[dict[str, Any]]) -> None:
+    """A ``job`` variable (from autoscaler_build_info) filters every autoscaler_* selector: two installs apart."""
+    dashboard = _dashboard(rendered_base)
+    variables = {v["name"]: v for v in dashboard["templating"]["list"]}
+    assert variables["job"]["definition"] == "label_values(autoscaler_build_info, job)"
+    assert 'job=~"$job"' in variables["namespace"]["definition"]
+    assert 'job=~"$job"' in variables["deployment"]["definition"]
+    raw = [t["expr"] for p in dashboard["panels"] for t in p.get("targets", [])]
+    selectors = [sel for expr in raw for sel in _selectors(expr)]
+    assert len(selectors) > 20
+    assert [sel for sel in selectors if 'job=~"$job"' not in sel] == []
 
 
 def _controller_telemetry() -> Telemetry:
@@ -269,6 +282,11 @@ def test_every_metric_selector_matches_the_controller(prometheus: Any, rendered_
                 checked.add(selector)
     metric_names = {s.split("{")[0] for s in checked}
     assert len(metric_names) >= 15, sorted(metric_names)
+
+
+def test_dashboard_job_variable_lists_the_controllers_job(prometheus: Any) -> None:
+    """The ``job`` variable's query finds the controller's scrape job (the metrics Service's name)."""
+    assert {s["metric"]["job"] for s in prometheus.query("autoscaler_build_info")} == {JOB}
 
 
 def test_dashboard_queries_return_data(prometheus: Any, rendered_base: list[dict[str, Any]]) -> None:
