@@ -110,9 +110,12 @@ def owner_references(serving: Mapping[str, Any]) -> list[dict[str, Any]]:
     }]  # fmt: skip
 
 
-def is_managed(placeholder: Mapping[str, Any]) -> bool:
-    """True if a Deployment carries our managed-by label (we never touch anyone else's). Pure."""
-    labels = (placeholder.get("metadata") or {}).get("labels") or {}
+def is_managed(obj: Mapping[str, Any]) -> bool:
+    """True if an object (Deployment, CapacityBuffer, PodTemplate) carries our managed-by label. Pure.
+
+    We never touch anyone else's.
+    """
+    labels = (obj.get("metadata") or {}).get("labels") or {}
     return bool(labels.get(MANAGED_BY_LABEL) == MANAGED_BY)
 
 
