@@ -88,12 +88,12 @@ CASES = [
         ready=2,
     ),
     Case(
-        "a queue is drained within two minutes",
-        3,
+        "a queue is drained within a minute (400/s + 18,000 queued / 60 s = 700/s)",
+        4,
         0,
         Reason.OBSERVED_LOAD,
         forecast=400.0,
-        waiting=12_000.0,
+        waiting=18_000.0,
     ),
     Case(
         "no forecast: reactive value from observed load",
