@@ -54,7 +54,8 @@ Besides applying decisions it implements :class:`~autoscaler.ports.TargetOperati
 
 Cost per target and cycle: GET scale, GET Deployment, LIST serving pods, GET placeholder
 Deployment, LIST placeholder pods, GET CapacityBuffer, LIST HPAs; LIST nodes is shared by all
-targets and cached.
+targets and cached, and so is the discovery of the CapacityBuffer API: a ``pods`` target reads
+a buffer only while the cluster serves one.
 """
 
 from __future__ import annotations
@@ -179,6 +180,8 @@ class KubeCluster:
         self._written_hpa: dict[str, int] = {}
         self._priority_classes_ok: set[str] = set()
         self._nodes = _NodeCache()
+        #: (when, whether) the cluster served the CapacityBuffer API at the last discovery.
+        self._buffer_api: tuple[float, bool] = (-1e18, True)
         #: The target Deployment's uid per target, from the last read (Events name it).
         self._uids: dict[str, str | None] = {}
         #: The status last published per target: (fields without the time, its time).
@@ -244,7 +247,9 @@ class KubeCluster:
         if placeholder is not None:
             placeholder_replicas = int((placeholder.get("spec") or {}).get("replicas") or 0)
             counts = ph.classify(self._list_pods(ns, ph.selector_string(name)))
-        buffer = cb.read(api, target)
+        # A pods target reads its buffer only to empty one left by a switch, which cannot
+        # exist where the API is not served: most clusters then pay no call per target.
+        buffer = cb.read(api, target) if cb.is_active(target) or self._buffers_served() else None
         held = cb.replicas(buffer)
 
         hpa = hpa_mod.find_hpa(hpa_mod.list_hpas(api, ns), name)
@@ -310,6 +315,21 @@ class KubeCluster:
             return None
         out: dict[str, Any] = self._json(answer)
         return out
+
+    def _buffers_served(self) -> bool:
+        """Whether the cluster serves CapacityBuffers, by discovery at most once per node-cache period.
+
+        A discovery that fails or is denied counts as served, so the per-target read decides
+        (and reports) as it did without this check.
+        """
+        now = self.clock()
+        if now - self._buffer_api[0] > self.node_cache_seconds:
+            try:
+                served = cb.served(self.api)
+            except ActuationError:
+                served = True
+            self._buffer_api = (now, served)
+        return self._buffer_api[1]
 
     def _gpu_nodes(self, node_selector: Mapping[str, str], resources: tuple[str, ...]) -> tuple[int | None, int | None]:
         """(ready, provisioning) GPU nodes matching the target's nodeSelector; None if not listable.

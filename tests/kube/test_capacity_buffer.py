@@ -345,3 +345,25 @@ def test_deploy_rbac_allows_exactly_the_buffer_calls(
         with pytest.raises(ApiException) as denied:
             call()
         assert denied.value.status == 403
+
+
+def test_without_the_crd_a_pods_target_reads_no_buffer(
+    no_buffer_crd: None,
+    placeholder_class: None,
+    apps: kubernetes.client.AppsV1Api,
+    namespace: str,
+    proxy: FaultProxy,
+    via_proxy: KubeApi,
+) -> None:
+    """No CapacityBuffer API: one discovery serves every read of the node-cache period; no buffer GET per target."""
+    for name in ("web", "chat"):
+        apps.create_namespaced_deployment(namespace, serving_deployment(name, 1))
+        settled_deployment(apps, namespace, name)
+    cluster = KubeCluster(via_proxy)
+    proxy.reset_counts()
+    for name in ("web", "chat", "web"):
+        assert cluster.read(make_target(namespace, name)).placeholder_replicas == 0
+    group = f"/apis/{cb.GROUP}/{cb.VERSION}"
+    assert proxy.count(group) == 1
+    for name in ("web", "chat"):
+        assert proxy.count(f"{group}/namespaces/{namespace}/{cb.PLURAL}/{name}-capacity") == 0
