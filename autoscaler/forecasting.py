@@ -43,6 +43,7 @@ from models.peaks import (
 from models.registry import build_forecaster
 from models.residual import CALIBRATION_ORIGINS
 from models.series import Series
+from models.stl_arima import StlArima
 
 #: Tried in order when the configured model cannot fit: the fallback always exists.
 FALLBACK_MODELS = ("seasonal_naive", "naive")
@@ -476,6 +477,8 @@ class TargetForecaster:
             state["selection"] = model.export_selection()
         if isinstance(winner, HoltWinters):
             state["params"] = list(winner.export_params())
+        elif isinstance(winner, StlArima):
+            state["arima"] = winner.export_params()
         if self.peak_model is not None and self.peak_model.coefficients:
             state["peaks"] = export_peaks(self.peak_model)
         return state
@@ -485,7 +488,7 @@ class TargetForecaster:
 
         The model is rebuilt there, within the controller's budget for owed work: the
         saved winner refitted with its saved parameters (Holt-Winters skips its
-        optimiser), the saved selection and peak weights installed as they were, and
+        optimiser, STL-ARIMA its ARIMA estimation), the saved selection and peak weights installed as they were, and
         the refit cadence kept from the saved last fit.
 
         Returns:
@@ -546,6 +549,8 @@ class TargetForecaster:
         if isinstance(winner, HoltWinters) and params is not None:
             p = finite_floats(params, 4)
             winner.fit_with_params(series, (p[0], p[1], p[2], p[3]))
+        elif isinstance(winner, StlArima) and state.get("arima") is not None:
+            winner.fit_with_params(series, state["arima"])
         else:
             winner.fit(series)
         if isinstance(model, AutoSelector) and isinstance(selection, dict):

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import math
 import warnings
-from typing import ClassVar
+from collections.abc import Mapping
+from typing import ClassVar, Self
 
 import numpy as np
 from numpy.typing import NDArray
@@ -21,6 +22,7 @@ from statsmodels.tsa.arima.model import ARIMA
 from statsmodels.tsa.seasonal import STL
 
 from models.residual import ResidualModel
+from models.series import Series
 
 # A local-mean (degree 0) seasonal smoother over 13 cycles: the default (7 cycles, degree
 # 1) extrapolates noise into the last cycle, which is the one that is forecast.
@@ -106,6 +108,8 @@ class StlArima(ResidualModel):
         self._z = np.empty(0)  # demeaned (differenced) deseasonalised series
         self._eps = np.empty(0)  # one-step innovations of the ARMA on z
         self._adjusted = np.empty(0)  # deseasonalised series
+        #: Coefficients the next estimate takes instead of running the MLE (`fit_with_params`).
+        self._known: tuple[NDArray[np.float64], NDArray[np.float64], float] | None = None
 
     def min_history(self) -> int:
         """Two full seasons (STL's minimum)."""
@@ -141,6 +145,12 @@ class StlArima(ResidualModel):
     def _estimate(self, y: NDArray[np.float64]) -> None:
         """Decompose, estimate the ARIMA, then compute the innovations over `y`."""
         self._seasonal = stl_seasonal(y, self.season)
+        if self._known is not None:
+            self.ar, self.ma, self.mean = self._known
+            self._z = np.empty(0)
+            self._eps = np.empty(0)
+            self._innovations(y, 0)
+            return
         p, d, q = self.order
         adjusted = (y - self._seasonal)[-ARIMA_FIT_POINTS:]
         with warnings.catch_warnings():
@@ -158,6 +168,44 @@ class StlArima(ResidualModel):
         self._z = np.empty(0)
         self._eps = np.empty(0)
         self._innovations(y, 0)
+
+    def export_params(self) -> dict[str, object]:
+        """The estimated ARIMA coefficients (order, AR, MA, mean), JSON-ready, to persist across restarts."""
+        return {
+            "order": list(self.order),
+            "ar": [float(v) for v in self.ar],
+            "ma": [float(v) for v in self.ma],
+            "mean": float(self.mean),
+        }
+
+    def fit_with_params(self, series: Series, params: object) -> Self:
+        """Fit on `series` with known ARIMA coefficients (from `export_params`), skipping the MLE.
+
+        The MLE is ~80 % of a fit (0.12 of 0.15 s on 14 days of 5-minute data); the STL
+        decomposition and the innovations are recomputed on `series`, as a refit would.
+        Later fits estimate the coefficients again.
+
+        Raises:
+            InsufficientHistory: As `fit`.
+            ModelFitError: As `fit`.
+            ValueError: When the coefficients are malformed, not finite, or for another order.
+        """
+        if not isinstance(params, Mapping):
+            raise ValueError("malformed ARIMA coefficients")
+        p, _, q = self.order
+        order, ar, ma, mean = params.get("order"), params.get("ar"), params.get("ma"), params.get("mean")
+        if order != list(self.order) or not isinstance(ar, list) or not isinstance(ma, list):
+            raise ValueError(f"the saved ARIMA coefficients are not for order {self.order}")
+        if len(ar) != p or len(ma) != q or not isinstance(mean, int | float) or isinstance(mean, bool):
+            raise ValueError("malformed ARIMA coefficients")
+        ar_values, ma_values = np.asarray(ar, dtype=np.float64), np.asarray(ma, dtype=np.float64)
+        if not (np.isfinite(ar_values).all() and np.isfinite(ma_values).all() and math.isfinite(mean)):
+            raise ValueError("non-finite ARIMA coefficients")
+        self._known = (ar_values, ma_values, float(mean))
+        try:
+            return self.fit(series)
+        finally:
+            self._known = None
 
     def _condition(self, y: NDArray[np.float64], changed: int) -> None:
         """Extend the season periodically and the innovations from the first change."""

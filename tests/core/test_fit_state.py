@@ -6,12 +6,15 @@ import dataclasses
 import functools
 import gzip
 import json
+from typing import Any
 
 import numpy as np
+import pytest
 
 from autoscaler.fit_state import MAX_PART_BYTES, STATE_VERSION, decode, encode
 from autoscaler.forecasting import TargetForecaster
 from autoscaler.policy.schema import Forecast, Target
+from models import stl_arima
 from models.series import Series
 
 DAY = 86400.0
@@ -110,3 +113,62 @@ def test_unreadable_or_foreign_parts_are_ignored_with_reasons() -> None:
     assert out.states == {"ns/a": {"x": 1}}
     assert len(out.ignored) == 4
     assert any("version" in r for r in out.ignored)
+
+
+@functools.cache
+def fitted_stl_arima() -> TargetForecaster:
+    """One STL-ARIMA target fitted once for the module; tests only read it."""
+    target = Target(namespace="llm", deployment="d", forecast=dataclasses.replace(Forecast(), model="stl_arima"))
+    fc = TargetForecaster(target, horizon_seconds=1500)
+    fc.seed(history())
+    fc.refresh(START, allow_fit=True)
+    return fc
+
+
+def test_an_stl_arima_state_restores_its_coefficients_without_the_estimation(monkeypatch: Any) -> None:
+    """The ARIMA estimation is most of an STL-ARIMA fit: a restore installs the saved coefficients."""
+    fc = fitted_stl_arima()
+    state = fc.export_state()
+    assert state is not None and fc.prediction is not None and fc.prediction.model.startswith("stl_arima")
+    assert state["arima"]["order"] == [1, 1, 1] and len(state["arima"]["ar"]) == 1
+    estimations = []
+    real_fit = stl_arima.ARIMA.fit
+
+    def counted(self: Any, *args: Any, **kwargs: Any) -> Any:
+        estimations.append(1)
+        return real_fit(self, *args, **kwargs)
+
+    monkeypatch.setattr(stl_arima.ARIMA, "fit", counted)
+    other = TargetForecaster(fc.target, horizon_seconds=1500)
+    other.seed(history())
+    assert other.restore_state(decode(encode({"llm/d": state})).states["llm/d"]) is None
+    other.refresh(START, allow_fit=False)
+    assert estimations == []
+    assert other.prediction is not None and other.prediction.model == fc.prediction.model
+    np.testing.assert_allclose(other.prediction.quantile(0.9), fc.prediction.quantile(0.9), rtol=1e-9)
+    np.testing.assert_allclose(other.prediction.mean, fc.prediction.mean, rtol=1e-9)
+
+
+@pytest.mark.parametrize(
+    "arima",
+    [
+        {"order": [2, 1, 1], "ar": [0.1, 0.2], "ma": [0.3], "mean": 0.0},  # another order
+        {"order": [1, 1, 1], "ar": [], "ma": [0.3], "mean": 0.0},  # too few coefficients
+        {"order": [1, 1, 1], "ar": [1e400], "ma": [0.3], "mean": 0.0},  # not finite (inf from JSON)
+        {"order": [1, 1, 1], "ar": ["x"], "ma": [0.3], "mean": 0.0},
+        {"order": [1, 1, 1], "ar": [0.1], "ma": [0.3], "mean": "0"},
+        {"order": [1, 1, 1], "ar": [0.1], "ma": [0.3]},
+        "1,1,1",
+    ],
+)
+def test_malformed_arima_coefficients_fall_back_to_the_stand_in_then_a_fit(arima: object) -> None:
+    state = fitted_stl_arima().export_state()
+    assert state is not None
+    fc = TargetForecaster(fitted_stl_arima().target, horizon_seconds=1500)
+    fc.seed(history())
+    assert fc.restore_state({**state, "arima": arima}) is None
+    fc.refresh(START, allow_fit=False)
+    assert fc.prediction is not None and not fc.prediction.model.startswith("stl_arima")
+    assert "does not rebuild" in (fc.restore_ignored or "")
+    fc.refresh(START + 300.0, allow_fit=True)
+    assert fc.prediction is not None and fc.prediction.model.startswith("stl_arima")
