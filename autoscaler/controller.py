@@ -22,9 +22,11 @@ raised HPA floor, placeholder pods): the only writes a dry-run makes.
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import time
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -437,6 +439,19 @@ class Controller:
             return
         started = self._cpu_clock()
         self._last_save = now
+        with collections_paused():
+            parts, count = self._encoded_states()
+        try:
+            self.fit_store.save(parts)
+        except AutoscalerError as exc:
+            self._save_seconds = self._cpu_clock() - started
+            self.log.warning("fit_state_save_failed", error=str(exc), kind=exc.kind)
+            return
+        self._save_seconds = self._cpu_clock() - started
+        self.log.info("fit_state_saved", targets=count, parts=len(parts), bytes=sum(map(len, parts)))
+
+    def _encoded_states(self) -> tuple[list[bytes], int]:
+        """Every target's state, encoded (`save_fit_state`), and the number of targets in it."""
         states: dict[str, dict[str, Any]] = {}
         for target in self.policy.targets:
             state = self._state[target.key]
@@ -455,15 +470,7 @@ class Controller:
                 if state.capacity is None
                 else [target.capacity.per_replica, state.capacity.export_bins()],
             }
-        parts = encode(states)
-        try:
-            self.fit_store.save(parts)
-        except AutoscalerError as exc:
-            self._save_seconds = self._cpu_clock() - started
-            self.log.warning("fit_state_save_failed", error=str(exc), kind=exc.kind)
-            return
-        self._save_seconds = self._cpu_clock() - started
-        self.log.info("fit_state_saved", targets=len(states), parts=len(parts), bytes=sum(map(len, parts)))
+        return encode(states), len(states)
 
     def _score_forecast(self, target: Target, state: _TargetState, now: float) -> str | None:
         """Score the buckets completed since last cycle; demote a model that keeps under-forecasting."""
@@ -758,6 +765,25 @@ class Controller:
         )
         while state.history and now - state.history[0].time > keep:
             state.history.popleft()
+
+
+@contextlib.contextmanager
+def collections_paused() -> Iterator[None]:
+    """No cyclic garbage collection inside: for encoding the saved fit state.
+
+    A save exports every target as lists and dicts: hundreds of thousands of containers
+    at 1,000 targets, all freed by reference counting when the parts are built (they
+    hold no cycles), which would otherwise trigger collections of the whole heap on the
+    way (0.2-0.25 s each at 1,000 targets, measured at a third of a save's CPU).
+    Collection resumes after, also when the block raises.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def _observation_dict(observation: Observation) -> dict[str, Any]:
