@@ -278,3 +278,24 @@ def test_the_cycles_other_work_counts_against_the_budget(meter: Meter) -> None:
     assert store.saves == 2, "a save in cycle 4"
     assert costs == [0.78, 0.78, 0.78, 0.8, 0.78]
     assert fits == [1, 1, 1, 0, 1]
+
+
+def test_the_first_save_after_a_start_is_reserved_before_its_cost_is_known(meter: Meter) -> None:
+    """A save of unknown cost gets half the owed-work allowance: the cycle that makes it stays <= 1 s.
+
+    Observe 0.1 s, fits 0.18 s (expected 0.27 s), the first save 0.4 s, 30 targets (fits
+    due in every cycle): with 0.5 s reserved the save cycle runs one fit fewer and takes
+    0.68 s; reserving nothing, it ran as many fits as any cycle (0.82 s) and then the save.
+    """
+    meter.fit, meter.other = 0.18, 0.01
+    c = controller(30, budget=1.0, cpu=meter, observe=0.1)
+    store = ChargedStore(meter, 0.4)
+    c.fit_store, c.fit_save_interval_seconds = store, 120.0
+    costs = []
+    for cycle in range(6):
+        before = meter()
+        c.reconcile_once(START + 10.0 + 30.0 * cycle)
+        costs.append(round(meter() - before, 6))
+    assert store.saves == 1, "the first save in cycle 4"
+    assert max(costs[1:]) <= OWED_WORK_SECONDS, costs
+    assert costs == [0.4, 0.82, 0.82, 0.82, 0.68, 0.82]
