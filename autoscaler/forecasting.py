@@ -158,13 +158,20 @@ class TargetForecaster:
         elif now < self._bucket_start - self.step:
             self._rewind(now)
         completed = False
-        while now >= self._bucket_start + self.step:
+        if now >= self._bucket_start + self.step:
             value = self._bucket_sum / self._bucket_n if self._bucket_n else math.nan
             peak = self._bucket_max if self._bucket_n else math.nan
             self._append(self._bucket_start, value, peak)
             self._bucket_start += self.step
             self._bucket_sum, self._bucket_n, self._bucket_max = 0.0, 0, -math.inf
             completed = True
+        # Buckets completed since hold no sample: one append of the last, the gap before
+        # it padded with NaN (one copy of the series, not one per bucket after a pause).
+        empty = math.floor((now - self._bucket_start) / self.step)
+        if empty > 0:
+            self._bucket_start += (empty - 1) * self.step
+            self._append(self._bucket_start, math.nan, math.nan)
+            self._bucket_start += self.step
         if completed and self.stale_since is None:
             self.stale_since = now
         if load is not None and math.isfinite(load) and load >= 0:
@@ -218,7 +225,7 @@ class TargetForecaster:
             self.peaks = np.array([peak])
             return
         gap = round((start - self.series.end) / self.step) - 1
-        pad = [math.nan] * max(0, gap)
+        pad = [math.nan] * min(max(0, gap), self.capacity)  # the rest would be cut below
         values = np.concatenate([self.series.values, pad, [value]])[-self.capacity :]
         values.flags.writeable = False  # handed over: Series shares it instead of copying
         self.peaks = np.concatenate([self.peaks, pad, [peak]])[-self.capacity :]

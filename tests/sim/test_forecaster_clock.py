@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
+import pytest
 
 from autoscaler.forecasting import TargetForecaster
 from autoscaler.policy.schema import Target
@@ -41,3 +44,40 @@ def test_real_load_seen_under_a_wrong_clock_is_kept() -> None:
     before = fc.series
     fc.observe(T0 + 10 + 3 * STEP - 600, 120.0)
     assert fc.series is before
+
+
+def test_buckets_missed_during_a_pause_are_one_append_with_the_same_series(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A cycle after a pause (a restart on a lagging history, a stalled loop) completes many empty
+    buckets at once: the series is the one observing each bucket gives, built with one copy
+    of it after the bucket holding samples, not one per empty bucket."""
+    reference, paused = seeded(), seeded()
+    for fc in (reference, paused):
+        fc.observe(T0 + 10, 120.0)
+        fc.observe(T0 + 200, 140.0)
+    for k in range(1, 40):
+        reference.observe(T0 + k * STEP + 1, None)
+    appends = []
+    real = TargetForecaster._append
+
+    def counted(fc: TargetForecaster, start: float, value: float, peak: float) -> None:
+        appends.append(start)
+        real(fc, start, value, peak)
+
+    monkeypatch.setattr(TargetForecaster, "_append", counted)
+    assert paused.observe(T0 + 39 * STEP + 1, None)
+    assert appends == [T0, T0 + 38 * STEP]
+    assert reference.series is not None and paused.series is not None
+    assert (paused.series.start, paused.series.step) == (reference.series.start, reference.series.step)
+    np.testing.assert_array_equal(paused.series.values, reference.series.values)
+    np.testing.assert_array_equal(paused.peaks, reference.peaks)
+    assert paused.series.values[-39] == 130.0 and paused.peaks[-39] == 140.0
+    assert paused.bucket_due(T0 + 40 * STEP) and not paused.bucket_due(T0 + 40 * STEP - 1)
+
+
+def test_a_jump_far_ahead_pads_no_more_than_the_series_holds() -> None:
+    fc = seeded()
+    fc.observe(T0 + 10, 120.0)
+    fc.observe(T0 + 1e9, None)  # ~30 years ahead: every bucket kept is a gap
+    assert fc.series is not None and len(fc.series) == fc.capacity
+    assert fc.series.end == math.floor((T0 + 1e9) / STEP) * STEP - STEP
+    assert not np.isfinite(fc.series.values).any()
