@@ -495,8 +495,9 @@ class TargetForecaster:
 
         The model is rebuilt there, within the controller's budget for owed work: the
         saved winner refitted with its saved parameters (Holt-Winters skips its
-        optimiser, STL-ARIMA its ARIMA estimation), the saved selection and peak weights installed as they were, and
-        the refit cadence kept from the saved last fit.
+        optimiser, STL-ARIMA its ARIMA estimation), the saved selection and peak
+        weights installed as they were, and the refit cadence kept from the saved last
+        fit.
 
         Returns:
             ``None`` when queued, else why the state is ignored (another version, or the
