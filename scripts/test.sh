@@ -32,6 +32,8 @@ log "mypy"
 .venv/bin/mypy
 # HIGH severity at any confidence fails the run; lower findings are reviewed and fixed or
 # justified in place with "# nosec <id>" and the reason.
+log "import contracts"
+.venv/bin/lint-imports --no-cache
 log "bandit"
 .venv/bin/bandit -q -r autoscaler models --severity-level high --confidence-level low
 log "pytest"

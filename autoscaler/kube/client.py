@@ -49,6 +49,7 @@ _MAX_MESSAGE = 300
 #: A guarded object's summary (see `retry_once_on_conflict`).
 T = TypeVar("T")
 
+
 def status_message(exc: ApiException) -> str:
     """The human-readable part of an ``ApiException``: ``Status.message`` if the body has one.
 

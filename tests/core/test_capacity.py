@@ -90,3 +90,24 @@ def test_learning_finds_the_capacity_at_the_slo_on_every_curve(curve: str, slo: 
     estimate = learned.estimate()
     assert estimate is not None
     assert estimate == pytest.approx(truth, rel=0.05)
+
+
+def test_a_few_burst_queued_samples_do_not_condemn_a_bin() -> None:
+    """Bursts inside the rate window: 20 % of a bin's samples at a minute's latency, the rest fast.
+
+    The bin is served well most of the time, so it stays good; once most of its samples
+    miss the SLO it is bad. Fails with the unclipped mean (12.08 s > 1 s).
+    """
+    bursty = LearnedCapacity(policy_value=200.0, slo_seconds=1.0, min_samples=20)
+    for i in range(50):
+        bursty.add(per_replica_load=150.0, latency=60.0 if i % 5 == 0 else 0.1)
+    for _ in range(50):
+        bursty.add(per_replica_load=100.0, latency=0.1)
+    assert bursty.estimate() == pytest.approx(150.0)
+
+    saturated = LearnedCapacity(policy_value=200.0, slo_seconds=1.0, min_samples=20)
+    for i in range(50):
+        saturated.add(per_replica_load=150.0, latency=60.0 if i % 5 else 0.1)
+    for _ in range(50):
+        saturated.add(per_replica_load=100.0, latency=0.1)
+    assert saturated.estimate() == pytest.approx(100.0)

@@ -43,10 +43,10 @@ import pytest
 
 from autoscaler.controller import Controller, TargetResult
 from autoscaler.core.types import Reason
-from autoscaler.kube.cluster import SCALE_WRITE_ATTEMPTS
 from autoscaler.kube.fit_store import ConfigMapFitStore
 from autoscaler.kube.leader import LeaseElector
 from autoscaler.kube.policy_source import ConfigMapPolicySource
+from autoscaler.kube.scale_writer import SCALE_WRITE_ATTEMPTS
 from autoscaler.policy.schema import Policy
 from autoscaler.service import Service, stall_seconds
 from autoscaler.telemetry import Health

@@ -15,8 +15,9 @@ from kubernetes.client import ApiClient
 
 from autoscaler.errors import Conflict
 from autoscaler.kube.client import KubeApi
-from autoscaler.kube.cluster import SCALE_WRITE_ATTEMPTS, KubeCluster
+from autoscaler.kube.cluster import KubeCluster
 from autoscaler.kube.placeholders import MANAGED_BY, MANAGED_BY_LABEL, TARGET_LABEL
+from autoscaler.kube.scale_writer import SCALE_WRITE_ATTEMPTS
 from tests.cluster.fixtures import settled_deployment
 from tests.cluster.node_agent import GPU_RESOURCE, NodeAgent
 from tests.prom.faultproxy import FaultProxy
