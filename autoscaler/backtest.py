@@ -48,6 +48,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from autoscaler import options
+from autoscaler.adapters.connection import PrometheusConnection
 from autoscaler.adapters.promql import duration_seconds
 from autoscaler.adapters.recorded import (
     AVAILABLE_REPLICAS,
@@ -77,6 +78,8 @@ if TYPE_CHECKING:
     from autoscaler.adapters.prometheus import PrometheusSource
 
 EXAMPLE_POLICY = Path(__file__).parent / "policy" / "example-gpt2.yaml"
+#: ``--prometheus-timeout`` of a backtest: its range queries are larger than a cycle's.
+DEFAULT_TIMEOUT_SECONDS = 30.0
 #: Warm-up history before the replayed span, unless the data is shorter than twice this.
 DEFAULT_WARMUP_SECONDS = 7 * 86400.0
 #: Shortest evaluated span worth reporting (after the warm-up).
@@ -87,7 +90,8 @@ MIN_EVALUATED_SECONDS = 2 * 3600.0
 class BacktestOptions:
     """Everything ``autoscaler backtest`` can be told."""
 
-    prometheus_url: str
+    prometheus: PrometheusConnection
+    """Where the history is (``url`` alone is enough for a plain-HTTP server)."""
     target: str
     since: str = "14d"
     until: float | None = None
@@ -103,10 +107,6 @@ class BacktestOptions:
     latency_curve: str = "batching"
     noise_sigma: float = 0.08
     seed: int = 7
-    bearer_token_file: Path | None = None
-    ca_file: Path | None = None
-    verify_tls: bool = True
-    timeout_seconds: float = 30.0
     plot: bool = True
     progress: bool = True
     json: bool = False
@@ -459,14 +459,7 @@ def backtest(options: BacktestOptions, *, out: Any = None) -> BacktestReport:
     start = end - since
     if start < 0:
         raise ConfigError("--since", f"{options.since} before {_iso(end)} reaches back before 1970")
-    source = PrometheusSource(
-        options.prometheus_url,
-        bearer_token_file=options.bearer_token_file,
-        ca_file=options.ca_file,
-        verify_tls=options.verify_tls,
-        timeout_seconds=options.timeout_seconds,
-        lead_time_lookback_seconds=since,
-    )
+    source = PrometheusSource.connect(options.prometheus, lead_time_lookback_seconds=since)
     try:
         recorded = fetch_recorded(source, running, start=start, end=end, step=options.step)
     finally:
@@ -490,7 +483,7 @@ def backtest(options: BacktestOptions, *, out: Any = None) -> BacktestReport:
         start=recorded.start,
         step=recorded.step,
         rates=recorded.load,
-        source=f"recorded in Prometheus {options.prometheus_url}",
+        source=f"recorded in Prometheus {options.prometheus.url}",
     )
     scenario = Scenario(
         trace=trace,
@@ -619,7 +612,7 @@ def _meta(
         learned.pop("lead_times", None)
     return {
         "target": key,
-        "prometheus_url": options.prometheus_url,
+        "prometheus_url": options.prometheus.url,
         "window": {"start": start, "end": end, "start_iso": _iso(start), "end_iso": _iso(end)},
         "data": {
             "start": recorded.start,
@@ -707,7 +700,6 @@ MAX_SINCE_SECONDS = 10 * 365 * 86400.0
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     """Add the ``backtest`` options to ``parser`` (used by :mod:`autoscaler.cli`)."""
-    parser.add_argument("--prometheus-url", required=True, type=options.url, help="base URL of Prometheus")
     parser.add_argument(
         "--target", required=True, type=options.target, metavar="NS/NAME", help="namespace/deployment of the target"
     )
@@ -763,16 +755,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--latency-curve", choices=("batching", "flat"), default="batching")
     parser.add_argument("--seed", type=options.whole(minimum=0, maximum=2**32 - 1), default=7)
-    parser.add_argument(
-        "--bearer-token-file", type=options.readable_file, default=None, help="file holding a bearer token"
-    )
-    parser.add_argument(
-        "--ca-file", type=options.readable_file, default=None, help="CA bundle to verify Prometheus' certificate"
-    )
-    parser.add_argument("--insecure-skip-tls-verify", action="store_true", help="do not verify the certificate")
-    parser.add_argument(
-        "--timeout", type=options.timeout_seconds, default=30.0, help="per-query timeout in seconds (the whole call)"
-    )
+    options.add_prometheus_options(parser, timeout=DEFAULT_TIMEOUT_SECONDS)
     parser.add_argument("--json", action="store_true", help="print JSON instead of the Markdown table")
     parser.add_argument("--no-progress", action="store_true")
     parser.add_argument("--no-plot", action="store_true")
@@ -792,7 +775,7 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise ConfigError("--tradeoff", str(exc)) from exc
     opts = BacktestOptions(
-        prometheus_url=args.prometheus_url,
+        prometheus=options.prometheus_connection(args),
         target=args.target,
         since=args.since,
         until=args.until,
@@ -806,10 +789,6 @@ def run(args: argparse.Namespace) -> int:
         saturation_rps=args.saturation_rps,
         latency_curve=args.latency_curve,
         seed=args.seed,
-        bearer_token_file=args.bearer_token_file,
-        ca_file=args.ca_file,
-        verify_tls=not args.insecure_skip_tls_verify,
-        timeout_seconds=args.timeout,
         plot=not args.no_plot,
         progress=not args.no_progress and not args.json,
         json=args.json,

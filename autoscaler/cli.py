@@ -4,7 +4,7 @@ Exit codes: 0 success, 1 runtime failure (e.g. a server unreachable at start-up,
 that failed in ``run --once``), 2 bad input (invalid policy, bad arguments), 130 interrupted.
 
 No traceback reaches a user: every error is one line on stderr naming the option or the
-policy field (``error: argument --timeout: must be a finite number, got 'inf'``,
+policy field (``error: argument --prometheus-timeout: must be a finite number, got 'inf'``,
 ``error: targets[0].scaling.maxReplicas: must be at least 1; got -3``); an error nobody
 anticipated is one line too, saying so. ``--debug`` (anywhere on the command line) prints
 the traceback as well. Where the command logs JSON (``run``, whose ``--log-format`` is

@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import argparse
 import math
+import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from autoscaler.adapters.connection import PrometheusConnection
 from autoscaler.errors import ConfigError, PolicyRejected
 from autoscaler.policy import formats
 
@@ -186,3 +188,71 @@ def named(option: str, fn: Callable[[], Any]) -> Any:
         return fn()
     except PolicyRejected as exc:
         raise PolicyRejected([e if e.path else ConfigError(option, e.reason) for e in exc.errors]) from exc
+
+
+# --------------------------------------------------------------------- option groups
+
+
+class _Deprecated(argparse.Action):
+    """An old spelling of an option: stores like the new one, after a one-line warning on stderr."""
+
+    def __init__(self, option_strings: Any, dest: str, *, new: str, flag: bool = False, **kwargs: Any) -> None:
+        if flag:
+            kwargs.update(nargs=0, const=True)
+        super().__init__(option_strings, dest, default=argparse.SUPPRESS, help=argparse.SUPPRESS, **kwargs)
+        self.new = new
+
+    def __call__(
+        self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any, option: str | None = None
+    ) -> None:
+        """Warn that ``option`` is deprecated (naming the new flag) and store the value under the new flag's name."""
+        print(f"warning: {option} is deprecated; use {self.new}", file=sys.stderr)
+        setattr(namespace, self.dest, self.const if self.nargs == 0 else values)
+
+
+def add_prometheus_options(parser: argparse.ArgumentParser, *, timeout: float) -> None:
+    """Declare the Prometheus connection options (``run``, ``observe`` and ``backtest`` alike).
+
+    Read them back with :func:`prometheus_connection`. The spellings ``observe`` and
+    ``backtest`` had before (``--bearer-token-file``, ``--ca-file``,
+    ``--insecure-skip-tls-verify``, ``--timeout``) still work, with a warning on stderr.
+
+    Args:
+        parser: The subcommand's parser.
+        timeout: The default of ``--prometheus-timeout`` in seconds.
+    """
+    group = parser.add_argument_group("Prometheus")
+    group.add_argument("--prometheus-url", required=True, type=url, help="base URL of Prometheus")
+    group.add_argument(
+        "--prometheus-bearer-token-file", type=readable_file, default=None, help="file holding a bearer token"
+    )
+    group.add_argument(
+        "--prometheus-ca-file", type=readable_file, default=None, help="CA bundle to verify Prometheus' certificate"
+    )
+    group.add_argument(
+        "--prometheus-insecure-skip-tls-verify", action="store_true", help="do not verify Prometheus' certificate"
+    )
+    group.add_argument(
+        "--prometheus-timeout",
+        type=timeout_seconds,
+        default=timeout,
+        help="per-query timeout in seconds, the whole call (default: %(default)g)",
+    )
+    for old, new, kwargs in (
+        ("--bearer-token-file", "--prometheus-bearer-token-file", {"type": readable_file}),
+        ("--ca-file", "--prometheus-ca-file", {"type": readable_file}),
+        ("--insecure-skip-tls-verify", "--prometheus-insecure-skip-tls-verify", {"flag": True}),
+        ("--timeout", "--prometheus-timeout", {"type": timeout_seconds}),
+    ):
+        group.add_argument(old, action=_Deprecated, new=new, dest=new[2:].replace("-", "_"), **kwargs)
+
+
+def prometheus_connection(args: argparse.Namespace) -> PrometheusConnection:
+    """The connection options :func:`add_prometheus_options` declared, as parsed."""
+    return PrometheusConnection(
+        url=args.prometheus_url,
+        bearer_token_file=args.prometheus_bearer_token_file,
+        ca_file=args.prometheus_ca_file,
+        verify_tls=not args.prometheus_insecure_skip_tls_verify,
+        timeout_seconds=args.prometheus_timeout,
+    )
