@@ -26,6 +26,7 @@ from autoscaler.sim.baselines import ConcurrencyHPA, NaiveSeasonal, PerfectForec
 from autoscaler.sim.cluster import PLACEHOLDER, SERVING, ClusterPhases, SimCluster
 from autoscaler.sim.latency import LatencyModel
 from autoscaler.traces import LoadTrace
+from models.evaluation import pinball_loss
 from models.series import Series
 
 POLICIES = ("predictive", "hpa", "hpa-concurrency", "naive-seasonal", "oracle", "static")
@@ -501,12 +502,10 @@ def _forecast_error(rec: dict[str, NDArray[np.float64]], quantile: float) -> dic
     if not ok.any():
         return {}
     y, q, m = load[ok], fq[ok], fm[ok]
-    diff = y - q
-    pinball = float(np.mean(np.maximum(quantile * diff, (quantile - 1) * diff)))
     return {
         "mape": float(np.mean(np.abs(m - y) / np.maximum(y, 1e-9))),
         "coverage": float(np.mean(y <= q)),
-        "pinball": pinball,
+        "pinball": pinball_loss(y, q, quantile),
     }
 
 
