@@ -64,7 +64,7 @@ from autoscaler.core.leadtimes import LeadTimes
 from autoscaler.errors import ConfigError, MetricsEmpty
 from autoscaler.policy.schema import ColdStart, Target
 from autoscaler.sim.cluster import ClusterPhases
-from autoscaler.sim.engine import PolicyResult, Scenario, run_policy
+from autoscaler.sim.engine import PolicyResult, Scenario, run_policy, weighted_quantile
 from autoscaler.sim.latency import LatencyModel
 from autoscaler.sim.tradeoff import (
     DEFAULT_QUANTILES,
@@ -235,14 +235,6 @@ def _hold(values: NDArray[np.float64]) -> NDArray[np.float64] | None:
     return values[idx]
 
 
-def _weighted_quantile(values: NDArray[np.float64], weights: NDArray[np.float64], q: float) -> float:
-    if values.size == 0 or weights.sum() <= 0:
-        return float("nan")
-    order = np.argsort(values)
-    cum = np.cumsum(weights[order])
-    return float(values[order][min(int(np.searchsorted(cum, q * cum[-1])), values.size - 1)])
-
-
 def recorded_row(
     recorded: Recorded, *, begin: int, slo_seconds: float, nodes_per_replica: float = 1.0
 ) -> dict[str, Any]:
@@ -279,7 +271,7 @@ def recorded_row(
         "replica_hours": None if replica_hours is None else round(replica_hours, 2),
         "scale_events": int(np.count_nonzero(np.diff(values))) if values.size else None,
         "placeholder_events": None,
-        "p95_latency_ms": round(1000 * _weighted_quantile(latency[known], load[known], 0.95), 1)
+        "p95_latency_ms": round(1000 * weighted_quantile(latency[known], load[known], 0.95), 1)
         if known.any()
         else None,
         "requests": round(float(np.nansum(load)) * recorded.step),
