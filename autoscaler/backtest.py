@@ -362,9 +362,10 @@ class Policies:
 
 def parse_target(spec: str) -> str:
     """Validate ``NAMESPACE/DEPLOYMENT``."""
-    namespace, sep, name = spec.partition("/")
-    if not sep or not namespace or not name or "/" in name:
-        raise ValueError(f"--target must be NAMESPACE/DEPLOYMENT, got {spec!r}")
+    try:
+        options.split_ref(spec)
+    except ValueError:
+        raise ValueError(f"--target must be NAMESPACE/DEPLOYMENT, got {spec!r}") from None
     return spec
 
 
@@ -389,7 +390,7 @@ def resolve_policies(key: str, *, candidate: Path | None, running: Path | None) 
         source = str(running)
     else:
         policy = load_policy_file(EXAMPLE_POLICY)
-        namespace, _, name = key.partition("/")
+        namespace, name = options.split_ref(key)
         try:
             run_target = policy.target(key)
         except KeyError:

@@ -93,7 +93,7 @@ def json_safe(value: Any) -> Any:
 
 def _target(spec: str, policy_file: Path | None) -> tuple[Target, float]:
     """The target (``--target``, already NAMESPACE/DEPLOYMENT) and the loop interval it runs at."""
-    namespace, _, name = spec.partition("/")
+    namespace, name = options.split_ref(spec)
     if policy_file is None:
         return Target(namespace=namespace, deployment=name), 30.0
     from autoscaler.policy.loader import load_policy_file

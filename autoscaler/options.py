@@ -85,26 +85,39 @@ def url(text: str) -> str:
     return text
 
 
-def target(text: str) -> str:
-    """``NAMESPACE/DEPLOYMENT``, each a valid name of its kind."""
+def split_ref(text: str) -> tuple[str, str]:
+    """``NAMESPACE/NAME`` as ``(namespace, name)``: the one place such a reference is split.
+
+    Raises:
+        ValueError: a part is missing or empty, or there is more than one ``/``.
+    """
     namespace, sep, name = text.partition("/")
-    if not sep or not namespace or not name:
-        raise argparse.ArgumentTypeError(f"expected NAMESPACE/DEPLOYMENT, got {text!r}")
-    reason = formats.check("dns-label", namespace, {}) or formats.check("deployment-name", name, {})
-    if reason is not None:
-        raise argparse.ArgumentTypeError(reason)
-    return text
+    if not sep or not namespace or not name or "/" in name:
+        raise ValueError(f"expected NAMESPACE/NAME, got {text!r}")
+    return namespace, name
 
 
-def object_ref(text: str) -> str:
-    """``NAMESPACE/NAME`` of a namespaced object (a ConfigMap)."""
-    namespace, sep, name = text.partition("/")
-    if not sep or not namespace or not name:
-        raise argparse.ArgumentTypeError(f"expected NAMESPACE/NAME, got {text!r}")
-    reason = formats.check("dns-label", namespace, {}) or formats.check("dns-subdomain", name, {})
-    if reason is not None:
-        raise argparse.ArgumentTypeError(reason)
-    return text
+def _ref(kind: str, name_format: str) -> Callable[[str], str]:
+    """``NAMESPACE/<kind>``: a valid namespace, then a valid name of format ``name_format``."""
+
+    def parse(text: str) -> str:
+        try:
+            namespace, name = split_ref(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected NAMESPACE/{kind}, got {text!r}") from None
+        reason = formats.check("dns-label", namespace, {}) or formats.check(name_format, name, {})
+        if reason is not None:
+            raise argparse.ArgumentTypeError(reason)
+        return text
+
+    parse.__doc__ = f"``NAMESPACE/{kind}``, each a valid name of its kind."
+    return parse
+
+
+#: ``NAMESPACE/DEPLOYMENT`` of a target.
+target = _ref("DEPLOYMENT", "deployment-name")
+#: ``NAMESPACE/NAME`` of a namespaced object (a ConfigMap).
+object_ref = _ref("NAME", "dns-subdomain")
 
 
 def namespace(text: str) -> str:

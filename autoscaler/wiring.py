@@ -248,9 +248,7 @@ def _policy_source(args: argparse.Namespace, api: Any, telemetry: Telemetry, log
 
     if args.policy is not None:
         return FilePolicySource(args.policy, on_rejected=rejected, log=log)
-    namespace, sep, name = args.policy_configmap.partition("/")
-    if not sep or not namespace or not name:
-        raise ConfigError("--policy-configmap", f"expected NAMESPACE/NAME, got {args.policy_configmap!r}")
+    namespace, name = options.split_ref(args.policy_configmap)  # checked by argparse (options.object_ref)
     return ConfigMapPolicySource(api, namespace=namespace, name=name, key=args.policy_key,
                                  on_rejected=rejected, log=log).start()
 
@@ -265,7 +263,7 @@ def _lease_namespace(args: argparse.Namespace) -> str:
     """``--lease-namespace``, else the policy ConfigMap's namespace."""
     namespace: str | None = args.lease_namespace
     if namespace is None and args.policy_configmap:
-        namespace = args.policy_configmap.partition("/")[0]
+        namespace = options.split_ref(args.policy_configmap)[0]
     if not namespace:
         raise ConfigError("--lease-namespace", "required with --policy and leader election on")
     return namespace
