@@ -67,8 +67,6 @@ from autoscaler.sim.cluster import ClusterPhases
 from autoscaler.sim.engine import PolicyResult, Scenario, run_policy, weighted_quantile
 from autoscaler.sim.latency import LatencyModel
 from autoscaler.sim.tradeoff import (
-    DEFAULT_QUANTILES,
-    parse_quantiles,
     run_tradeoff,
     tradeoff_rows,
 )
@@ -725,15 +723,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         help="history before the replayed span (default: 7 days, at most half of the recorded data)",
     )
     parser.add_argument("--out", type=options.output_dir, default=Path("out/backtest"))
-    parser.add_argument(
-        "--tradeoff",
-        nargs="?",
-        const=",".join(f"{q:g}" for q in DEFAULT_QUANTILES),
-        default=None,
-        metavar="Q1,Q2,...",
-        help="also sweep these forecast quantiles (default 0.5,0.7,0.8,0.9,0.95,0.99) and plot SLO attainment "
-        "vs GPU node-hours",
-    )
+    options.add_tradeoff_option(parser, what="also sweep these forecast quantiles")
     parser.add_argument(
         "--nodes-per-replica",
         type=options.number(minimum=0, maximum=1000, exclusive_minimum=True),
@@ -763,10 +753,7 @@ def run(args: argparse.Namespace) -> int:
     from autoscaler.logs import configure
 
     configure(fmt="console", level="error")
-    try:
-        tradeoff = parse_quantiles(args.tradeoff) if args.tradeoff is not None else ()
-    except ValueError as exc:
-        raise ConfigError("--tradeoff", str(exc)) from exc
+    tradeoff = options.tradeoff_quantiles(args)
     opts = BacktestOptions(
         prometheus=options.prometheus_connection(args),
         target=args.target,

@@ -269,3 +269,39 @@ def prometheus_connection(args: argparse.Namespace) -> PrometheusConnection:
         verify_tls=not args.prometheus_insecure_skip_tls_verify,
         timeout_seconds=args.prometheus_timeout,
     )
+
+
+def add_tradeoff_option(parser: argparse.ArgumentParser, *, what: str) -> None:
+    """Declare ``--tradeoff [Q1,Q2,...]`` (``simulate`` and ``backtest``); read it with :func:`tradeoff_quantiles`.
+
+    Args:
+        parser: The subcommand's parser.
+        what: What the command does at each quantile, e.g. "also sweep these forecast quantiles".
+    """
+    from autoscaler.sim.tradeoff import DEFAULT_QUANTILES
+
+    default = ",".join(f"{q:g}" for q in DEFAULT_QUANTILES)
+    parser.add_argument(
+        "--tradeoff",
+        nargs="?",
+        const=default,
+        default=None,
+        metavar="Q1,Q2,...",
+        help=f"{what} (default {default}) and plot SLO attainment vs GPU node-hours",
+    )
+
+
+def tradeoff_quantiles(args: argparse.Namespace) -> tuple[float, ...]:
+    """The quantiles ``--tradeoff`` names (none without it).
+
+    Raises:
+        ConfigError: a quantile is not a number in (0, 1), or the list is empty.
+    """
+    from autoscaler.sim.tradeoff import parse_quantiles
+
+    if args.tradeoff is None:
+        return ()
+    try:
+        return parse_quantiles(args.tradeoff)
+    except ValueError as exc:
+        raise ConfigError("--tradeoff", str(exc)) from exc
