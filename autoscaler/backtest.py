@@ -38,7 +38,7 @@ import argparse
 import dataclasses
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -66,6 +66,7 @@ from autoscaler.policy.schema import ColdStart, Target
 from autoscaler.sim.cluster import ClusterPhases
 from autoscaler.sim.engine import PolicyResult, Scenario, run_policy, weighted_quantile
 from autoscaler.sim.latency import LatencyModel
+from autoscaler.sim.progress import progress_bar
 from autoscaler.sim.tradeoff import (
     run_tradeoff,
     tradeoff_rows,
@@ -496,7 +497,7 @@ def backtest(options: BacktestOptions, *, out: Any = None) -> BacktestReport:
     # A cost-priced policy chooses its level itself, so its run is no point of the curve.
     reusable = base.cost is None
     extra_tradeoff = [q for q in options.tradeoff if not (reusable and q == base.forecast.quantile)]
-    advance, close = _progress(options.progress, load.size * (len(runs) + len(extra_tradeoff)))
+    advance, close = progress_bar(options.progress, load.size * (len(runs) + len(extra_tradeoff)), desc="replaying")
     results = [
         run_policy(
             name,
@@ -565,19 +566,6 @@ def backtest(options: BacktestOptions, *, out: Any = None) -> BacktestReport:
     write_outputs(report, options.out, plot=options.plot)
     print_summary(report, out, as_json=options.json, wall_seconds=elapsed)
     return report
-
-
-def _progress(enabled: bool, total: int) -> tuple[Callable[[int], None] | None, Callable[[], None]]:
-    if not enabled:
-        return None, lambda: None
-    from tqdm import tqdm
-
-    bar = tqdm(total=total, unit="step", desc="replaying", file=sys.stderr, mininterval=1.0, disable=None)
-
-    def advance(steps: int) -> None:
-        bar.update(steps)
-
-    return advance, bar.close
 
 
 def _meta(
