@@ -38,7 +38,7 @@ import argparse
 import dataclasses
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -48,6 +48,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from autoscaler import options
+from autoscaler.adapters.connection import PrometheusConnection
 from autoscaler.adapters.promql import duration_seconds
 from autoscaler.adapters.recorded import (
     AVAILABLE_REPLICAS,
@@ -63,11 +64,10 @@ from autoscaler.core.leadtimes import LeadTimes
 from autoscaler.errors import ConfigError, MetricsEmpty
 from autoscaler.policy.schema import ColdStart, Target
 from autoscaler.sim.cluster import ClusterPhases
-from autoscaler.sim.engine import PolicyResult, Scenario, run_policy
+from autoscaler.sim.engine import PolicyResult, Scenario, run_policy, weighted_quantile
 from autoscaler.sim.latency import LatencyModel
+from autoscaler.sim.progress import progress_bar
 from autoscaler.sim.tradeoff import (
-    DEFAULT_QUANTILES,
-    parse_quantiles,
     run_tradeoff,
     tradeoff_rows,
 )
@@ -77,6 +77,8 @@ if TYPE_CHECKING:
     from autoscaler.adapters.prometheus import PrometheusSource
 
 EXAMPLE_POLICY = Path(__file__).parent / "policy" / "example-gpt2.yaml"
+#: ``--prometheus-timeout`` of a backtest: its range queries are larger than a cycle's.
+DEFAULT_TIMEOUT_SECONDS = 30.0
 #: Warm-up history before the replayed span, unless the data is shorter than twice this.
 DEFAULT_WARMUP_SECONDS = 7 * 86400.0
 #: Shortest evaluated span worth reporting (after the warm-up).
@@ -87,7 +89,8 @@ MIN_EVALUATED_SECONDS = 2 * 3600.0
 class BacktestOptions:
     """Everything ``autoscaler backtest`` can be told."""
 
-    prometheus_url: str
+    prometheus: PrometheusConnection
+    """Where the history is (``url`` alone is enough for a plain-HTTP server)."""
     target: str
     since: str = "14d"
     until: float | None = None
@@ -103,10 +106,6 @@ class BacktestOptions:
     latency_curve: str = "batching"
     noise_sigma: float = 0.08
     seed: int = 7
-    bearer_token_file: Path | None = None
-    ca_file: Path | None = None
-    verify_tls: bool = True
-    timeout_seconds: float = 30.0
     plot: bool = True
     progress: bool = True
     json: bool = False
@@ -235,14 +234,6 @@ def _hold(values: NDArray[np.float64]) -> NDArray[np.float64] | None:
     return values[idx]
 
 
-def _weighted_quantile(values: NDArray[np.float64], weights: NDArray[np.float64], q: float) -> float:
-    if values.size == 0 or weights.sum() <= 0:
-        return float("nan")
-    order = np.argsort(values)
-    cum = np.cumsum(weights[order])
-    return float(values[order][min(int(np.searchsorted(cum, q * cum[-1])), values.size - 1)])
-
-
 def recorded_row(
     recorded: Recorded, *, begin: int, slo_seconds: float, nodes_per_replica: float = 1.0
 ) -> dict[str, Any]:
@@ -279,7 +270,7 @@ def recorded_row(
         "replica_hours": None if replica_hours is None else round(replica_hours, 2),
         "scale_events": int(np.count_nonzero(np.diff(values))) if values.size else None,
         "placeholder_events": None,
-        "p95_latency_ms": round(1000 * _weighted_quantile(latency[known], load[known], 0.95), 1)
+        "p95_latency_ms": round(1000 * weighted_quantile(latency[known], load[known], 0.95), 1)
         if known.any()
         else None,
         "requests": round(float(np.nansum(load)) * recorded.step),
@@ -370,9 +361,10 @@ class Policies:
 
 def parse_target(spec: str) -> str:
     """Validate ``NAMESPACE/DEPLOYMENT``."""
-    namespace, sep, name = spec.partition("/")
-    if not sep or not namespace or not name or "/" in name:
-        raise ValueError(f"--target must be NAMESPACE/DEPLOYMENT, got {spec!r}")
+    try:
+        options.split_ref(spec)
+    except ValueError:
+        raise ValueError(f"--target must be NAMESPACE/DEPLOYMENT, got {spec!r}") from None
     return spec
 
 
@@ -397,7 +389,7 @@ def resolve_policies(key: str, *, candidate: Path | None, running: Path | None) 
         source = str(running)
     else:
         policy = load_policy_file(EXAMPLE_POLICY)
-        namespace, _, name = key.partition("/")
+        namespace, name = options.split_ref(key)
         try:
             run_target = policy.target(key)
         except KeyError:
@@ -459,14 +451,7 @@ def backtest(options: BacktestOptions, *, out: Any = None) -> BacktestReport:
     start = end - since
     if start < 0:
         raise ConfigError("--since", f"{options.since} before {_iso(end)} reaches back before 1970")
-    source = PrometheusSource(
-        options.prometheus_url,
-        bearer_token_file=options.bearer_token_file,
-        ca_file=options.ca_file,
-        verify_tls=options.verify_tls,
-        timeout_seconds=options.timeout_seconds,
-        lead_time_lookback_seconds=since,
-    )
+    source = PrometheusSource.connect(options.prometheus, lead_time_lookback_seconds=since)
     try:
         recorded = fetch_recorded(source, running, start=start, end=end, step=options.step)
     finally:
@@ -490,7 +475,7 @@ def backtest(options: BacktestOptions, *, out: Any = None) -> BacktestReport:
         start=recorded.start,
         step=recorded.step,
         rates=recorded.load,
-        source=f"recorded in Prometheus {options.prometheus_url}",
+        source=f"recorded in Prometheus {options.prometheus.url}",
     )
     scenario = Scenario(
         trace=trace,
@@ -512,7 +497,7 @@ def backtest(options: BacktestOptions, *, out: Any = None) -> BacktestReport:
     # A cost-priced policy chooses its level itself, so its run is no point of the curve.
     reusable = base.cost is None
     extra_tradeoff = [q for q in options.tradeoff if not (reusable and q == base.forecast.quantile)]
-    advance, close = _progress(options.progress, load.size * (len(runs) + len(extra_tradeoff)))
+    advance, close = progress_bar(options.progress, load.size * (len(runs) + len(extra_tradeoff)), desc="replaying")
     results = [
         run_policy(
             name,
@@ -583,19 +568,6 @@ def backtest(options: BacktestOptions, *, out: Any = None) -> BacktestReport:
     return report
 
 
-def _progress(enabled: bool, total: int) -> tuple[Callable[[int], None] | None, Callable[[], None]]:
-    if not enabled:
-        return None, lambda: None
-    from tqdm import tqdm
-
-    bar = tqdm(total=total, unit="step", desc="replaying", file=sys.stderr, mininterval=1.0, disable=None)
-
-    def advance(steps: int) -> None:
-        bar.update(steps)
-
-    return advance, bar.close
-
-
 def _meta(
     options: BacktestOptions,
     *,
@@ -619,7 +591,7 @@ def _meta(
         learned.pop("lead_times", None)
     return {
         "target": key,
-        "prometheus_url": options.prometheus_url,
+        "prometheus_url": options.prometheus.url,
         "window": {"start": start, "end": end, "start_iso": _iso(start), "end_iso": _iso(end)},
         "data": {
             "start": recorded.start,
@@ -707,7 +679,6 @@ MAX_SINCE_SECONDS = 10 * 365 * 86400.0
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     """Add the ``backtest`` options to ``parser`` (used by :mod:`autoscaler.cli`)."""
-    parser.add_argument("--prometheus-url", required=True, type=options.url, help="base URL of Prometheus")
     parser.add_argument(
         "--target", required=True, type=options.target, metavar="NS/NAME", help="namespace/deployment of the target"
     )
@@ -740,15 +711,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         help="history before the replayed span (default: 7 days, at most half of the recorded data)",
     )
     parser.add_argument("--out", type=options.output_dir, default=Path("out/backtest"))
-    parser.add_argument(
-        "--tradeoff",
-        nargs="?",
-        const=",".join(f"{q:g}" for q in DEFAULT_QUANTILES),
-        default=None,
-        metavar="Q1,Q2,...",
-        help="also sweep these forecast quantiles (default 0.5,0.7,0.8,0.9,0.95,0.99) and plot SLO attainment "
-        "vs GPU node-hours",
-    )
+    options.add_tradeoff_option(parser, what="also sweep these forecast quantiles")
     parser.add_argument(
         "--nodes-per-replica",
         type=options.number(minimum=0, maximum=1000, exclusive_minimum=True),
@@ -763,16 +726,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--latency-curve", choices=("batching", "flat"), default="batching")
     parser.add_argument("--seed", type=options.whole(minimum=0, maximum=2**32 - 1), default=7)
-    parser.add_argument(
-        "--bearer-token-file", type=options.readable_file, default=None, help="file holding a bearer token"
-    )
-    parser.add_argument(
-        "--ca-file", type=options.readable_file, default=None, help="CA bundle to verify Prometheus' certificate"
-    )
-    parser.add_argument("--insecure-skip-tls-verify", action="store_true", help="do not verify the certificate")
-    parser.add_argument(
-        "--timeout", type=options.timeout_seconds, default=30.0, help="per-query timeout in seconds (the whole call)"
-    )
+    options.add_prometheus_options(parser, timeout=DEFAULT_TIMEOUT_SECONDS)
     parser.add_argument("--json", action="store_true", help="print JSON instead of the Markdown table")
     parser.add_argument("--no-progress", action="store_true")
     parser.add_argument("--no-plot", action="store_true")
@@ -787,12 +741,9 @@ def run(args: argparse.Namespace) -> int:
     from autoscaler.logs import configure
 
     configure(fmt="console", level="error")
-    try:
-        tradeoff = parse_quantiles(args.tradeoff) if args.tradeoff is not None else ()
-    except ValueError as exc:
-        raise ConfigError("--tradeoff", str(exc)) from exc
+    tradeoff = options.tradeoff_quantiles(args)
     opts = BacktestOptions(
-        prometheus_url=args.prometheus_url,
+        prometheus=options.prometheus_connection(args),
         target=args.target,
         since=args.since,
         until=args.until,
@@ -806,10 +757,6 @@ def run(args: argparse.Namespace) -> int:
         saturation_rps=args.saturation_rps,
         latency_curve=args.latency_curve,
         seed=args.seed,
-        bearer_token_file=args.bearer_token_file,
-        ca_file=args.ca_file,
-        verify_tls=not args.insecure_skip_tls_verify,
-        timeout_seconds=args.timeout,
         plot=not args.no_plot,
         progress=not args.no_progress and not args.json,
         json=args.json,

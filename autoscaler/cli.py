@@ -4,7 +4,7 @@ Exit codes: 0 success, 1 runtime failure (e.g. a server unreachable at start-up,
 that failed in ``run --once``), 2 bad input (invalid policy, bad arguments), 130 interrupted.
 
 No traceback reaches a user: every error is one line on stderr naming the option or the
-policy field (``error: argument --timeout: must be a finite number, got 'inf'``,
+policy field (``error: argument --prometheus-timeout: must be a finite number, got 'inf'``,
 ``error: targets[0].scaling.maxReplicas: must be at least 1; got -3``); an error nobody
 anticipated is one line too, saying so. ``--debug`` (anywhere on the command line) prints
 the traceback as well. Where the command logs JSON (``run``, whose ``--log-format`` is
@@ -54,7 +54,6 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every subcommand."""
     from autoscaler.sim.engine import DEFAULT_SLO_SECONDS, POLICIES
     from autoscaler.sim.latency import CURVES
-    from autoscaler.sim.tradeoff import DEFAULT_QUANTILES
 
     parser = _Parser(prog="autoscaler", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"autoscaler {__version__}")
@@ -98,15 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--policies", action="append", default=None, help=f"comma-separated subset of {','.join(POLICIES)}"
     )
     sim.add_argument("--seed", type=options.whole(minimum=0, maximum=2**32 - 1), default=7)
-    sim.add_argument(
-        "--tradeoff",
-        nargs="?",
-        const=",".join(f"{q:g}" for q in DEFAULT_QUANTILES),
-        default=None,
-        metavar="Q1,Q2,...",
-        help="also run the predictive policy at each forecast quantile (default 0.5,0.7,0.8,0.9,0.95,0.99) "
-        "and plot SLO attainment vs GPU node-hours",
-    )
+    options.add_tradeoff_option(sim, what="also run the predictive policy at each forecast quantile")
     sim.add_argument("--no-progress", action="store_true")
     sim.add_argument("--no-plot", action="store_true")
 
@@ -245,7 +236,6 @@ def _report(errors: Sequence[BaseException], code: int, *, as_json: bool, debug:
 
 def _simulate(args: argparse.Namespace) -> int:
     from autoscaler.sim.engine import POLICIES
-    from autoscaler.sim.tradeoff import parse_quantiles
     from autoscaler.simulate import EXAMPLE_POLICY, SimulateOptions, parse_policies, simulate
     from autoscaler.traces import TraceFormatError
 
@@ -255,10 +245,7 @@ def _simulate(args: argparse.Namespace) -> int:
         raise ConfigError("--policies", str(exc)) from exc
     if not policies:
         raise ConfigError("--policies", f"names no policy (choose from {', '.join(POLICIES)})")
-    try:
-        tradeoff = parse_quantiles(args.tradeoff) if args.tradeoff is not None else ()
-    except ValueError as exc:
-        raise ConfigError("--tradeoff", str(exc)) from exc
+    tradeoff = options.tradeoff_quantiles(args)
     options_ = SimulateOptions(
         trace=args.trace,
         policy=args.policy or EXAMPLE_POLICY,

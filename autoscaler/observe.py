@@ -44,21 +44,11 @@ _UNITS = {
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     """Add the ``observe`` options to ``parser`` (used by :mod:`autoscaler.cli`)."""
-    parser.add_argument("--prometheus-url", required=True, type=options.url, help="base URL of Prometheus")
     parser.add_argument(
         "--target", required=True, type=options.target, metavar="NS/NAME", help="namespace/deployment of the target"
     )
     parser.add_argument("--policy", type=Path, default=None, help="policy file (default: the target with defaults)")
-    parser.add_argument(
-        "--bearer-token-file", type=options.readable_file, default=None, help="file holding a bearer token"
-    )
-    parser.add_argument(
-        "--ca-file", type=options.readable_file, default=None, help="CA bundle to verify Prometheus' certificate"
-    )
-    parser.add_argument("--insecure-skip-tls-verify", action="store_true", help="do not verify the certificate")
-    parser.add_argument(
-        "--timeout", type=options.timeout_seconds, default=10.0, help="per-query timeout in seconds (the whole call)"
-    )
+    options.add_prometheus_options(parser, timeout=10.0)
     parser.add_argument("--json", action="store_true", help="print JSON instead of text (unknown values are null)")
 
 
@@ -78,13 +68,7 @@ def run(args: argparse.Namespace) -> int:
 
     configure(fmt="console", level="warning")
     target, loop_interval = options.named("--policy", lambda: _target(args.target, args.policy))
-    source = PrometheusSource(
-        args.prometheus_url,
-        bearer_token_file=args.bearer_token_file,
-        ca_file=args.ca_file,
-        verify_tls=not args.insecure_skip_tls_verify,
-        timeout_seconds=args.timeout,
-    )
+    source = PrometheusSource.connect(options.prometheus_connection(args))
     try:
         result = observe_target(source, target, time.time(), loop_interval=loop_interval)
         problem = source.last_loop.problem(args.prometheus_url)
@@ -109,7 +93,7 @@ def json_safe(value: Any) -> Any:
 
 def _target(spec: str, policy_file: Path | None) -> tuple[Target, float]:
     """The target (``--target``, already NAMESPACE/DEPLOYMENT) and the loop interval it runs at."""
-    namespace, _, name = spec.partition("/")
+    namespace, name = options.split_ref(spec)
     if policy_file is None:
         return Target(namespace=namespace, deployment=name), 30.0
     from autoscaler.policy.loader import load_policy_file

@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import argparse
 import math
+import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from autoscaler.adapters.connection import PrometheusConnection
 from autoscaler.errors import ConfigError, PolicyRejected
 from autoscaler.policy import formats
 
@@ -83,26 +85,39 @@ def url(text: str) -> str:
     return text
 
 
-def target(text: str) -> str:
-    """``NAMESPACE/DEPLOYMENT``, each a valid name of its kind."""
+def split_ref(text: str) -> tuple[str, str]:
+    """``NAMESPACE/NAME`` as ``(namespace, name)``: the one place such a reference is split.
+
+    Raises:
+        ValueError: a part is missing or empty, or there is more than one ``/``.
+    """
     namespace, sep, name = text.partition("/")
-    if not sep or not namespace or not name:
-        raise argparse.ArgumentTypeError(f"expected NAMESPACE/DEPLOYMENT, got {text!r}")
-    reason = formats.check("dns-label", namespace, {}) or formats.check("deployment-name", name, {})
-    if reason is not None:
-        raise argparse.ArgumentTypeError(reason)
-    return text
+    if not sep or not namespace or not name or "/" in name:
+        raise ValueError(f"expected NAMESPACE/NAME, got {text!r}")
+    return namespace, name
 
 
-def object_ref(text: str) -> str:
-    """``NAMESPACE/NAME`` of a namespaced object (a ConfigMap)."""
-    namespace, sep, name = text.partition("/")
-    if not sep or not namespace or not name:
-        raise argparse.ArgumentTypeError(f"expected NAMESPACE/NAME, got {text!r}")
-    reason = formats.check("dns-label", namespace, {}) or formats.check("dns-subdomain", name, {})
-    if reason is not None:
-        raise argparse.ArgumentTypeError(reason)
-    return text
+def _ref(kind: str, name_format: str) -> Callable[[str], str]:
+    """``NAMESPACE/<kind>``: a valid namespace, then a valid name of format ``name_format``."""
+
+    def parse(text: str) -> str:
+        try:
+            namespace, name = split_ref(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected NAMESPACE/{kind}, got {text!r}") from None
+        reason = formats.check("dns-label", namespace, {}) or formats.check(name_format, name, {})
+        if reason is not None:
+            raise argparse.ArgumentTypeError(reason)
+        return text
+
+    parse.__doc__ = f"``NAMESPACE/{kind}``, each a valid name of its kind."
+    return parse
+
+
+#: ``NAMESPACE/DEPLOYMENT`` of a target.
+target = _ref("DEPLOYMENT", "deployment-name")
+#: ``NAMESPACE/NAME`` of a namespaced object (a ConfigMap).
+object_ref = _ref("NAME", "dns-subdomain")
 
 
 def namespace(text: str) -> str:
@@ -186,3 +201,107 @@ def named(option: str, fn: Callable[[], Any]) -> Any:
         return fn()
     except PolicyRejected as exc:
         raise PolicyRejected([e if e.path else ConfigError(option, e.reason) for e in exc.errors]) from exc
+
+
+# --------------------------------------------------------------------- option groups
+
+
+class _Deprecated(argparse.Action):
+    """An old spelling of an option: stores like the new one, after a one-line warning on stderr."""
+
+    def __init__(self, option_strings: Any, dest: str, *, new: str, flag: bool = False, **kwargs: Any) -> None:
+        if flag:
+            kwargs.update(nargs=0, const=True)
+        super().__init__(option_strings, dest, default=argparse.SUPPRESS, help=argparse.SUPPRESS, **kwargs)
+        self.new = new
+
+    def __call__(
+        self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any, option: str | None = None
+    ) -> None:
+        """Warn that ``option`` is deprecated (naming the new flag) and store the value under the new flag's name."""
+        print(f"warning: {option} is deprecated; use {self.new}", file=sys.stderr)
+        setattr(namespace, self.dest, self.const if self.nargs == 0 else values)
+
+
+def add_prometheus_options(parser: argparse.ArgumentParser, *, timeout: float) -> None:
+    """Declare the Prometheus connection options (``run``, ``observe`` and ``backtest`` alike).
+
+    Read them back with :func:`prometheus_connection`. The spellings ``observe`` and
+    ``backtest`` had before (``--bearer-token-file``, ``--ca-file``,
+    ``--insecure-skip-tls-verify``, ``--timeout``) still work, with a warning on stderr.
+
+    Args:
+        parser: The subcommand's parser.
+        timeout: The default of ``--prometheus-timeout`` in seconds.
+    """
+    group = parser.add_argument_group("Prometheus")
+    group.add_argument("--prometheus-url", required=True, type=url, help="base URL of Prometheus")
+    group.add_argument(
+        "--prometheus-bearer-token-file", type=readable_file, default=None, help="file holding a bearer token"
+    )
+    group.add_argument(
+        "--prometheus-ca-file", type=readable_file, default=None, help="CA bundle to verify Prometheus' certificate"
+    )
+    group.add_argument(
+        "--prometheus-insecure-skip-tls-verify", action="store_true", help="do not verify Prometheus' certificate"
+    )
+    group.add_argument(
+        "--prometheus-timeout",
+        type=timeout_seconds,
+        default=timeout,
+        help="per-query timeout in seconds, the whole call (default: %(default)g)",
+    )
+    for old, new, kwargs in (
+        ("--bearer-token-file", "--prometheus-bearer-token-file", {"type": readable_file}),
+        ("--ca-file", "--prometheus-ca-file", {"type": readable_file}),
+        ("--insecure-skip-tls-verify", "--prometheus-insecure-skip-tls-verify", {"flag": True}),
+        ("--timeout", "--prometheus-timeout", {"type": timeout_seconds}),
+    ):
+        group.add_argument(old, action=_Deprecated, new=new, dest=new[2:].replace("-", "_"), **kwargs)
+
+
+def prometheus_connection(args: argparse.Namespace) -> PrometheusConnection:
+    """The connection options :func:`add_prometheus_options` declared, as parsed."""
+    return PrometheusConnection(
+        url=args.prometheus_url,
+        bearer_token_file=args.prometheus_bearer_token_file,
+        ca_file=args.prometheus_ca_file,
+        verify_tls=not args.prometheus_insecure_skip_tls_verify,
+        timeout_seconds=args.prometheus_timeout,
+    )
+
+
+def add_tradeoff_option(parser: argparse.ArgumentParser, *, what: str) -> None:
+    """Declare ``--tradeoff [Q1,Q2,...]`` (``simulate`` and ``backtest``); read it with :func:`tradeoff_quantiles`.
+
+    Args:
+        parser: The subcommand's parser.
+        what: What the command does at each quantile, e.g. "also sweep these forecast quantiles".
+    """
+    from autoscaler.sim.tradeoff import DEFAULT_QUANTILES
+
+    default = ",".join(f"{q:g}" for q in DEFAULT_QUANTILES)
+    parser.add_argument(
+        "--tradeoff",
+        nargs="?",
+        const=default,
+        default=None,
+        metavar="Q1,Q2,...",
+        help=f"{what} (default {default}) and plot SLO attainment vs GPU node-hours",
+    )
+
+
+def tradeoff_quantiles(args: argparse.Namespace) -> tuple[float, ...]:
+    """The quantiles ``--tradeoff`` names (none without it).
+
+    Raises:
+        ConfigError: a quantile is not a number in (0, 1), or the list is empty.
+    """
+    from autoscaler.sim.tradeoff import parse_quantiles
+
+    if args.tradeoff is None:
+        return ()
+    try:
+        return parse_quantiles(args.tradeoff)
+    except ValueError as exc:
+        raise ConfigError("--tradeoff", str(exc)) from exc

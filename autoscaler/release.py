@@ -45,7 +45,7 @@ def targets_of(args: argparse.Namespace) -> list[Target]:
         for target in load_policy_file(args.policy).targets:
             found.setdefault(target.key, target)
     for ref in args.target:
-        namespace, _, name = ref.partition("/")
+        namespace, name = options.split_ref(ref)
         target = Target(namespace=namespace, deployment=name)
         found.setdefault(target.key, target)
     if not found:

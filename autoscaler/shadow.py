@@ -35,13 +35,8 @@ import numpy as np
 
 from autoscaler.core.types import Decision, Observation
 from models.base import Prediction
+from models.evaluation import pinball_loss
 from models.series import Series
-
-
-def pinball(actual: float, forecast: float, quantile: float) -> float:
-    """Pinball (quantile) loss of one point: under-forecasts cost ``q``, over-forecasts ``1 - q``."""
-    diff = actual - forecast
-    return quantile * diff if diff >= 0 else (quantile - 1.0) * diff
 
 
 @dataclass(frozen=True)
@@ -166,8 +161,8 @@ class ForecastScorer:
             actual=actual,
             median=median,
             upper=upper,
-            pinball_upper=pinball(actual, upper, self.quantile),
-            pinball_median=pinball(actual, median, 0.5),
+            pinball_upper=pinball_loss(actual, upper, self.quantile),
+            pinball_median=pinball_loss(actual, median, 0.5),
         )
 
     def _under_forecast_minutes(self, scored: list[ScoredPoint]) -> tuple[float, ScoredPoint]:

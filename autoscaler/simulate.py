@@ -28,6 +28,7 @@ from autoscaler.sim.baselines import SEED_HPA_TARGET_SECONDS
 from autoscaler.sim.cluster import PRESETS
 from autoscaler.sim.engine import DEFAULT_SLO_SECONDS, POLICIES, PolicyResult, Scenario, pareto_verdict, run_policy
 from autoscaler.sim.latency import LatencyModel
+from autoscaler.sim.progress import progress_bar
 from autoscaler.sim.report import format_attribution, format_table, format_verdict, plot, summaries, write_json
 from autoscaler.sim.tradeoff import format_tradeoff, plot_tradeoff, run_tradeoff, tradeoff_rows
 from autoscaler.traces import LoadTrace, load_trace
@@ -97,23 +98,9 @@ def simulate(options: SimulateOptions, *, out: Any = sys.stdout) -> list[PolicyR
     # The policy's own run is a point of the curve only when it sizes at one fixed level.
     reusable = "predictive" in options.policies and target.cost is None
     sweep = [q for q in options.tradeoff if not (reusable and q == target.forecast.quantile)]
-    bar = None
-    if options.progress:
-        from tqdm import tqdm
-
-        bar = tqdm(
-            total=steps * (len(options.policies) + len(references) + len(sweep)),
-            unit="step",
-            desc="simulating",
-            file=sys.stderr,
-            mininterval=1.0,
-            disable=None,
-        )
+    total = steps * (len(options.policies) + len(references) + len(sweep))
+    advance, close = progress_bar(options.progress, total, desc="simulating")
     started = time.perf_counter()
-    def advance(steps_done: int) -> None:
-        if bar is not None:
-            bar.update(steps_done)
-
     results = [run_policy(name, scenario, target, load=load, progress=advance) for name in options.policies]
     trade: list[dict[str, Any]] = []
     trade_refs: list[dict[str, Any]] = []
@@ -125,8 +112,7 @@ def simulate(options: SimulateOptions, *, out: Any = sys.stdout) -> list[PolicyR
         trade = tradeoff_rows(points, gpus_per_replica=target.placeholders.gpus_per_pod)
         oracle_hours = by_name["oracle"].gpu_node_hours
         trade_refs = [by_name[n].summary(oracle_hours) for n in ("hpa", "oracle")]
-    if bar is not None:
-        bar.close()
+    close()
     elapsed = time.perf_counter() - started
     rows = summaries(results)
     runs = len(options.policies) + len(references) + len(sweep)

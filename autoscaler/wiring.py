@@ -60,12 +60,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                         help="ConfigMap holding the policy (watched)")
     parser.add_argument("--policy-key", default="policy.yaml", type=_configmap_key,
                         help="ConfigMap data key (default: %(default)s)")
-    parser.add_argument("--prometheus-url", required=True, type=options.url)
-    parser.add_argument("--prometheus-bearer-token-file", type=options.readable_file, default=None)
-    parser.add_argument("--prometheus-ca-file", type=options.readable_file, default=None)
-    parser.add_argument("--prometheus-insecure-skip-tls-verify", action="store_true")
-    parser.add_argument("--prometheus-timeout", type=options.timeout_seconds, default=10.0,
-                        help="per-query timeout (s), the whole call")
+    options.add_prometheus_options(parser, timeout=10.0)
     parser.add_argument("--kubeconfig", type=Path, default=None, help="default: in-cluster, else ~/.kube/config")
     parser.add_argument("--context", default=None)
     parser.add_argument("--dry-run", action="store_true", help="log every decision, write nothing (all targets)")
@@ -168,12 +163,8 @@ def _serve(args: argparse.Namespace, *, log: Any, telemetry: Telemetry, health: 
     from autoscaler.kube.placeholders import SUFFIX as PLACEHOLDER_SUFFIX
 
     full_policy, generation = policy_source.current()
-    metrics = PrometheusSource(
-        args.prometheus_url,
-        bearer_token_file=args.prometheus_bearer_token_file,
-        ca_file=args.prometheus_ca_file,
-        verify_tls=not args.prometheus_insecure_skip_tls_verify,
-        timeout_seconds=args.prometheus_timeout,
+    metrics = PrometheusSource.connect(
+        options.prometheus_connection(args),
         placeholder_suffix=PLACEHOLDER_SUFFIX,
         log=get_logger(component="prometheus"),
     )
@@ -257,9 +248,7 @@ def _policy_source(args: argparse.Namespace, api: Any, telemetry: Telemetry, log
 
     if args.policy is not None:
         return FilePolicySource(args.policy, on_rejected=rejected, log=log)
-    namespace, sep, name = args.policy_configmap.partition("/")
-    if not sep or not namespace or not name:
-        raise ConfigError("--policy-configmap", f"expected NAMESPACE/NAME, got {args.policy_configmap!r}")
+    namespace, name = options.split_ref(args.policy_configmap)  # checked by argparse (options.object_ref)
     return ConfigMapPolicySource(api, namespace=namespace, name=name, key=args.policy_key,
                                  on_rejected=rejected, log=log).start()
 
@@ -274,7 +263,7 @@ def _lease_namespace(args: argparse.Namespace) -> str:
     """``--lease-namespace``, else the policy ConfigMap's namespace."""
     namespace: str | None = args.lease_namespace
     if namespace is None and args.policy_configmap:
-        namespace = args.policy_configmap.partition("/")[0]
+        namespace = options.split_ref(args.policy_configmap)[0]
     if not namespace:
         raise ConfigError("--lease-namespace", "required with --policy and leader election on")
     return namespace

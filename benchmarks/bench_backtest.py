@@ -28,7 +28,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from autoscaler.backtest import BacktestOptions, backtest  # noqa: E402
+from autoscaler.adapters.connection import PrometheusConnection  # noqa: E402
+from autoscaler.backtest import DEFAULT_TIMEOUT_SECONDS, BacktestOptions, backtest  # noqa: E402
 from autoscaler.backtest_report import COLUMNS  # noqa: E402
 from autoscaler.logs import configure  # noqa: E402
 from autoscaler.sim.engine import PolicyResult, Scenario, run_policy  # noqa: E402
@@ -140,7 +141,7 @@ def main() -> int:
         policy.write_text(POLICY)
         with server:
             options = BacktestOptions(
-                prometheus_url=server.url,
+                prometheus=PrometheusConnection(server.url, timeout_seconds=DEFAULT_TIMEOUT_SECONDS),
                 target=f"{NS}/{DEPLOYMENT}",
                 since=f"{round(truth.size * STEP)}s",
                 until=truth.end,

@@ -48,6 +48,7 @@ from prometheus_api_client.prometheus_connect import PrometheusConnect
 from urllib3.util.retry import Retry
 
 from autoscaler.adapters import answers, promql
+from autoscaler.adapters.connection import PrometheusConnection
 from autoscaler.adapters.leadtimes import LeadTimeLearner
 from autoscaler.adapters.promql import Answer, Query, Sample
 from autoscaler.adapters.transport import DEFAULT_MAX_BYTES, AnswerRejected, DeadlineAdapter
@@ -419,6 +420,18 @@ class PrometheusSource:
             wait_threshold_seconds=node_wait_threshold_seconds,
             placeholder_suffix=placeholder_suffix,
             log=self.log,
+        )
+
+    @classmethod
+    def connect(cls, connection: PrometheusConnection, **settings: Any) -> PrometheusSource:
+        """A source for ``connection`` (the CLI's connection options); ``settings`` are the other arguments."""
+        return cls(
+            connection.url,
+            bearer_token_file=connection.bearer_token_file,
+            ca_file=connection.ca_file,
+            verify_tls=connection.verify_tls,
+            timeout_seconds=connection.timeout_seconds,
+            **settings,
         )
 
     def close(self) -> None:

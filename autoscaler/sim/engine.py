@@ -26,6 +26,7 @@ from autoscaler.sim.baselines import ConcurrencyHPA, NaiveSeasonal, PerfectForec
 from autoscaler.sim.cluster import PLACEHOLDER, SERVING, ClusterPhases, SimCluster
 from autoscaler.sim.latency import LatencyModel
 from autoscaler.traces import LoadTrace
+from models.evaluation import pinball_loss
 from models.series import Series
 
 POLICIES = ("predictive", "hpa", "hpa-concurrency", "naive-seasonal", "oracle", "static")
@@ -325,7 +326,7 @@ def run_policy(
         gpu_node_hours=sim.node_seconds(end) / 3600.0,
         serving_scale_events=int(np.count_nonzero(np.diff(rec["spec"]))),
         placeholder_scale_events=int(np.count_nonzero(np.diff(rec["placeholders"]))),
-        p95_latency=_weighted_quantile(rec["latency"], traffic.arrivals, 0.95),
+        p95_latency=weighted_quantile(rec["latency"], traffic.arrivals, 0.95),
         preemptions=sim.preemptions,
         series=rec,
         forecast_error=_forecast_error(rec, target.forecast.quantile) if name == "predictive" else {},
@@ -501,17 +502,19 @@ def _forecast_error(rec: dict[str, NDArray[np.float64]], quantile: float) -> dic
     if not ok.any():
         return {}
     y, q, m = load[ok], fq[ok], fm[ok]
-    diff = y - q
-    pinball = float(np.mean(np.maximum(quantile * diff, (quantile - 1) * diff)))
     return {
         "mape": float(np.mean(np.abs(m - y) / np.maximum(y, 1e-9))),
         "coverage": float(np.mean(y <= q)),
-        "pinball": pinball,
+        "pinball": pinball_loss(y, q, quantile),
     }
 
 
-def _weighted_quantile(values: NDArray[np.float64], weights: NDArray[np.float64], q: float) -> float:
-    if weights.sum() <= 0:
+def weighted_quantile(values: NDArray[np.float64], weights: NDArray[np.float64], q: float) -> float:
+    """The ``q`` quantile of ``values`` weighted by ``weights`` (e.g. latency by requests); NaN without weight. Pure.
+
+    The smallest value whose cumulative weight reaches ``q`` of the total (no interpolation).
+    """
+    if values.size == 0 or weights.sum() <= 0:
         return float("nan")
     order = np.argsort(values)
     cum = np.cumsum(weights[order])

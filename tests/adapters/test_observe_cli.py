@@ -83,6 +83,7 @@ def test_observe_refuses_bad_target_and_unreachable_server(capsys: pytest.Captur
     assert "NAMESPACE/DEPLOYMENT" in capsys.readouterr().err
     url = f"http://127.0.0.1:{free_port()}"
     began = time.monotonic()
-    assert main(["observe", "--prometheus-url", url, "--target", "llm/vllm-a", "--timeout", "1"]) == EXIT_FAILURE
+    argv = ["observe", "--prometheus-url", url, "--target", "llm/vllm-a", "--prometheus-timeout", "1"]
+    assert main(argv) == EXIT_FAILURE
     assert "did not answer any query" in capsys.readouterr().err
     assert time.monotonic() - began < 10

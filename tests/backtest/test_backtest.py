@@ -228,7 +228,7 @@ def test_unknown_target_and_no_data_fail_with_one_clear_line(history: History) -
     code, out, err = _run("--prometheus-url", h.server.url, "--target", "llm/nope", *common)
     assert code == 1 and out == ""
     assert len(err.strip().splitlines()) == 1 and "no recorded load for llm/nope" in err
-    code, _, err = _run("--prometheus-url", "http://127.0.0.1:9", "--target", KEY, "--timeout", "2", *common)
+    code, _, err = _run("--prometheus-url", "http://127.0.0.1:9", "--target", KEY, "--prometheus-timeout", "2", *common)
     assert code == 1 and len(err.strip().splitlines()) == 1 and "cannot connect" in err
     code, _, err = _run("--prometheus-url", h.server.url, "--target", "nope", *common)
     assert code == 2 and "NAMESPACE/DEPLOYMENT" in err

@@ -23,6 +23,19 @@ NOW = 1_000_000.0
 BASE = Target(namespace="llm", deployment="vllm")  # perReplica 200, min 1, max 12
 
 
+class TimedForecast(ConstantForecast):
+    """Constant ``near`` load before ``switch`` seconds from NOW, ``far`` after."""
+
+    def __init__(self, near: float, far: float, switch: float) -> None:
+        super().__init__(near)
+        self.far = far
+        self.switch = switch
+
+    def peak(self, *, quantile: float, start: float, end: float) -> float | None:
+        """Peak over the window of the step function."""
+        return self.far if end >= NOW + self.switch else self.load
+
+
 @dataclass(frozen=True)
 class Case:
     """One row: inputs, and the expected replicas/placeholders and reasons."""
@@ -31,7 +44,8 @@ class Case:
     replicas: int
     placeholders: int
     reason: Reason
-    forecast: float | None = None
+    forecast: float | ConstantForecast | None = None
+    """The forecast the row decides with: a number is a flat forecast of that load."""
     load: float | None = 400.0
     latency: float | None = 0.1
     current: int = 2
@@ -44,6 +58,12 @@ class Case:
     placeholders_cold: int = 0
     waiting: float | None = None
     extra_reasons: tuple[Reason, ...] = field(default_factory=tuple)
+
+    def forecast_view(self) -> ConstantForecast | None:
+        """The row's forecast as ``decide`` takes it."""
+        if self.forecast is None or isinstance(self.forecast, ConstantForecast):
+            return self.forecast
+        return ConstantForecast(self.forecast)
 
 
 def rec(age: float, serving: int, total: int | None = None, replicas: int | None = None) -> DecisionRecord:
@@ -213,7 +233,7 @@ CASES = [
         4,
         0,
         Reason.FORECAST_NEEDS_CAPACITY_SOON,
-        forecast=800.0,
+        forecast=TimedForecast(200.0, 800.0, switch=600.0),
         load=200.0,
         current=4,
         placeholder_reason=Reason.PLACEHOLDERS_FOR_FORECAST,
@@ -223,7 +243,7 @@ CASES = [
         2,
         3,
         Reason.NO_CHANGE,
-        forecast=400.0,
+        forecast=TimedForecast(400.0, 1000.0, switch=600.0),
         placeholder_reason=Reason.PLACEHOLDERS_FOR_FORECAST,
     ),
     Case(
@@ -231,7 +251,7 @@ CASES = [
         2,
         8,
         Reason.NO_CHANGE,
-        forecast=400.0,
+        forecast=TimedForecast(400.0, 4000.0, switch=600.0),
         placeholder_reason=Reason.PLACEHOLDER_LIMIT,
     ),
     Case(
@@ -268,32 +288,6 @@ CASES = [
 ]
 
 
-class TimedForecast(ConstantForecast):
-    """Constant ``near`` load before ``switch`` seconds from NOW, ``far`` after."""
-
-    def __init__(self, near: float, far: float, switch: float) -> None:
-        super().__init__(near)
-        self.far = far
-        self.switch = switch
-
-    def peak(self, *, quantile: float, start: float, end: float) -> float | None:
-        """Peak over the window of the step function."""
-        return self.far if end >= NOW + self.switch else self.load
-
-
-def forecast_for(case: Case) -> ConstantForecast | None:
-    """Build the forecast each row describes (placeholder rows need a node-horizon rise)."""
-    if case.forecast is None:
-        return None
-    if case.name == "placeholders cover the forecast over the node cold start":
-        return TimedForecast(400.0, 1000.0, switch=600.0)
-    if case.name.startswith("no scale-down while the forecast"):
-        return TimedForecast(200.0, 800.0, switch=600.0)
-    if case.name == "placeholders capped by their maximum":
-        return TimedForecast(400.0, 4000.0, switch=600.0)
-    return ConstantForecast(case.forecast)
-
-
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
 def test_decide_table(case: Case) -> None:
     """Each row's replicas, placeholders and reasons come out as the safety pipeline says."""
@@ -313,7 +307,7 @@ def test_decide_table(case: Case) -> None:
     d = decide(
         target=case.target,
         observation=Observation(metrics=metrics, cluster=cluster),
-        forecast=forecast_for(case),
+        forecast=case.forecast_view(),
         history=case.history,
         now=NOW,
         loop_interval=30.0,

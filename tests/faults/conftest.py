@@ -54,6 +54,7 @@ from autoscaler.service import AlwaysLeader, Service
 from autoscaler.telemetry import Health, Telemetry
 from tests.cluster.controlplane import ControlPlane
 from tests.cluster.fixtures import _delete_namespace
+from tests.fakes import StepClock
 from tests.prom.backfill import backfill, synthetic_vllm_history
 from tests.prom.exporters import VllmExporter
 from tests.prom.server import PrometheusServer, ScrapeJob, ScrapeTarget
@@ -61,7 +62,6 @@ from tests.prom.server import PrometheusServer, ScrapeJob, ScrapeTarget
 from .harness import (
     Counts,
     LaggingVllmExporter,
-    ManualMonotonic,
     MatrixProxy,
     OffsetClock,
     ProcessPool,
@@ -454,7 +454,7 @@ class Rig:
     log: RecordingLog
     telemetry: Telemetry
     clock: OffsetClock
-    mono: ManualMonotonic
+    mono: StepClock
     metrics: PrometheusSource
     api: KubeApi
     cluster: KubeCluster
@@ -531,7 +531,7 @@ def rig(world: World, request: pytest.FixtureRequest, tmp_path: Path) -> Iterato
         log=log,
         telemetry=telemetry,
         clock=clock,
-        mono=ManualMonotonic(),
+        mono=StepClock(),
         metrics=metrics,
         api=api,
         cluster=cluster,

@@ -14,7 +14,7 @@ faults; the machinery that injects them and the checks that find their evidence 
 - :class:`RecordingLog`: a structlog-style logger keeping every event as a dict, handed to
   every component of one controller (no global logging configuration involved).
 - :class:`OffsetClock` (the controller's clock: wall time plus a settable offset, for clock
-  jumps) and :class:`ManualMonotonic` (the leader elector's clock, advanced by hand).
+  jumps); the leader elector's clock, advanced by hand, is :class:`tests.fakes.StepClock`.
 - Evidence checks: :class:`LogEvent`, :class:`MetricSample`, :class:`KubeEvent`.
 - :class:`ProcessPool`: ``autoscaler run`` processes that imported the controller ahead of
   time (:mod:`tests.faults.launcher`) for the rows that need real processes.
@@ -53,7 +53,6 @@ __all__ = [
     "KubeEvent",
     "LaggingVllmExporter",
     "LogEvent",
-    "ManualMonotonic",
     "MatrixProxy",
     "MetricSample",
     "OffsetClock",
@@ -262,20 +261,6 @@ class OffsetClock:
     def now(self) -> float:
         """Unix seconds, shifted by the offset."""
         return time.time() + self.offset
-
-
-class ManualMonotonic:
-    """A monotonic clock that only moves when told to (a leader elector's clock)."""
-
-    def __init__(self) -> None:
-        self.value = 1000.0
-
-    def __call__(self) -> float:
-        return self.value
-
-    def advance(self, seconds: float) -> None:
-        """Move forward ``seconds``."""
-        self.value += seconds
 
 
 # ------------------------------------------------------------------------------------- logs

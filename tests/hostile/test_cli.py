@@ -142,13 +142,14 @@ def simulate(*extra: str) -> Argv:
 
 def observe(*extra: str, timeout: str = "1") -> Argv:
     """``observe`` of llm/vllm through the hostile server plus ``extra``."""
-    return lambda c: ["observe", "--prometheus-url", c.url, "--target", f"{NS}/{DEP}", "--timeout", timeout, *extra]
+    return lambda c: ["observe", "--prometheus-url", c.url, "--target", f"{NS}/{DEP}", "--prometheus-timeout", timeout,
+                      *extra]  # fmt: skip
 
 
 def backtest(*extra: str) -> Argv:
     """``backtest`` of llm/vllm through the hostile server plus ``extra``."""
     return lambda c: ["backtest", "--prometheus-url", c.url, "--target", f"{NS}/{DEP}", "--no-progress",
-                      "--no-plot", "--out", str(c.tmp / "bt"), "--timeout", "1", *extra]  # fmt: skip
+                      "--no-plot", "--out", str(c.tmp / "bt"), "--prometheus-timeout", "1", *extra]  # fmt: skip
 
 
 def run_once(*extra: str) -> Argv:
@@ -272,11 +273,11 @@ CASES = [
                                                                                  "maxReplicas: 2}"))(c), 2,
          "targets[0].scaling.minReplicas"),
     # ------------------------------------------------------------------ observe: options
-    Case("observe-timeout-inf", observe(timeout="inf"), 2, "argument --timeout: must be a finite number"),
-    Case("observe-timeout-nan", observe(timeout="nan"), 2, "argument --timeout"),
-    Case("observe-timeout-0", observe(timeout="0"), 2, "argument --timeout"),
-    Case("observe-timeout-negative", observe(timeout="-1"), 2, "argument --timeout"),
-    Case("observe-timeout-huge", observe(timeout="1e9"), 2, "argument --timeout"),
+    Case("observe-timeout-inf", observe(timeout="inf"), 2, "argument --prometheus-timeout: must be a finite number"),
+    Case("observe-timeout-nan", observe(timeout="nan"), 2, "argument --prometheus-timeout"),
+    Case("observe-timeout-0", observe(timeout="0"), 2, "argument --prometheus-timeout"),
+    Case("observe-timeout-negative", observe(timeout="-1"), 2, "argument --prometheus-timeout"),
+    Case("observe-timeout-huge", observe(timeout="1e9"), 2, "argument --prometheus-timeout"),
     Case("observe-target-no-slash", lambda c: ["observe", "--prometheus-url", c.url, "--target", "vllm"], 2,
          "argument --target: expected NAMESPACE/DEPLOYMENT"),
     Case("observe-target-empty-name", lambda c: ["observe", "--prometheus-url", c.url, "--target", "llm/"], 2,
@@ -296,12 +297,18 @@ CASES = [
     Case("observe-target-not-in-policy",
          lambda c: ["observe", "--prometheus-url", c.url, "--target", "llm/other", "--policy", c.policy], 2,
          "--target: llm/other is not a target of"),
-    Case("observe-token-missing", observe("--bearer-token-file", "/nonexistent/token"), 2,
+    Case("observe-token-missing", observe("--prometheus-bearer-token-file", "/nonexistent/token"), 2,
+         "argument --prometheus-bearer-token-file: /nonexistent/token does not exist"),
+    Case("observe-ca-directory", lambda c: observe("--prometheus-ca-file", str(c.tmp))(c), 2,
+         "argument --prometheus-ca-file"),
+    # the deprecated spellings are refused under their own name
+    Case("observe-old-timeout-inf", observe("--timeout", "inf"), 2, "argument --timeout: must be a finite number"),
+    Case("observe-old-token-missing", observe("--bearer-token-file", "/nonexistent/token"), 2,
          "argument --bearer-token-file: /nonexistent/token does not exist"),
-    Case("observe-ca-directory", lambda c: observe("--ca-file", str(c.tmp))(c), 2, "argument --ca-file"),
+    Case("observe-old-ca-directory", lambda c: observe("--ca-file", str(c.tmp))(c), 2, "argument --ca-file"),
     # ---------------------------------------------------------- observe: a hostile Prometheus
     Case("observe-closed-port", lambda _: ["observe", "--prometheus-url", "http://127.0.0.1:9", "--target", "a/b",
-                                           "--timeout", "1"], 1, "did not answer any query", seconds=10),
+                                           "--prometheus-timeout", "1"], 1, "did not answer any query", seconds=10),
     Case("observe-hang", observe(), 1, "did not answer any query", Reply(hang=True), seconds=5),
     Case("observe-trickled-body", observe(), 1, "no answer within 1s", Reply(body=EMPTY.body, interval=0.5),
          seconds=5),
@@ -358,7 +365,8 @@ CASES = [
     Case("backtest-nodes-0", backtest("--nodes-per-replica", "0"), 2, "argument --nodes-per-replica"),
     Case("backtest-nodes-inf", backtest("--nodes-per-replica", "inf"), 2, "argument --nodes-per-replica"),
     Case("backtest-warmup-inf", backtest("--warmup-days", "inf"), 2, "argument --warmup-days"),
-    Case("backtest-timeout-inf", backtest("--timeout", "inf"), 2, "argument --timeout"),
+    Case("backtest-timeout-inf", backtest("--prometheus-timeout", "inf"), 2, "argument --prometheus-timeout"),
+    Case("backtest-old-timeout-inf", backtest("--timeout", "inf"), 2, "argument --timeout"),
     Case("backtest-tradeoff-bad", backtest("--tradeoff", "1.5"), 2, "--tradeoff"),
     Case("backtest-seed-negative", backtest("--seed", "-3"), 2, "argument --seed"),
     Case("backtest-out-file", lambda c: backtest("--out", c.file("taken", "x"))(c), 2, "argument --out"),
@@ -367,12 +375,16 @@ CASES = [
     Case("backtest-policy-dev-zero", backtest("--policy", "/dev/zero"), 2, "--policy: /dev/zero is not a regular"),
     Case("backtest-running-policy-other-target", lambda c: backtest("--running-policy", c.file(
         "r.yaml", "targets: [{namespace: x, deployment: y}]"))(c), 2, "is not a target of --running-policy"),
-    Case("backtest-token-missing", backtest("--bearer-token-file", "/nonexistent"), 2, "argument --bearer-token-file"),
+    Case("backtest-token-missing", backtest("--prometheus-bearer-token-file", "/nonexistent"), 2,
+         "argument --prometheus-bearer-token-file"),
+    Case("backtest-old-token-missing", backtest("--bearer-token-file", "/nonexistent"), 2,
+         "argument --bearer-token-file"),
     # -------------------------------------------------------- backtest: a hostile Prometheus
     Case("backtest-hang", backtest(), 1, "no answer within 1s", Reply(hang=True), seconds=10),
     Case("backtest-trickle", backtest(), 1, "no answer within 1s", Reply(body=EMPTY.body, interval=0.5), seconds=10),
     Case("backtest-closed-port", lambda _: ["backtest", "--prometheus-url", "http://127.0.0.1:9", "--target", "a/b",
-                                            "--no-progress", "--no-plot", "--timeout", "1"], 1, "cannot connect",
+                                            "--no-progress", "--no-plot", "--prometheus-timeout", "1"], 1,
+         "cannot connect",
          seconds=10),
     Case("backtest-500", backtest(), 1, "HTTP 500", Reply(status=500, body=b"boom")),
     Case("backtest-429", backtest(), 1, "HTTP 429", Reply(status=429, body=b"later", headers={"Retry-After": "1"})),

@@ -29,51 +29,41 @@ from autoscaler.sim.adapters import SimClusterPort, SimMetrics, TrafficRecord, V
 from autoscaler.sim.cluster import ClusterPhases, SimCluster
 from autoscaler.telemetry import Health, Telemetry, serve
 from models.series import Series
+from tests.fakes import StepClock
 from tests.prom.server import free_port
-
-
-class Monotonic:
-    """A monotonic clock moved by hand."""
-
-    def __init__(self) -> None:
-        self.t = 100.0
-
-    def __call__(self) -> float:
-        """Now."""
-        return self.t
 
 
 def test_the_loop_is_stuck_after_three_intervals_and_the_grace() -> None:
     """Alive while a cycle ended within 3 intervals + 30 s; a wall-clock jump is not a stall."""
-    mono = Monotonic()
+    mono = StepClock(100.0)
     health = Health(max_cycle_age=120, stall_seconds=stall_seconds(30.0), monotonic=mono)
     assert stall_seconds(30.0) == 3 * 30 + STALL_GRACE_SECONDS
     assert health.alive() == (True, "ok")
-    mono.t += 120.0
+    mono.advance(120.0)
     assert health.alive()[0]
-    mono.t += 0.5
+    mono.advance(0.5)
     ok, why = health.alive()
     assert not ok and why == "control loop made no progress for 120s (limit 120s)"
     health.progress()
     assert health.alive()[0]
-    mono.t += 100
+    mono.advance(100)
     health.cycle_done()
-    mono.t += 100
+    mono.advance(100)
     assert health.alive()[0]
 
 
 def test_without_a_stall_limit_the_loop_is_always_alive() -> None:
     """Health built without a limit (tests, simulators) never reports a stall."""
-    mono = Monotonic()
+    mono = StepClock(100.0)
     health = Health(max_cycle_age=120, monotonic=mono)
-    mono.t += 1e9
+    mono.advance(1e9)
     assert health.alive()[0]
 
 
 @pytest.fixture
-def stuck_server() -> Iterator[tuple[Health, Monotonic, int]]:
+def stuck_server() -> Iterator[tuple[Health, StepClock, int]]:
     """The real /healthz server over a Health on a hand-moved clock."""
-    mono = Monotonic()
+    mono = StepClock(100.0)
     health = Health(max_cycle_age=120, stall_seconds=60, monotonic=mono)
     port = free_port()
     server = serve(telemetry=Telemetry(), health=health, host="127.0.0.1", port=port)
@@ -90,11 +80,11 @@ def _get(port: int, path: str) -> tuple[int, str]:
         return exc.code, exc.read().decode()
 
 
-def test_healthz_fails_when_the_loop_makes_no_progress(stuck_server: tuple[Health, Monotonic, int]) -> None:
+def test_healthz_fails_when_the_loop_makes_no_progress(stuck_server: tuple[Health, StepClock, int]) -> None:
     """200 while cycles end; 503 naming the stall once none ended for the limit; 200 again after one."""
     health, mono, port = stuck_server
     assert _get(port, "/healthz") == (200, "ok\n")
-    mono.t += 61
+    mono.advance(61)
     code, body = _get(port, "/healthz")
     assert code == 503 and "control loop made no progress for 61s" in body
     health.progress()
@@ -148,16 +138,16 @@ class _Quiet:
 
 def test_a_failed_cycle_is_still_progress_and_the_leader_gauge_is_live() -> None:
     """A cycle that fails (a bug in the policy source) keeps /healthz alive; the leader gauge follows the elector."""
-    mono = Monotonic()
+    mono = StepClock(100.0)
     health = Health(max_cycle_age=120, stall_seconds=60, monotonic=mono)
     policy = Policy(targets=(Target(namespace="llm", deployment="vllm"),))
     elector = _Leader()
     telemetry = Telemetry()
     service = Service(controller=_controller(policy), policy_source=_BrokenSource(), elector=elector,
                       telemetry=telemetry, health=health, log=_Quiet())  # fmt: skip
-    mono.t += 59
+    mono.advance(59)
     assert service.cycle() is None  # failed, logged as cycle_failed
-    mono.t += 59
+    mono.advance(59)
     assert health.alive()[0], "the failed cycle ended: progress"
     assert telemetry.registry.get_sample_value("autoscaler_leader", {"lease": ""}) == 1.0
     elector.leading = False  # e.g. the elector stopped renewing: scraped at once, no cycle needed

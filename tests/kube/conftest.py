@@ -17,7 +17,7 @@ from __future__ import annotations
 import contextlib
 import secrets
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -28,12 +28,9 @@ import yaml
 from kubernetes.client import ApiClient
 from kubernetes.client.exceptions import ApiException
 
-from autoscaler.core.leadtimes import LeadTimes
-from autoscaler.core.types import Decision, MetricsSnapshot, Reason
-from autoscaler.errors import MetricsEmpty
+from autoscaler.core.types import Decision, Reason
 from autoscaler.kube.client import KubeApi, connect, from_api_client
 from autoscaler.policy.schema import Placeholders, Target
-from models.series import Series
 from tests.cluster.controlplane import ControlPlane
 from tests.cluster.fixtures import _delete_namespace, wait_for
 from tests.cluster.node_agent import GPU_RESOURCE
@@ -147,22 +144,6 @@ def events_of(core: kubernetes.client.CoreV1Api, namespace: str, *, name: str, r
     """core/v1 Events about object ``name`` with ``reason``."""
     items = core.list_namespaced_event(namespace).items
     return [e for e in items if e.involved_object.name == name and e.reason == reason]
-
-
-class SteadyMetrics:
-    """A metrics source reporting a steady 300 req/s and no history (enough for a reactive decision)."""
-
-    def observe(self, targets: Sequence[Target], now: float) -> Mapping[str, MetricsSnapshot]:
-        """300 req/s, fresh, for every target."""
-        return {t.key: MetricsSnapshot(time=now, load=300.0, latency_mean=0.1, newest_sample_time=now) for t in targets}
-
-    def load_history(self, target: Target, *, start: float, end: float, step: float) -> Series:
-        """No history."""
-        raise MetricsEmpty("no history in this test")
-
-    def lead_times(self, target: Target, now: float) -> LeadTimes | None:
-        """Policy defaults."""
-        return None
 
 
 class WallClock:

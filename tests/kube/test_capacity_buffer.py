@@ -30,12 +30,12 @@ from autoscaler.kube.status import PAUSED_ANNOTATION
 from autoscaler.policy.schema import Policy, Target
 from autoscaler.ports import ApplyResult
 from tests.cluster.fixtures import settled_deployment
+from tests.fakes import FakeMetrics
 from tests.prom.faultproxy import FaultProxy
 
 from .conftest import (
     PLACEHOLDER_CLASS,
     ControllerAccount,
-    SteadyMetrics,
     WallClock,
     events_of,
     make_decision,
@@ -135,7 +135,7 @@ def _apply(cluster: KubeCluster, target: Target, placeholders: int) -> ApplyResu
 
 def _controller(cluster: KubeCluster, *targets: Target, rising: bool = False) -> Controller:
     source = (lambda _target, _now: RisingForecast()) if rising else None
-    return Controller(policy=Policy(targets=targets), metrics=SteadyMetrics(), cluster=cluster, clock=WallClock(),
+    return Controller(policy=Policy(targets=targets), metrics=FakeMetrics(), cluster=cluster, clock=WallClock(),
                       operations=cluster, forecast_source=source)  # fmt: skip
 
 

@@ -21,11 +21,10 @@ from autoscaler.kube.cluster import KubeCluster
 from autoscaler.policy.schema import Policy
 from tests.cluster.controlplane import ControlPlane
 from tests.cluster.fixtures import settled_deployment
+from tests.fakes import FakeMetrics, StepClock
 from tests.prom.faultproxy import FaultProxy
 
 from .conftest import (
-    SteadyMetrics,
-    WallClock,
     events_of,
     hpa_body,
     make_decision,
@@ -38,6 +37,8 @@ pytestmark = pytest.mark.cluster
 
 STATUS_BODY = '{{"kind":"Status","apiVersion":"v1","status":"Failure","message":"injected {code}","code":{code}}}'
 Fault = Callable[[FaultProxy], None]
+#: The controller's virtual time: it stamps decisions only, never compared with the API server's.
+START = 1_700_000_000.0
 
 
 def _status(code: int) -> Fault:
@@ -147,15 +148,16 @@ def test_controller_cycle_survives_an_unavailable_api_server(
     apps.create_namespaced_deployment(namespace, serving_deployment("web", 1))
     settled_deployment(apps, namespace, "web")
     target = make_target(namespace, placeholders={"enabled": False})
-    controller = Controller(
-        policy=Policy(targets=(target,)), metrics=SteadyMetrics(), cluster=KubeCluster(fast_api), clock=WallClock()
-    )
+    policy = Policy(targets=(target,))
+    clock = StepClock(START)
+    controller = Controller(policy=policy, metrics=FakeMetrics(), cluster=KubeCluster(fast_api), clock=clock)
     proxy.status(503, STATUS_BODY.format(code=503))
     (result,) = controller.reconcile_once().results
     assert isinstance(result.error, ClusterUnavailable) and result.error.kind == "cluster_unavailable"
     assert result.applied is None
 
     proxy.passthrough()
+    clock.advance(policy.loop_interval_seconds)
     (result,) = controller.reconcile_once().results
     assert result.error is None and result.applied is not None and result.applied.wrote_replicas
     assert apps.read_namespaced_deployment_scale("web", namespace).spec.replicas == 2  # 300 req/s / 200 per replica

@@ -23,10 +23,10 @@ from autoscaler.kube.keda import GROUP, PLURAL, VERSION
 from autoscaler.kube.status import ORIGINAL_MIN_REPLICAS_ANNOTATION
 from autoscaler.policy.schema import Policy
 from tests.cluster.fixtures import settled_deployment
+from tests.fakes import FakeMetrics
 from tests.prom.faultproxy import FaultProxy
 
 from .conftest import (
-    SteadyMetrics,
     WallClock,
     events_of,
     hpa_body,
@@ -93,7 +93,7 @@ def test_coexist_writes_the_scaled_object_floor_and_release_restores_it(
     so = _scaled_object(custom, namespace)
     assert so["spec"]["minReplicaCount"] == 5 and so["metadata"]["annotations"][ORIGINAL_MIN_REPLICAS_ANNOTATION] == "1"
 
-    controller = Controller(policy=Policy(targets=(replace(target, mode="dry-run"),)), metrics=SteadyMetrics(),
+    controller = Controller(policy=Policy(targets=(replace(target, mode="dry-run"),)), metrics=FakeMetrics(),
                             cluster=cluster, clock=WallClock(), operations=cluster)  # fmt: skip
     (cycle,) = controller.reconcile_once().results
     assert cycle.error is None and cycle.released == ("Restored ScaledObject web minReplicaCount 5 -> 1",)

@@ -17,23 +17,13 @@ from kubernetes.client import ApiClient
 
 from autoscaler.kube.client import KubeApi
 from autoscaler.kube.leader import LeaseElector
+from tests.fakes import StepClock
 
 from .conftest import wait_for
 
 pytestmark = pytest.mark.cluster
 
 LEASE = "gpu-predictive-autoscaler"
-
-
-class FakeClock:
-    """A monotonic clock the test moves by hand."""
-
-    def __init__(self) -> None:
-        self.t = 1000.0
-
-    def __call__(self) -> float:
-        """Current fake time."""
-        return self.t
 
 
 def lease(k8s_client: ApiClient, namespace: str) -> kubernetes.client.V1Lease:
@@ -43,7 +33,7 @@ def lease(k8s_client: ApiClient, namespace: str) -> kubernetes.client.V1Lease:
 
 def test_one_leader_and_takeover_after_crash_and_release(admin: KubeApi, k8s_client: ApiClient, namespace: str) -> None:
     """Stepping two electors on a fake clock: one leads; a crash hands over after leaseDuration, a release at once."""
-    clock = FakeClock()
+    clock = StepClock()
 
     def elector(identity: str) -> LeaseElector:
         return LeaseElector(admin, namespace=namespace, name=LEASE, identity=identity, clock=clock)
@@ -56,18 +46,18 @@ def test_one_leader_and_takeover_after_crash_and_release(admin: KubeApi, k8s_cli
     assert stored.spec.lease_duration_seconds == 15
     assert stored.spec.lease_transitions == 0
 
-    clock.t += 5  # a renews; b sees a changed record and restarts its expiry timer
+    clock.advance(5)  # a renews; b sees a changed record and restarts its expiry timer
     assert a.step() is True
     assert b.step() is False
     # a crashes (no more renewals). It stops claiming leadership after renew_deadline ...
-    clock.t += 9.75
+    clock.advance(9.75)
     assert a.is_leader() is True
-    clock.t += 0.5
+    clock.advance(0.5)
     assert a.is_leader() is False
     # ... and b takes over only once the lease expired on b's clock (15 s after it last changed).
-    clock.t += 4.5  # 14.75 s since b saw the last renewal
+    clock.advance(4.5)  # 14.75 s since b saw the last renewal
     assert b.step() is False
-    clock.t += 0.25
+    clock.advance(0.25)
     assert b.step() is True
     stored = lease(k8s_client, namespace)
     assert stored.spec.holder_identity == "replica-b"
@@ -142,7 +132,7 @@ def test_a_stuck_loop_stops_renewing_and_the_standby_takes_over(
 ) -> None:
     """The leader's loop stops making progress: it stops leading at once and never renews, so the standby
     acquires once the Lease expired on its own clock; when the loop recovers it renews no more than a standby."""
-    clock = FakeClock()
+    clock = StepClock()
     alive = {"a": True}
     a = LeaseElector(admin, namespace=namespace, name=LEASE, identity="replica-a", clock=clock,
                      healthy=lambda: alive["a"])  # fmt: skip
@@ -151,17 +141,17 @@ def test_a_stuck_loop_stops_renewing_and_the_standby_takes_over(
     renewed = lease(k8s_client, namespace).spec.renew_time
 
     alive["a"] = False  # the loop is stuck (its renewal thread would otherwise go on)
-    clock.t += 2
+    clock.advance(2)
     assert a.step() is False and a.is_leader() is False  # stops acting at once, well before renew_deadline
     assert lease(k8s_client, namespace).spec.renew_time == renewed, "no renewal while stuck"
-    clock.t += 12.9  # 14.9 s since b saw the last renewal: not expired yet
+    clock.advance(12.9)  # 14.9 s since b saw the last renewal: not expired yet
     assert b.step() is False
-    clock.t += 0.2
+    clock.advance(0.2)
     assert b.step() is True
     assert lease(k8s_client, namespace).spec.holder_identity == "replica-b"
 
     alive["a"] = True  # the loop recovers: a is a standby now, b's Lease is fresh
-    clock.t += 2
+    clock.advance(2)
     assert b.step() is True
     assert a.step() is False
 
@@ -172,5 +162,5 @@ def test_a_failing_health_check_counts_as_stuck(admin: KubeApi, namespace: str) 
     def broken() -> bool:
         raise RuntimeError("health check bug")
 
-    a = LeaseElector(admin, namespace=namespace, name=LEASE, identity="replica-a", clock=FakeClock(), healthy=broken)
+    a = LeaseElector(admin, namespace=namespace, name=LEASE, identity="replica-a", clock=StepClock(), healthy=broken)
     assert a.step() is False and not a.is_leader()

@@ -34,10 +34,10 @@ from autoscaler.service import AlwaysLeader, Service
 from autoscaler.telemetry import Health, Telemetry
 from tests.cluster.controlplane import ControlPlane
 from tests.cluster.fixtures import settled_deployment
+from tests.fakes import FakeMetrics
 from tests.prom.faultproxy import FaultProxy
 
 from .conftest import (
-    SteadyMetrics,
     WallClock,
     events_of,
     hpa_body,
@@ -55,7 +55,7 @@ FORBIDDEN = '{"kind":"Status","apiVersion":"v1","status":"Failure","message":"in
 def _controller(target: Target, cluster: KubeCluster, operations: KubeCluster | None = None) -> Controller:
     return Controller(
         policy=Policy(targets=(target,)),
-        metrics=SteadyMetrics(),
+        metrics=FakeMetrics(),
         cluster=cluster,
         clock=WallClock(),
         operations=operations if operations is not None else cluster,
@@ -246,7 +246,7 @@ def test_a_target_deleted_from_the_policy_is_released(
             return self.policy, self.generation
 
     source = Source()
-    controller = Controller(policy=source.policy, metrics=SteadyMetrics(), cluster=cluster, clock=WallClock(),
+    controller = Controller(policy=source.policy, metrics=FakeMetrics(), cluster=cluster, clock=WallClock(),
                             operations=cluster)  # fmt: skip
     service = Service(controller=controller, policy_source=source, elector=AlwaysLeader(), telemetry=Telemetry(),
                       health=Health(max_cycle_age=120.0), log=NullLog())  # fmt: skip

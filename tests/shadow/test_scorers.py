@@ -7,8 +7,9 @@ import math
 import numpy as np
 import pytest
 
-from autoscaler.shadow import ForecastScorer, ProvisioningScorer, pinball
+from autoscaler.shadow import ForecastScorer, ProvisioningScorer
 from models.base import Prediction
+from models.evaluation import pinball_loss
 
 STEP = 300.0
 
@@ -24,9 +25,9 @@ def prediction(start: float, upper: list[float], median: list[float], model: str
 
 
 def test_pinball_costs_under_forecasts_q_and_over_forecasts_one_minus_q() -> None:
-    assert pinball(12.0, 10.0, 0.9) == pytest.approx(1.8)
-    assert pinball(8.0, 10.0, 0.9) == pytest.approx(0.2)
-    assert pinball(10.0, 10.0, 0.9) == 0.0
+    assert pinball_loss(12.0, 10.0, 0.9) == pytest.approx(1.8)
+    assert pinball_loss(8.0, 10.0, 0.9) == pytest.approx(0.2)
+    assert pinball_loss(10.0, 10.0, 0.9) == 0.0
 
 
 def test_a_point_is_scored_when_its_bucket_completes() -> None:

@@ -26,20 +26,10 @@ from autoscaler.service import AlwaysLeader, Service
 from autoscaler.sharding import CLAIMS_ANNOTATION, SHARD_ANNOTATION, SHARD_LEASE_LABEL, ShardScope, parse_shard
 from autoscaler.telemetry import Health, Telemetry
 from tests.cluster.controlplane import ControlPlane
+from tests.fakes import StepClock
 from tests.prom.server import free_port
 
 pytestmark = pytest.mark.cluster
-
-
-class FakeClock:
-    """A monotonic clock the test moves by hand."""
-
-    def __init__(self) -> None:
-        self.t = 1000.0
-
-    def __call__(self) -> float:
-        """Current fake time."""
-        return self.t
 
 
 def make_deployment(apps: kubernetes.client.AppsV1Api, namespace: str, name: str, labels: dict[str, str]) -> None:
@@ -69,7 +59,7 @@ def test_selector_reads_labels_skips_unreadable_and_follows_a_relabel(
     apps = kubernetes.client.AppsV1Api(k8s_client)
     make_deployment(apps, namespace, "mine", {"team": "x"})
     make_deployment(apps, namespace, "theirs", {"team": "y"})
-    clock = FakeClock()
+    clock = StepClock()
     shard = parse_shard(None, "team=x")
     assert shard is not None
     scope = ShardScope(shard, admin, label_ttl=60.0, clock=clock)
@@ -83,9 +73,9 @@ def test_selector_reads_labels_skips_unreadable_and_follows_a_relabel(
     assert (summary["owned"], summary["total"], summary["unreadable"]) == (1, 3, 1)
 
     apps.patch_namespaced_deployment("theirs", namespace, {"metadata": {"labels": {"team": "x"}}})
-    clock.t += 30  # within the TTL: the cached labels still count (no extra reads per cycle)
+    clock.advance(30)  # within the TTL: the cached labels still count (no extra reads per cycle)
     assert [t.deployment for t in scope.select(policy, 1).targets] == ["mine"]
-    clock.t += 31
+    clock.advance(31)
     assert [t.deployment for t in scope.select(policy, 1).targets] == ["mine", "theirs"]
 
 
@@ -115,7 +105,7 @@ def test_unreachable_or_forbidden_reads_skip_targets_and_fail_start_up_only_when
     dead.close()
 
 
-def _shard_member(admin: KubeApi, namespace: str, lease: str, clock: FakeClock, *,
+def _shard_member(admin: KubeApi, namespace: str, lease: str, clock: StepClock, *,
                   namespaces: str | None = None, selector: str | None = None) -> tuple[ShardScope, LeaseElector]:
     shard = parse_shard(namespaces, selector)
     assert shard is not None
@@ -132,7 +122,7 @@ def test_overlapping_shards_leave_exactly_one_writer_until_the_other_is_gone(
     apps = kubernetes.client.AppsV1Api(k8s_client)
     make_deployment(apps, namespace, "shared", {"team": "x"})
     make_deployment(apps, namespace, "only-b", {"team": "y"})
-    clock = FakeClock()
+    clock = StepClock()
     a_scope, a_lease = _shard_member(admin, namespace, "shard-a", clock, namespaces=namespace, selector="team=x")
     b_scope, b_lease = _shard_member(admin, namespace, "shard-b", clock, selector="team in (x,y)")
     policy = policy_of(namespace, "shared", "only-b")
@@ -154,9 +144,9 @@ def test_overlapping_shards_leave_exactly_one_writer_until_the_other_is_gone(
 
     # shard-a crashes (its Lease is left held): b keeps yielding until the record is 15 s old on b's clock.
     a_lease.stop(release=False)
-    clock.t += 14
+    clock.advance(14)
     assert [t.key for t in b_scope.select(policy, 1).targets] == [f"{namespace}/only-b"]
-    clock.t += 2
+    clock.advance(2)
     assert [t.key for t in b_scope.select(policy, 1).targets] == [key, f"{namespace}/only-b"]
 
     # shard-a comes back and renews: the tie-break gives the target back to it at once.
@@ -172,7 +162,7 @@ def test_overlapping_shards_leave_exactly_one_writer_until_the_other_is_gone(
 
 def test_two_shard_definitions_on_one_lease_are_reported(admin: KubeApi, namespace: str) -> None:
     """A copied Deployment that kept another shard's --lease-name is named in an error."""
-    clock = FakeClock()
+    clock = StepClock()
     _, holder = _shard_member(admin, namespace, "shard-x", clock, namespaces="team-x")
     other_scope, _ = _shard_member(admin, namespace, "shard-x", clock, namespaces="team-y")
     other_scope.select(policy_of(namespace, "a"), 1)  # no Lease yet: nothing to report
@@ -228,7 +218,7 @@ def test_service_follows_membership_changes_without_a_new_generation(
     apps = kubernetes.client.AppsV1Api(k8s_client)
     make_deployment(apps, namespace, "one", {"team": "x"})
     make_deployment(apps, namespace, "two", {"team": "y"})
-    clock = FakeClock()
+    clock = StepClock()
     shard = parse_shard(None, "team=x")
     assert shard is not None
     scope = ShardScope(shard, admin, label_ttl=10.0, clock=clock)
@@ -240,7 +230,7 @@ def test_service_follows_membership_changes_without_a_new_generation(
     service._follow_policy()
     assert [[t.deployment for t in p.targets] for p in controller.applied] == [["one"]]  # once: first generation
     apps.patch_namespaced_deployment("two", namespace, {"metadata": {"labels": {"team": "x"}}})
-    clock.t += 11
+    clock.advance(11)
     service._follow_policy()
     assert [t.deployment for t in controller.applied[-1].targets] == ["one", "two"]
     assert len(controller.applied) == 2
