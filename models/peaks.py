@@ -49,6 +49,7 @@ from typing import Self
 import numpy as np
 from numpy.typing import NDArray
 
+from models.evaluation import pinball_loss
 from models.intervals import scale_floor
 
 #: Windows needed before peak quantiles are served (fewer: the caller keeps the model's
@@ -211,11 +212,6 @@ def _windows(history: PeakHistory) -> _Windows | None:
     )
 
 
-def _pinball(actual: NDArray[np.float64], predicted: NDArray[np.float64], q: float) -> float:
-    diff = actual - predicted
-    return float(np.mean(np.maximum(q * diff, (q - 1.0) * diff)))
-
-
 def _monotone(quantiles: Mapping[float, NDArray[np.float64]]) -> dict[float, NDArray[np.float64]]:
     """Non-negative, non-decreasing in the window length and in the level. Pure."""
     levels = sorted(quantiles)
@@ -251,7 +247,7 @@ def _conformal(w: _Windows, levels: Sequence[float]) -> PeakForecast:
             # The split-conformal finite-sample level, clipped to the sample.
             adjusted = min(1.0, q * (count + 1) / count) if q >= 0.5 else max(0.0, 1 - (1 - q) * (count + 1) / count)
             offsets[q] = np.quantile(ordered, adjusted, axis=0)
-        scores[name] = _pinball(w.actual, basis + offsets[q_select] * scale, q_select)
+        scores[name] = pinball_loss(w.actual, basis + offsets[q_select] * scale, q_select)
         now = w.current[base][0]
         now_scale = 1.0 if additive else np.maximum(now, w.floor)
         fits[name] = {q: now + off * now_scale for q, off in offsets.items()}

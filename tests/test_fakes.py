@@ -6,32 +6,15 @@ import pytest
 
 from autoscaler.core.types import Decision, Reason
 from autoscaler.policy.schema import Target
-from tests.fakes import Applied, FakeCluster, FakeMetrics, StepClock
+from tests.fakes import Applied, FakeCluster, FakeMetrics, StepClock, make_decision
 
 TARGET = Target(namespace="llm", deployment="vllm")
 
 
 def decision(replicas: int, placeholders: int = 0) -> Decision:
     """A decision for TARGET with just the counts set."""
-    return Decision(
-        target=TARGET.key,
-        time=0.0,
-        replicas=replicas,
-        placeholders=placeholders,
-        current_replicas=1,
-        current_placeholders=0,
-        reason=Reason.OBSERVED_LOAD,
-        placeholder_reason=Reason.PLACEHOLDERS_FOR_FORECAST,
-        steps=(),
-        serving_recommendation=replicas,
-        total_recommendation=replicas + placeholders,
-        observed_load=None,
-        predicted_load_pod_horizon=None,
-        predicted_load_node_horizon=None,
-        pod_horizon_seconds=60.0,
-        node_horizon_seconds=600.0,
-        per_replica_capacity=200.0,
-        data_ok=True,
+    return make_decision(
+        TARGET, replicas=replicas, placeholders=placeholders, current_replicas=1, reason=Reason.OBSERVED_LOAD, at=0.0
     )
 
 

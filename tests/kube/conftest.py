@@ -28,7 +28,6 @@ import yaml
 from kubernetes.client import ApiClient
 from kubernetes.client.exceptions import ApiException
 
-from autoscaler.core.types import Decision, Reason
 from autoscaler.kube.client import KubeApi, connect, from_api_client
 from autoscaler.policy.schema import Placeholders, Target
 from tests.cluster.controlplane import ControlPlane
@@ -55,38 +54,6 @@ def make_target(namespace: str, deployment: str = "web", **overrides: Any) -> Ta
     if ph is not None:
         target = replace(target, placeholders=replace(Placeholders(), **ph))
     return target
-
-
-def make_decision(
-    target: Target,
-    *,
-    replicas: int,
-    placeholders: int = 0,
-    current_replicas: int = 0,
-    current_placeholders: int = 0,
-    reason: Reason = Reason.PREDICTED_LOAD,
-) -> Decision:
-    """A decision as ``decide`` would return it (only the fields the actuator reads matter)."""
-    return Decision(
-        target=target.key,
-        time=time.time(),
-        replicas=replicas,
-        placeholders=placeholders,
-        current_replicas=current_replicas,
-        current_placeholders=current_placeholders,
-        reason=reason,
-        placeholder_reason=Reason.PLACEHOLDERS_FOR_FORECAST,
-        steps=(),
-        serving_recommendation=replicas,
-        total_recommendation=replicas + placeholders,
-        observed_load=None,
-        predicted_load_pod_horizon=None,
-        predicted_load_node_horizon=None,
-        pod_horizon_seconds=60.0,
-        node_horizon_seconds=900.0,
-        per_replica_capacity=200.0,
-        data_ok=True,
-    )
 
 
 def serving_deployment(

@@ -24,8 +24,9 @@ from autoscaler.adapters.promql import cluster_queries
 from autoscaler.kube.client import KubeApi
 from autoscaler.kube.cluster import KubeCluster
 from autoscaler.kube.placeholders import accelerators, pod_template
+from tests.fakes import make_decision
 
-from .conftest import PLACEHOLDER_CLASS, make_decision, make_target, serving_deployment, wait_for
+from .conftest import PLACEHOLDER_CLASS, make_target, serving_deployment, wait_for
 
 MIG = "nvidia.com/mig-1g.10gb"
 
@@ -49,6 +50,7 @@ def test_accelerators_are_read_from_the_pod_template() -> None:
 
 def test_placeholders_request_what_a_serving_pod_requests() -> None:
     """The placeholder's request and limit are the serving pod's accelerators times gpusPerPod."""
+
     def placeholder_resources(spec: dict[str, Any], gpus_per_pod: int = 1) -> dict[str, Any]:
         target = make_target("ns", placeholders={"gpus_per_pod": gpus_per_pod})
         serving = {"metadata": {"name": "web"}, "spec": {"template": {"spec": spec}}}

@@ -30,7 +30,7 @@ from autoscaler.kube.status import PAUSED_ANNOTATION
 from autoscaler.policy.schema import Policy, Target
 from autoscaler.ports import ApplyResult
 from tests.cluster.fixtures import settled_deployment
-from tests.fakes import FakeMetrics
+from tests.fakes import FakeMetrics, make_decision
 from tests.prom.faultproxy import FaultProxy
 
 from .conftest import (
@@ -38,7 +38,6 @@ from .conftest import (
     ControllerAccount,
     WallClock,
     events_of,
-    make_decision,
     make_target,
     serving_deployment,
     wait_for,

@@ -21,13 +21,12 @@ from autoscaler.kube.cluster import KubeCluster
 from autoscaler.policy.schema import Policy
 from tests.cluster.controlplane import ControlPlane
 from tests.cluster.fixtures import settled_deployment
-from tests.fakes import FakeMetrics, StepClock
+from tests.fakes import FakeMetrics, StepClock, make_decision
 from tests.prom.faultproxy import FaultProxy
 
 from .conftest import (
     events_of,
     hpa_body,
-    make_decision,
     make_target,
     proxied_api,
     serving_deployment,

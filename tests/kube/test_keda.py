@@ -23,21 +23,19 @@ from autoscaler.kube.keda import GROUP, PLURAL, VERSION
 from autoscaler.kube.status import ORIGINAL_MIN_REPLICAS_ANNOTATION
 from autoscaler.policy.schema import Policy
 from tests.cluster.fixtures import settled_deployment
-from tests.fakes import FakeMetrics
+from tests.fakes import FakeMetrics, make_decision
 from tests.prom.faultproxy import FaultProxy
 
 from .conftest import (
     WallClock,
     events_of,
     hpa_body,
-    make_decision,
     make_target,
     serving_deployment,
 )
 from .test_cluster import writes
 
 pytestmark = pytest.mark.cluster
-
 
 
 def _scaled_object(custom: kubernetes.client.CustomObjectsApi, namespace: str) -> Any:

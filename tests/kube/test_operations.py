@@ -34,14 +34,13 @@ from autoscaler.service import AlwaysLeader, Service
 from autoscaler.telemetry import Health, Telemetry
 from tests.cluster.controlplane import ControlPlane
 from tests.cluster.fixtures import settled_deployment
-from tests.fakes import FakeMetrics
+from tests.fakes import FakeMetrics, make_decision
 from tests.prom.faultproxy import FaultProxy
 
 from .conftest import (
     WallClock,
     events_of,
     hpa_body,
-    make_decision,
     make_target,
     serving_deployment,
 )

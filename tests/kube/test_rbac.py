@@ -26,6 +26,7 @@ from autoscaler.kube.policy_source import ConfigMapPolicySource
 from autoscaler.kube.status import STATUS_ANNOTATION
 from autoscaler.ports import TargetStatus
 from tests.cluster.fixtures import settled_deployment
+from tests.fakes import make_decision
 
 from .conftest import (
     PLACEHOLDER_CLASS,
@@ -33,7 +34,6 @@ from .conftest import (
     ControllerAccount,
     events_of,
     hpa_body,
-    make_decision,
     make_target,
     serving_deployment,
     wait_for,
@@ -206,8 +206,11 @@ def test_controller_account_can_coexist_with_keda(
     target = make_target(ns, "web", hpa="coexist", placeholders={"enabled": False})
     cluster.read(target)
     assert cluster.apply(target, make_decision(target, replicas=3, current_replicas=2)).wrote_replicas
-    assert custom.get_namespaced_custom_object("keda.sh", "v1alpha1", ns, "scaledobjects", "web")["spec"][
-        "minReplicaCount"
-    ] == 3
+    assert (
+        custom.get_namespaced_custom_object("keda.sh", "v1alpha1", ns, "scaledobjects", "web")["spec"][
+            "minReplicaCount"
+        ]
+        == 3
+    )
     assert cluster.release(target) == ("Restored ScaledObject web minReplicaCount 3 -> 1",)
     assert cluster.events.errors == 0
