@@ -1,6 +1,6 @@
 """The ports the controller talks through: metrics, cluster, clock.
 
-The control loop (:mod:`autoscaler.controller`) only ever sees these protocols. The
+The control loop (:mod:`autoscaler.runtime.controller`) only ever sees these protocols. The
 in-cluster wiring plugs in Prometheus and the Kubernetes API; the simulator plugs in its
 in-process cluster with a virtual clock; tests plug in small fakes. There is one copy of
 the control logic.
@@ -170,7 +170,7 @@ class LeaderElector(Protocol):
 class FitStateStore(Protocol):
     """Where the fitted forecast state of this controller's targets is kept across restarts.
 
-    Moves opaque parts (:mod:`autoscaler.fit_state` encodes them, each small enough for
+    Moves opaque parts (:mod:`autoscaler.forecasting.fit_state` encodes them, each small enough for
     one Kubernetes object); a ConfigMap per part in the cluster, memory in the simulator.
     """
 

@@ -29,13 +29,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from autoscaler.adapters.connection import PrometheusConnection  # noqa: E402
-from autoscaler.backtest import DEFAULT_TIMEOUT_SECONDS, BacktestOptions, backtest  # noqa: E402
-from autoscaler.backtest_report import COLUMNS  # noqa: E402
 from autoscaler.logs import configure  # noqa: E402
-from autoscaler.sim.engine import PolicyResult, Scenario, run_policy  # noqa: E402
-from autoscaler.sim.report import format_markdown  # noqa: E402
-from autoscaler.sim.tradeoff import parse_quantiles  # noqa: E402
-from autoscaler.simulate import SimulateOptions, prepare  # noqa: E402
+from autoscaler.offline.backtest.replay import DEFAULT_TIMEOUT_SECONDS, BacktestOptions, backtest  # noqa: E402
+from autoscaler.offline.backtest.report import COLUMNS  # noqa: E402
+from autoscaler.offline.sim.engine import PolicyResult, Scenario, run_policy  # noqa: E402
+from autoscaler.offline.sim.report import format_markdown  # noqa: E402
+from autoscaler.offline.sim.tradeoff import parse_quantiles  # noqa: E402
+from autoscaler.offline.simulate import SimulateOptions, prepare  # noqa: E402
 from tests.backtest.recording import Truth, replica_series, vllm_series  # noqa: E402
 from tests.prom.backfill import backfill  # noqa: E402
 from tests.prom.server import PrometheusServer  # noqa: E402

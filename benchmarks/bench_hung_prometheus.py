@@ -33,11 +33,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from autoscaler.adapters.prometheus import PrometheusSource  # noqa: E402
-from autoscaler.controller import Controller  # noqa: E402
 from autoscaler.logs import configure  # noqa: E402
+from autoscaler.offline.sim.adapters import SimClusterPort, VirtualClock  # noqa: E402
+from autoscaler.offline.sim.cluster import ClusterPhases, SimCluster  # noqa: E402
 from autoscaler.policy.schema import Metrics, Policy, Target  # noqa: E402
-from autoscaler.sim.adapters import SimClusterPort, VirtualClock  # noqa: E402
-from autoscaler.sim.cluster import ClusterPhases, SimCluster  # noqa: E402
+from autoscaler.runtime.controller import Controller  # noqa: E402
 
 LOOP_INTERVAL = 30.0
 

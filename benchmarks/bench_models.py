@@ -228,7 +228,7 @@ def format_horizon_table(rows: list[dict[str, Any]]) -> str:
 
 def shared_trace_series(path: Path, step: float = 300.0) -> Series:
     """A shared trace on the forecasters' 5-minute grid (gaps stay NaN)."""
-    from autoscaler.traces import load_trace
+    from autoscaler.offline.traces import load_trace
 
     trace = load_trace(str(path))
     trace = trace.resample(step) if trace.step < step else trace.fill_gaps().resample(step)

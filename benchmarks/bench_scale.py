@@ -75,11 +75,11 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from autoscaler.controller import Controller  # noqa: E402
-from autoscaler.fit_state import InMemoryFitStore, decode, encode  # noqa: E402
+from autoscaler.forecasting.fit_state import InMemoryFitStore, decode, encode  # noqa: E402
+from autoscaler.offline.sim.adapters import SimClusterPort, SimMetrics, TrafficRecord, VirtualClock  # noqa: E402
+from autoscaler.offline.sim.cluster import ClusterPhases, SimCluster  # noqa: E402
 from autoscaler.policy.schema import Forecast, Policy, Target  # noqa: E402
-from autoscaler.sim.adapters import SimClusterPort, SimMetrics, TrafficRecord, VirtualClock  # noqa: E402
-from autoscaler.sim.cluster import ClusterPhases, SimCluster  # noqa: E402
+from autoscaler.runtime.controller import Controller  # noqa: E402
 from models.series import Series  # noqa: E402
 
 DAY = 86400.0

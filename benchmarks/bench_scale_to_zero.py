@@ -39,9 +39,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from autoscaler.sim.engine import run_policy  # noqa: E402
-from autoscaler.simulate import SimulateOptions, prepare  # noqa: E402
-from autoscaler.traces import LoadTrace, load_trace, save_trace  # noqa: E402
+from autoscaler.offline.sim.engine import run_policy  # noqa: E402
+from autoscaler.offline.simulate import SimulateOptions, prepare  # noqa: E402
+from autoscaler.offline.traces import LoadTrace, load_trace, save_trace  # noqa: E402
 
 RAW = ROOT.parent / "shared" / "traces" / "raw"
 TRACES = {

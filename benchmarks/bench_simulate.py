@@ -36,9 +36,9 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # one BLAS thread per worker
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from autoscaler.sim.engine import BASELINES, pareto_verdict, run_policy  # noqa: E402
-from autoscaler.sim.report import summaries  # noqa: E402
-from autoscaler.simulate import SimulateOptions, prepare  # noqa: E402
+from autoscaler.offline.sim.engine import BASELINES, pareto_verdict, run_policy  # noqa: E402
+from autoscaler.offline.sim.report import summaries  # noqa: E402
+from autoscaler.offline.simulate import SimulateOptions, prepare  # noqa: E402
 
 RAW = ROOT.parent / "shared" / "traces" / "raw"
 TRACES = {

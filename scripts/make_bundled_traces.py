@@ -1,7 +1,7 @@
 """Regenerate the load traces bundled in ``autoscaler/data/`` from the public raw files.
 
 The bundled files are derived data: each raw trace is loaded with
-``autoscaler.traces.load_trace``, put on a 600 s grid with its gaps kept as empty rates,
+``autoscaler.offline.traces.load_trace``, put on a 600 s grid with its gaps kept as empty rates,
 divided by its peak (relative load; the simulator rescales it to a fleet) and written in
 our CSV format with its attribution in ``#`` comment lines. Running this script again on
 the same raw files writes byte-identical files (``tests/test_traces.py`` checks that).
@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from autoscaler.traces import BUNDLED_DIR, load_trace, save_trace
+from autoscaler.offline.traces import BUNDLED_DIR, load_trace, save_trace
 
 DEFAULT_RAW_DIR = Path("/work/shared/traces/raw")
 STEP = 600.0  # s

@@ -12,8 +12,8 @@ from typing import Literal
 
 import pytest
 
-from autoscaler.controller import Controller, Mode
 from autoscaler.policy.schema import Placeholders, Policy, Target
+from autoscaler.runtime.controller import Controller, Mode
 from tests.fakes import Applied, FakeCluster, FakeMetrics, StepClock
 
 START = 1_700_000_000.0

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from autoscaler import options
 from autoscaler.adapters.connection import PrometheusConnection
-from autoscaler.cli import build_parser
+from autoscaler.cli import options
+from autoscaler.cli.main import build_parser
 
 URL = "http://prometheus.test:9090"
 NEW = (

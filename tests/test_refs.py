@@ -6,8 +6,8 @@ import argparse
 
 import pytest
 
-from autoscaler import options
-from autoscaler.backtest import parse_target
+from autoscaler.cli import options
+from autoscaler.offline.backtest.replay import parse_target
 
 
 def test_split_ref() -> None:

@@ -17,12 +17,12 @@ from pathlib import Path
 from prometheus_client.parser import text_string_to_metric_families
 
 from autoscaler import __version__
-from autoscaler.controller import Controller
+from autoscaler.offline.sim.adapters import SimClusterPort, VirtualClock
+from autoscaler.offline.sim.cluster import ClusterPhases, SimCluster
 from autoscaler.policy.schema import Capacity, Policy, Target
-from autoscaler.service import AlwaysLeader, Service
-from autoscaler.sim.adapters import SimClusterPort, VirtualClock
-from autoscaler.sim.cluster import ClusterPhases, SimCluster
-from autoscaler.telemetry import DEPRECATED, Health, Telemetry
+from autoscaler.runtime.controller import Controller
+from autoscaler.runtime.service import AlwaysLeader, Service
+from autoscaler.runtime.telemetry import DEPRECATED, Health, Telemetry
 from tests.hostile.test_liveness import START, _metrics
 
 

@@ -1,4 +1,4 @@
-"""Tests for autoscaler.traces: every raw trace format, the bundled traces and our CSV.
+"""Tests for autoscaler.offline.traces: every raw trace format, the bundled traces and our CSV.
 
 The raw-format tests read the public traces from ``$TRACES_RAW_DIR`` (default
 ``/work/shared/traces/raw``, present on CI) and compare with the statistics table of its
@@ -32,7 +32,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from autoscaler.errors import AutoscalerError
-from autoscaler.traces import (
+from autoscaler.offline.traces import (
     BUNDLED_DIR,
     CSV_HEADER,
     SYNTHETIC_EPOCH,
@@ -125,7 +125,7 @@ def test_servegen_zero_total_windows_are_nan() -> None:
 
 def test_partial_windows_beside_a_gap_become_gaps() -> None:
     """A window holding a sliver of the surrounding level next to a gap is a gap, not a load drop."""
-    from autoscaler.traces import _drop_partial_edges
+    from autoscaler.offline.traces import _drop_partial_edges
 
     rates = np.array([10.0, 11, 9, 10, 0.01, 0.05, np.nan, np.nan, 0.2, 10, 12, 11, 10])
     _drop_partial_edges(rates)

@@ -3,7 +3,7 @@
 Why: the three commands declared the same four options separately, under different flag
 names and with separate plumbing into :class:`~autoscaler.adapters.prometheus.PrometheusSource`.
 This module holds only the value (no client library is imported here, so the CLI can build
-it without loading ``requests``); :func:`autoscaler.options.add_prometheus_options` declares
+it without loading ``requests``); :func:`autoscaler.cli.options.add_prometheus_options` declares
 the flags and :meth:`PrometheusSource.connect` takes it.
 """
 

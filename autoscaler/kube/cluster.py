@@ -1,6 +1,6 @@
 """The ``Cluster`` port over the Kubernetes API: read a target's state, apply a decision.
 
-Why: the control loop (:mod:`autoscaler.controller`) needs authoritative replica counts and
+Why: the control loop (:mod:`autoscaler.runtime.controller`) needs authoritative replica counts and
 placeholder states, and needs its decisions written safely next to other writers (people
 with ``kubectl scale``, an HPA, a second controller replica during a hand-over). Rules:
 

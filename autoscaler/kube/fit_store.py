@@ -1,7 +1,7 @@
 """The fitted forecast state in ConfigMaps: one set per shard, one ConfigMap per part.
 
 Why: a restarted controller (an upgrade, a crash, a leader change) should not spend hours
-refitting what it had fitted (:mod:`autoscaler.fit_state`). PHPA keeps the same kind of
+refitting what it had fitted (:mod:`autoscaler.forecasting.fit_state`). PHPA keeps the same kind of
 state in a ConfigMap; so does this store, with the parts of one shard named
 ``<prefix>-0``, ``<prefix>-1``, ... up to `MAX_PARTS` (the prefix derives from the shard's
 Lease, so shards never share a set). Each part is gzip-compressed JSON under 1 MiB, the

@@ -19,7 +19,7 @@ client-go's ``leaderelection`` reduced to what we need:
 * **Release** on :meth:`LeaseElector.stop`: holder emptied and ``leaseDurationSeconds: 1``, so
   the standby takes over on its next retry instead of waiting for expiry.
 * **Tied to the loop**: with a ``healthy`` callback (the service passes the control loop's
-  liveness, :meth:`autoscaler.telemetry.Health.alive`), the elector neither renews nor
+  liveness, :meth:`autoscaler.runtime.telemetry.Health.alive`), the elector neither renews nor
   acquires while the loop is stuck, and stops leading at once; the Lease then expires and
   the standby takes over within ``leaseDurationSeconds``. A renewal thread of its own would
   otherwise keep a wedged replica the leader forever (client-go ties renewal to the
@@ -27,7 +27,7 @@ client-go's ``leaderelection`` reduced to what we need:
   check). Renewal resumes when the loop makes progress again.
 * **Metadata**: an optional ``metadata`` callback gives labels and annotations the holder
   writes with every create and renewal (sharding publishes its claimed targets there, see
-  :mod:`autoscaler.sharding`); it rides on the writes that happen anyway, costing no call.
+  :mod:`autoscaler.kube.sharding`); it rides on the writes that happen anyway, costing no call.
 
 Time comes from an injectable monotonic ``clock``; :meth:`LeaseElector.step` runs one
 attempt, so tests can drive two electors deterministically without threads.

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from autoscaler.cli import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, main
+from autoscaler.cli.main import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, main
 from autoscaler.core.leadtimes import LeadTimes
 from autoscaler.policy.schema import ColdStart
 from tests.prom.server import free_port

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from autoscaler.sim.latency import LatencyModel
+from autoscaler.offline.sim.latency import LatencyModel
 from tests.prom.backfill import Series
 
 FloatArray = NDArray[np.float64]

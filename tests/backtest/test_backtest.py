@@ -24,10 +24,10 @@ import numpy as np
 import pytest
 
 from autoscaler.adapters.prometheus import PrometheusSource
-from autoscaler.backtest import fetch_recorded, resolve_policies
-from autoscaler.cli import main
+from autoscaler.cli.main import main
+from autoscaler.offline.backtest.replay import fetch_recorded, resolve_policies
+from autoscaler.offline.traces import load_trace
 from autoscaler.policy.loader import load_policy_file
-from autoscaler.traces import load_trace
 from tests.prom.backfill import backfill
 from tests.prom.server import PrometheusServer
 

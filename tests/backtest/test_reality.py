@@ -13,9 +13,9 @@ import math
 import numpy as np
 import pytest
 
-from autoscaler.backtest import Recorded, cluster_phases, latency_model, recorded_row
+from autoscaler.cli.options import instant
 from autoscaler.core.leadtimes import LeadTimes
-from autoscaler.options import instant
+from autoscaler.offline.backtest.replay import Recorded, cluster_phases, latency_model, recorded_row
 from autoscaler.policy.schema import SLO, Capacity, ColdStart, Target
 
 NAN = math.nan
@@ -102,10 +102,10 @@ def test_parse_time() -> None:
 
 def test_replayed_rows_split_their_node_hours_on_the_same_scale() -> None:
     """A replayed row carries the cost split, rescaled by nodes per replica like its total."""
-    from autoscaler.backtest import simulated_row
+    from autoscaler.offline.backtest.replay import simulated_row
+    from autoscaler.offline.sim.engine import ATTRIBUTION, Scenario, run_policy
+    from autoscaler.offline.traces import LoadTrace
     from autoscaler.policy.schema import Target
-    from autoscaler.sim.engine import ATTRIBUTION, Scenario, run_policy
-    from autoscaler.traces import LoadTrace
 
     trace = LoadTrace(name="flat", start=1_700_000_000.0, step=60.0, rates=np.full(240, 500.0), source="test")
     result = run_policy("hpa", Scenario(trace=trace, warmup_seconds=3600.0), Target(namespace="a", deployment="b"))

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from autoscaler.core.capacity import LearnedCapacity, replicas_for
-from autoscaler.sim.latency import LatencyModel
+from autoscaler.offline.sim.latency import LatencyModel
 
 
 @pytest.mark.parametrize(

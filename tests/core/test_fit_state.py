@@ -12,13 +12,20 @@ from typing import Any
 import numpy as np
 import pytest
 
-from autoscaler import controller as controller_module
-from autoscaler.controller import Controller
-from autoscaler.fit_state import MAX_PART_BYTES, STATE_VERSION, InMemoryFitStore, decode, encode, export_peaks
-from autoscaler.forecasting import TargetForecaster
+from autoscaler.forecasting.fit_state import (
+    MAX_PART_BYTES,
+    STATE_VERSION,
+    InMemoryFitStore,
+    decode,
+    encode,
+    export_peaks,
+)
+from autoscaler.forecasting.forecaster import TargetForecaster
+from autoscaler.offline.sim.adapters import SimClusterPort, SimMetrics, TrafficRecord, VirtualClock
+from autoscaler.offline.sim.cluster import ClusterPhases, SimCluster
 from autoscaler.policy.schema import Forecast, Policy, Target
-from autoscaler.sim.adapters import SimClusterPort, SimMetrics, TrafficRecord, VirtualClock
-from autoscaler.sim.cluster import ClusterPhases, SimCluster
+from autoscaler.runtime import controller as controller_module
+from autoscaler.runtime.controller import Controller
 from models import stl_arima
 from models.peaks import PeakModel
 from models.series import Series

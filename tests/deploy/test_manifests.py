@@ -188,7 +188,7 @@ def test_deployment_args_parse_with_the_real_cli(rendered_base: list[dict[str, A
     """The container args are accepted by `autoscaler run`'s argument parser."""
     import argparse
 
-    from autoscaler.wiring import configure_parser
+    from autoscaler.runtime.wiring import configure_parser
 
     args = find(rendered_base, "Deployment", "gpu-autoscaler")["spec"]["template"]["spec"]["containers"][0]["args"]
     assert args[0] == "run"

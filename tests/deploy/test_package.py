@@ -93,7 +93,7 @@ def test_wheel_ships_every_module_and_data_file(wheel: Path) -> None:
     assert not missing, f"not packaged: {missing}"
     assert "autoscaler/data/servegen-m-mid.csv" in names and "autoscaler/data/README.md" in names
     assert any(n.startswith(f"{dist_info}/") and n.endswith("NOTICE") for n in names)
-    assert "autoscaler = autoscaler.cli:main" in entry_points
+    assert "autoscaler = autoscaler.cli.main:main" in entry_points
 
 
 def _run_installed(site: Path, cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -105,7 +105,7 @@ def _run_installed(site: Path, cwd: Path, *args: str) -> subprocess.CompletedPro
         "import sys; sys.path.insert(0, sys.argv.pop(1)); import autoscaler, models; "
         "assert autoscaler.__file__.startswith(sys.path[0]) and models.__file__.startswith(sys.path[0]), "
         "(autoscaler.__file__, models.__file__); "
-        "from autoscaler.cli import main; sys.argv[0] = 'autoscaler'; raise SystemExit(main())"
+        "from autoscaler.cli.main import main; sys.argv[0] = 'autoscaler'; raise SystemExit(main())"
     )
     env = {**os.environ, "MPLCONFIGDIR": str(cwd / "mpl"), "OPENBLAS_NUM_THREADS": "1"}
     return subprocess.run(

@@ -16,7 +16,7 @@ import pytest
 import yaml
 from prometheus_client import CollectorRegistry, Gauge, Histogram, generate_latest
 
-from autoscaler.telemetry import Health, Telemetry, serve
+from autoscaler.runtime.telemetry import Health, Telemetry, serve
 from tests.prom.server import PrometheusError, PrometheusServer, ScrapeJob, ScrapeTarget, free_port
 
 from .conftest import REPO, find

@@ -17,8 +17,8 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from autoscaler import cli
-from autoscaler.controller import Controller
+from autoscaler.cli.main import main as cli_main
+from autoscaler.runtime.controller import Controller
 
 _reconcile = Controller.reconcile_once
 _forever = threading.Event()
@@ -32,4 +32,4 @@ def _reconcile_or_hang(self: Controller, now: float | None = None) -> Any:
 
 if __name__ == "__main__":
     Controller.reconcile_once = _reconcile_or_hang  # type: ignore[method-assign]
-    sys.exit(cli.main(sys.argv[1:]))
+    sys.exit(cli_main(sys.argv[1:]))

@@ -374,7 +374,7 @@ def test_a_stuck_leader_fails_liveness_and_loses_the_lease(
     import os
     import signal
 
-    from autoscaler.service import stall_seconds
+    from autoscaler.runtime.service import stall_seconds
 
     kubernetes.client.AppsV1Api(k8s_client).create_namespaced_deployment(namespace, serving_deployment(namespace))
     server, _, _ = prometheus

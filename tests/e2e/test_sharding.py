@@ -26,7 +26,7 @@ import pytest
 from kubernetes.client import ApiClient
 
 from autoscaler.kube.fit_store import fit_store_prefix
-from autoscaler.sharding import CLAIMS_ANNOTATION, SHARD_LEASE_LABEL
+from autoscaler.kube.sharding import CLAIMS_ANNOTATION, SHARD_LEASE_LABEL
 from tests.cluster.controlplane import ControlPlane
 from tests.cluster.fixtures import _delete_namespace
 from tests.prom.exporters import VllmExporter

@@ -43,15 +43,15 @@ from kubernetes.client import ApiClient
 from kubernetes.client.exceptions import ApiException
 
 from autoscaler.adapters.prometheus import PrometheusSource
-from autoscaler.controller import Controller, CycleResult
 from autoscaler.kube.client import KubeApi, from_api_client
 from autoscaler.kube.cluster import KubeCluster
 from autoscaler.kube.events import EventRecorder
 from autoscaler.kube.leader import LeaseElector
 from autoscaler.policy.loader import load_policy
 from autoscaler.policy.schema import Policy
-from autoscaler.service import AlwaysLeader, Service
-from autoscaler.telemetry import Health, Telemetry
+from autoscaler.runtime.controller import Controller, CycleResult
+from autoscaler.runtime.service import AlwaysLeader, Service
+from autoscaler.runtime.telemetry import Health, Telemetry
 from tests.cluster.controlplane import ControlPlane
 from tests.cluster.fixtures import _delete_namespace
 from tests.fakes import StepClock

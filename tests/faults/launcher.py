@@ -19,11 +19,11 @@ import sys
 def main() -> int:
     """Wait for the arguments, then be ``autoscaler`` with them."""
     import autoscaler.adapters.prometheus
-    import autoscaler.cli
+    import autoscaler.cli.main
     import autoscaler.kube.cluster
     import autoscaler.kube.leader
     import autoscaler.kube.policy_source
-    import autoscaler.wiring
+    import autoscaler.runtime.wiring
 
     line = sys.stdin.readline()
     if not line.strip():
@@ -32,7 +32,7 @@ def main() -> int:
     fd = os.open(request["stderr"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     os.dup2(fd, 2)
     os.close(fd)
-    return autoscaler.cli.main(request["argv"])
+    return autoscaler.cli.main.main(request["argv"])
 
 
 if __name__ == "__main__":

@@ -17,9 +17,9 @@ against the real servers of ``conftest.py`` and which evidence must name it; the
 3. clears the fault and runs one cycle that must be normal again (no error, data ok, no
    hold, the decision's signals known, the write not refused);
 4. finds every piece of evidence the row names: a structured log event with its ``kind``,
-   a metric of :mod:`autoscaler.telemetry`, or a Kubernetes Event, produced after injection.
+   a metric of :mod:`autoscaler.runtime.telemetry`, or a Kubernetes Event, produced after injection.
 
-Controllers run in-process through :meth:`autoscaler.service.Service.cycle` (which calls
+Controllers run in-process through :meth:`autoscaler.runtime.service.Service.cycle` (which calls
 :meth:`Controller.reconcile_once`) with the real ``PrometheusSource`` and ``KubeCluster``, an
 offset clock for clock jumps and a hand-advanced clock for lease expiry. Only the SIGKILL and
 two-replica rows start ``autoscaler run`` processes. Adding a fault is adding a row.
@@ -41,15 +41,15 @@ from typing import Any
 import numpy as np
 import pytest
 
-from autoscaler.controller import Controller, TargetResult
 from autoscaler.core.types import Reason
 from autoscaler.kube.fit_store import ConfigMapFitStore
 from autoscaler.kube.leader import LeaseElector
 from autoscaler.kube.policy_source import ConfigMapPolicySource
 from autoscaler.kube.scale_writer import SCALE_WRITE_ATTEMPTS
 from autoscaler.policy.schema import Policy
-from autoscaler.service import Service, stall_seconds
-from autoscaler.telemetry import Health
+from autoscaler.runtime.controller import Controller, TargetResult
+from autoscaler.runtime.service import Service, stall_seconds
+from autoscaler.runtime.telemetry import Health
 from tests.cluster.fixtures import settled_deployment
 from tests.prom.faultproxy import DEFAULT_GARBAGE
 from tests.prom.server import free_port

@@ -2,7 +2,7 @@
 
 Why: operators meet the CLI first, and a broken server or a typo must not greet them with a
 Python traceback or a raw message ("cannot convert float NaN to integer") where the option
-should be named. Each row of :data:`CASES` runs the real entry point (:func:`autoscaler.cli.main`,
+should be named. Each row of :data:`CASES` runs the real entry point (:func:`autoscaler.cli.main.main`,
 in-process) against files in a temporary directory and the hostile server of ``server.py``
 (as Prometheus and, for ``run``, as the API server), and checks, the same way for every row:
 
@@ -35,7 +35,7 @@ from typing import Any
 
 import pytest
 
-from autoscaler.cli import main
+from autoscaler.cli.main import main
 from tests.hostile.server import (
     HostileServer,
     Reply,

@@ -12,10 +12,10 @@ import dataclasses
 import time
 
 from autoscaler.adapters.prometheus import PrometheusSource
-from autoscaler.controller import Controller
+from autoscaler.offline.sim.adapters import SimClusterPort, VirtualClock
+from autoscaler.offline.sim.cluster import ClusterPhases, SimCluster
 from autoscaler.policy.schema import Policy, Target
-from autoscaler.sim.adapters import SimClusterPort, VirtualClock
-from autoscaler.sim.cluster import ClusterPhases, SimCluster
+from autoscaler.runtime.controller import Controller
 from tests.hostile.server import HostileServer, Reply, Request, by_query, matrix, success, vector
 
 T = Target(namespace="llm", deployment="vllm")

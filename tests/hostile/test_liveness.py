@@ -19,15 +19,15 @@ from typing import Any
 import numpy as np
 import pytest
 
-from autoscaler.controller import Controller
 from autoscaler.core.types import ClusterState, Decision
 from autoscaler.errors import NotLeader
+from autoscaler.offline.sim.adapters import SimClusterPort, SimMetrics, TrafficRecord, VirtualClock
+from autoscaler.offline.sim.cluster import ClusterPhases, SimCluster
 from autoscaler.policy.schema import Policy, Target
 from autoscaler.ports import ApplyResult
-from autoscaler.service import STALL_GRACE_SECONDS, LeaderGuardedCluster, Service, stall_seconds
-from autoscaler.sim.adapters import SimClusterPort, SimMetrics, TrafficRecord, VirtualClock
-from autoscaler.sim.cluster import ClusterPhases, SimCluster
-from autoscaler.telemetry import Health, Telemetry, serve
+from autoscaler.runtime.controller import Controller
+from autoscaler.runtime.service import STALL_GRACE_SECONDS, LeaderGuardedCluster, Service, stall_seconds
+from autoscaler.runtime.telemetry import Health, Telemetry, serve
 from models.series import Series
 from tests.fakes import StepClock
 from tests.prom.server import free_port

@@ -5,7 +5,7 @@ be right on a real API server (the CRD's schema and defaults, the PodTemplate it
 owner for garbage collection), it must be emptied by every path that empties placeholder
 pods (release, pause, dry-run, a backend switch), and a cluster without the CRD must fail
 only the target that asks for it. No cluster-autoscaler runs here: what CA would do with
-the buffer is the simulator's business (:mod:`autoscaler.sim.cluster`).
+the buffer is the simulator's business (:mod:`autoscaler.offline.sim.cluster`).
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ import yaml
 from kubernetes.client import ApiClient
 from kubernetes.client.exceptions import ApiException
 
-from autoscaler.controller import Controller
 from autoscaler.errors import ApiNotServed
 from autoscaler.kube import capacity_buffer as cb
 from autoscaler.kube.client import KubeApi
@@ -29,6 +28,7 @@ from autoscaler.kube.cluster import KubeCluster
 from autoscaler.kube.status import PAUSED_ANNOTATION
 from autoscaler.policy.schema import Policy, Target
 from autoscaler.ports import ApplyResult
+from autoscaler.runtime.controller import Controller
 from tests.cluster.fixtures import settled_deployment
 from tests.fakes import FakeMetrics, make_decision
 from tests.prom.faultproxy import FaultProxy

@@ -14,11 +14,11 @@ from collections.abc import Callable, Iterator
 import kubernetes.client
 import pytest
 
-from autoscaler.controller import Controller
 from autoscaler.errors import ActuationError, ClusterUnavailable, Forbidden, InvalidRequest, NotFound
 from autoscaler.kube.client import KubeApi
 from autoscaler.kube.cluster import KubeCluster
 from autoscaler.policy.schema import Policy
+from autoscaler.runtime.controller import Controller
 from tests.cluster.controlplane import ControlPlane
 from tests.cluster.fixtures import settled_deployment
 from tests.fakes import FakeMetrics, StepClock, make_decision

@@ -16,12 +16,12 @@ import pytest
 import yaml
 from kubernetes.client import ApiClient
 
-from autoscaler.controller import Controller
 from autoscaler.errors import ClusterUnavailable
-from autoscaler.fit_state import MAX_PART_BYTES, decode, encode
+from autoscaler.forecasting.fit_state import MAX_PART_BYTES, decode, encode
 from autoscaler.kube.client import KubeApi, from_api_client
 from autoscaler.kube.fit_store import MAX_PARTS, PART_KEY, PART_LABEL, SET_LABEL, ConfigMapFitStore, fit_store_prefix
 from autoscaler.policy.schema import Policy
+from autoscaler.runtime.controller import Controller
 from tests.sim.test_restart import START, world
 
 from .conftest import REPO_ROOT, make_target

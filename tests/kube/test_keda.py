@@ -16,12 +16,12 @@ import kubernetes.client
 import pytest
 from kubernetes.client import ApiClient
 
-from autoscaler.controller import Controller
 from autoscaler.kube.client import KubeApi
 from autoscaler.kube.cluster import KubeCluster
 from autoscaler.kube.keda import GROUP, PLURAL, VERSION
 from autoscaler.kube.status import ORIGINAL_MIN_REPLICAS_ANNOTATION
 from autoscaler.policy.schema import Policy
+from autoscaler.runtime.controller import Controller
 from tests.cluster.fixtures import settled_deployment
 from tests.fakes import FakeMetrics, make_decision
 from tests.prom.faultproxy import FaultProxy

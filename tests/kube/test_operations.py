@@ -19,8 +19,7 @@ import kubernetes.client
 import pytest
 from kubernetes.client import ApiClient
 
-from autoscaler import cli
-from autoscaler.controller import Controller, NullLog
+from autoscaler.cli.main import main as cli_main
 from autoscaler.kube.client import KubeApi
 from autoscaler.kube.cluster import KubeCluster
 from autoscaler.kube.status import (
@@ -30,8 +29,9 @@ from autoscaler.kube.status import (
     STATUS_ANNOTATION,
 )
 from autoscaler.policy.schema import Policy, Target
-from autoscaler.service import AlwaysLeader, Service
-from autoscaler.telemetry import Health, Telemetry
+from autoscaler.runtime.controller import Controller, NullLog
+from autoscaler.runtime.service import AlwaysLeader, Service
+from autoscaler.runtime.telemetry import Health, Telemetry
 from tests.cluster.controlplane import ControlPlane
 from tests.cluster.fixtures import settled_deployment
 from tests.fakes import FakeMetrics, make_decision
@@ -272,11 +272,11 @@ def test_release_command_restores_every_named_target(
     kubeconfig = control_plane.make_kubeconfig_for_token(control_plane.admin_token, verify_tls=True)
     argv = ["release", "--kubeconfig", str(kubeconfig), "--target", f"{namespace}/web"]
 
-    assert cli.main(argv) == 0
+    assert cli_main(argv) == 0
     out = capsys.readouterr().out
     assert f"{namespace}/web: Restored HPA web-hpa minReplicas 3 -> 1; Scaled placeholders 2 -> 0" in out
     assert _hpa(k8s_client, namespace).spec.min_replicas == 1
     assert apps.read_namespaced_deployment("web-capacity", namespace).spec.replicas == 0
 
-    assert cli.main(argv) == 0  # idempotent
+    assert cli_main(argv) == 0  # idempotent
     assert f"{namespace}/web: nothing to release" in capsys.readouterr().out

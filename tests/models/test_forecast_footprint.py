@@ -17,7 +17,7 @@ import pytest
 from statsmodels.tsa.arima.model import ARIMA
 from statsmodels.tsa.holtwinters import ExponentialSmoothing
 
-from autoscaler.forecasting import _recent
+from autoscaler.forecasting.forecaster import _recent
 from models import AutoSelector, HoltWinters, LinearTrend, Naive, SeasonalNaive, Series, StlArima, build_forecaster
 from models.gaps import fill_gaps
 from models.holt_winters import _EstimateOnly, classical_initial_state

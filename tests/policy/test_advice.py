@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from autoscaler.cli import main
+from autoscaler.cli.main import main
 from autoscaler.kube.policy_source import FilePolicySource
 from autoscaler.policy import load_policy
 from autoscaler.policy.advice import advise

@@ -22,7 +22,7 @@ import kubernetes.client
 import pytest
 from kubernetes.client import ApiClient
 
-from autoscaler.cli import main
+from autoscaler.cli.main import main
 from autoscaler.errors import ClusterUnavailable
 from autoscaler.kube.client import connect
 from tests.cluster.controlplane import ControlPlane

@@ -14,12 +14,12 @@ from typing import Any
 import numpy as np
 from prometheus_client.parser import text_string_to_metric_families
 
-from autoscaler.controller import Controller, CycleResult
+from autoscaler.forecasting.shadow import TargetShadow
+from autoscaler.offline.sim.adapters import SimClusterPort, SimMetrics, TrafficRecord, VirtualClock
+from autoscaler.offline.sim.cluster import ClusterPhases, SimCluster
 from autoscaler.policy.schema import Forecast, Policy, Target
-from autoscaler.shadow import TargetShadow
-from autoscaler.sim.adapters import SimClusterPort, SimMetrics, TrafficRecord, VirtualClock
-from autoscaler.sim.cluster import ClusterPhases, SimCluster
-from autoscaler.telemetry import DEPRECATED, Telemetry
+from autoscaler.runtime.controller import Controller, CycleResult
+from autoscaler.runtime.telemetry import DEPRECATED, Telemetry
 from models.series import Series
 
 DAY = 86400.0

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from autoscaler.shadow import ForecastScorer, ProvisioningScorer
+from autoscaler.forecasting.shadow import ForecastScorer, ProvisioningScorer
 from models.base import Prediction
 from models.evaluation import pinball_loss
 
@@ -145,7 +145,7 @@ def test_provisioning_survives_a_backward_clock_jump() -> None:
 
 
 def test_target_shadow_scores_completed_buckets_against_earlier_forecasts_only() -> None:
-    from autoscaler.shadow import TargetShadow
+    from autoscaler.forecasting.shadow import TargetShadow
     from models.series import Series
 
     shadow = TargetShadow(quantile=0.9, step=STEP, lead_seconds=0.0, max_gap_seconds=60.0)

@@ -1,7 +1,7 @@
 """Fixtures for the sharding tests: our :class:`KubeApi` over the session's real control plane.
 
 The selector/matcher tests are pure and need no server; ``test_scope.py`` runs
-:class:`~autoscaler.sharding.ShardScope` and the Lease claims against the real API server
+:class:`~autoscaler.kube.sharding.ShardScope` and the Lease claims against the real API server
 (the control plane of ``tests/cluster``, registered suite-wide).
 """
 

@@ -21,10 +21,10 @@ from structlog.testing import capture_logs
 from autoscaler.errors import ClusterUnavailable
 from autoscaler.kube.client import KubeApi, from_api_client
 from autoscaler.kube.leader import LeaseElector
+from autoscaler.kube.sharding import CLAIMS_ANNOTATION, SHARD_ANNOTATION, SHARD_LEASE_LABEL, ShardScope, parse_shard
 from autoscaler.policy.schema import Policy, Target
-from autoscaler.service import AlwaysLeader, Service
-from autoscaler.sharding import CLAIMS_ANNOTATION, SHARD_ANNOTATION, SHARD_LEASE_LABEL, ShardScope, parse_shard
-from autoscaler.telemetry import Health, Telemetry
+from autoscaler.runtime.service import AlwaysLeader, Service
+from autoscaler.runtime.telemetry import Health, Telemetry
 from tests.cluster.controlplane import ControlPlane
 from tests.fakes import StepClock
 from tests.prom.server import free_port

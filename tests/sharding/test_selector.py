@@ -13,10 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from autoscaler.cli import main
+from autoscaler.cli.main import main
 from autoscaler.errors import ConfigError
-from autoscaler.policy.schema import Policy, Target
-from autoscaler.sharding import (
+from autoscaler.kube.sharding import (
     CLAIMS_TRUNCATED,
     LabelSelector,
     Requirement,
@@ -27,6 +26,7 @@ from autoscaler.sharding import (
     parse_shard,
     select_targets,
 )
+from autoscaler.policy.schema import Policy, Target
 
 LABELS = {"team": "x", "tier": "a", "example.com/gpu": "t4", "empty": ""}
 

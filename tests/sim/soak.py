@@ -40,15 +40,15 @@ from pathlib import Path
 
 import numpy as np
 
-from autoscaler.controller import Controller, CycleResult
 from autoscaler.core.leadtimes import LeadTimes
 from autoscaler.core.types import ClusterState, Decision, MetricsSnapshot
 from autoscaler.errors import MetricsUnavailable
-from autoscaler.fit_state import InMemoryFitStore
+from autoscaler.forecasting.fit_state import InMemoryFitStore
+from autoscaler.offline.sim.adapters import SimClusterPort, SimMetrics, TrafficRecord, VirtualClock
+from autoscaler.offline.sim.cluster import ClusterPhases, SimCluster
 from autoscaler.policy.schema import Forecast, Policy, Target
 from autoscaler.ports import ApplyResult
-from autoscaler.sim.adapters import SimClusterPort, SimMetrics, TrafficRecord, VirtualClock
-from autoscaler.sim.cluster import ClusterPhases, SimCluster
+from autoscaler.runtime.controller import Controller, CycleResult
 from models.series import Series
 
 DAY = 86400.0

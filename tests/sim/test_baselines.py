@@ -5,13 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from autoscaler.offline.sim.adapters import TrafficRecord
+from autoscaler.offline.sim.baselines import ConcurrencyHPA, NaiveSeasonal
+from autoscaler.offline.sim.cluster import SERVING, ClusterPhases, SimCluster
+from autoscaler.offline.sim.engine import ATTRIBUTION, Scenario, pareto_verdict, run_policy
+from autoscaler.offline.sim.latency import LatencyModel
+from autoscaler.offline.traces import LoadTrace
 from autoscaler.policy.schema import Target
-from autoscaler.sim.adapters import TrafficRecord
-from autoscaler.sim.baselines import ConcurrencyHPA, NaiveSeasonal
-from autoscaler.sim.cluster import SERVING, ClusterPhases, SimCluster
-from autoscaler.sim.engine import ATTRIBUTION, Scenario, pareto_verdict, run_policy
-from autoscaler.sim.latency import LatencyModel
-from autoscaler.traces import LoadTrace
 from models.series import Series
 
 START = 1_700_000_000.0

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from autoscaler.sim.cluster import PLACEHOLDER, SERVING, ClusterPhases, SimCluster
+from autoscaler.offline.sim.cluster import PLACEHOLDER, SERVING, ClusterPhases, SimCluster
 
 PHASES = ClusterPhases()  # 300 + 60 + 180 = 540 s to a ready node, 360 s pull, 60 s load
 

@@ -7,10 +7,10 @@ import dataclasses
 import numpy as np
 import pytest
 
+from autoscaler.offline.sim.cluster import ClusterPhases
+from autoscaler.offline.sim.engine import Scenario, run_policy
+from autoscaler.offline.traces import LoadTrace
 from autoscaler.policy.schema import Target
-from autoscaler.sim.cluster import ClusterPhases
-from autoscaler.sim.engine import Scenario, run_policy
-from autoscaler.traces import LoadTrace
 
 HOUR = 3600.0
 
@@ -99,8 +99,8 @@ def test_a_latency_target_below_the_sizing_does_not_saw_tooth() -> None:
     """
     import dataclasses
 
+    from autoscaler.offline.simulate import SimulateOptions, prepare
     from autoscaler.policy.schema import SLO
-    from autoscaler.simulate import SimulateOptions, prepare
 
     scenario, target = prepare(
         SimulateOptions(days=1.0, warmup_days=1.0, latency_curve="steep", progress=False, plot=False)

@@ -16,15 +16,15 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pytest
 
-from autoscaler import controller as controller_module
-from autoscaler.controller import FIT_COST_MARGIN, OWED_WORK_SECONDS, Controller
 from autoscaler.core.types import Decision, MetricsSnapshot
-from autoscaler.fit_state import InMemoryFitStore
-from autoscaler.forecasting import TargetForecaster
+from autoscaler.forecasting.fit_state import InMemoryFitStore
+from autoscaler.forecasting.forecaster import TargetForecaster
+from autoscaler.offline.sim.adapters import SimClusterPort, SimMetrics, TrafficRecord, VirtualClock
+from autoscaler.offline.sim.cluster import ClusterPhases, SimCluster
 from autoscaler.policy.schema import Forecast, Policy, Target
 from autoscaler.ports import ApplyResult
-from autoscaler.sim.adapters import SimClusterPort, SimMetrics, TrafficRecord, VirtualClock
-from autoscaler.sim.cluster import ClusterPhases, SimCluster
+from autoscaler.runtime import controller as controller_module
+from autoscaler.runtime.controller import FIT_COST_MARGIN, OWED_WORK_SECONDS, Controller
 from models.series import Series
 
 DAY = 86400.0

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from autoscaler.forecasting import TargetForecaster
+from autoscaler.forecasting.forecaster import TargetForecaster
 from autoscaler.policy.schema import Target
 from models.series import Series
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from autoscaler.sim.latency import LatencyModel
+from autoscaler.offline.sim.latency import LatencyModel
 
 
 def test_calibration_matches_the_seed_figures() -> None:

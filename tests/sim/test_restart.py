@@ -1,6 +1,6 @@
 """A restart in the middle of a simulated day decides as a run without the restart.
 
-The real :class:`~autoscaler.controller.Controller` runs through the simulator's ports
+The real :class:`~autoscaler.runtime.controller.Controller` runs through the simulator's ports
 over a seeded daily load; the restarted run stops a controller at noon (a clean stop
 saves the fitted state) and starts a new one on the same store, which restores the
 saved fits instead of starting over from stand-ins.
@@ -14,11 +14,11 @@ import dataclasses
 import numpy as np
 import pytest
 
-from autoscaler.controller import Controller
-from autoscaler.fit_state import InMemoryFitStore
+from autoscaler.forecasting.fit_state import InMemoryFitStore
+from autoscaler.offline.sim.adapters import SimClusterPort, SimMetrics, TrafficRecord, VirtualClock
+from autoscaler.offline.sim.cluster import ClusterPhases, SimCluster
 from autoscaler.policy.schema import Policy, Target
-from autoscaler.sim.adapters import SimClusterPort, SimMetrics, TrafficRecord, VirtualClock
-from autoscaler.sim.cluster import ClusterPhases, SimCluster
+from autoscaler.runtime.controller import Controller
 from models.series import Series
 
 DAY = 86400.0

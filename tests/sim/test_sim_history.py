@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from autoscaler.offline.sim.adapters import SimMetrics, TrafficRecord
 from autoscaler.policy.schema import Target
-from autoscaler.sim.adapters import SimMetrics, TrafficRecord
 from models.series import Series
 
 

@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from autoscaler.cli import main
+from autoscaler.cli.main import main
+from autoscaler.offline.sim.tradeoff import format_tradeoff, parse_quantiles, with_quantile
+from autoscaler.offline.simulate import SimulateOptions, simulate
 from autoscaler.policy.cost import cost_ratio_for_quantile
 from autoscaler.policy.schema import Forecast, Target
-from autoscaler.sim.tradeoff import format_tradeoff, parse_quantiles, with_quantile
-from autoscaler.simulate import SimulateOptions, simulate
 
 
 def test_parse_quantiles_sorts_dedupes_and_keeps_to_the_policy_bounds() -> None:

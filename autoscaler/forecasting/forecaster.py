@@ -23,7 +23,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from autoscaler.core.forecast_view import PredictionView
-from autoscaler.fit_state import STATE_VERSION, export_peaks, finite_floats, restore_peaks
+from autoscaler.forecasting.fit_state import STATE_VERSION, export_peaks, finite_floats, restore_peaks
 from autoscaler.policy.schema import SEASONS, Target
 from models.auto import AutoSelector
 from models.base import Forecaster, Prediction
@@ -465,7 +465,7 @@ class TargetForecaster:
         """What the last fit of the configured model estimated, to survive a restart (JSON-ready).
 
         ``None`` until the configured model has fitted (a stand-in is not worth keeping);
-        a restored state not installed yet is kept as it is. See :mod:`autoscaler.fit_state`;
+        a restored state not installed yet is kept as it is. See :mod:`autoscaler.forecasting.fit_state`;
         `restore_state` is the inverse.
         """
         if self._restore is not None:

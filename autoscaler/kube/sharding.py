@@ -6,7 +6,7 @@ with the number of targets (~6 API calls per target). A large fleet is split int
 a set of namespaces and/or a Kubernetes label selector on the target Deployments' own
 labels — and its own Lease, and acts only on the targets of the policy its shard admits.
 The Controller itself never learns about shards: :class:`ShardScope` narrows the Policy
-*before* it reaches :meth:`Controller.set_policy <autoscaler.controller.Controller.set_policy>`,
+*before* it reaches :meth:`Controller.set_policy <autoscaler.runtime.controller.Controller.set_policy>`,
 on start-up and on every cycle (so ConfigMap updates and relabelled Deployments are
 followed).
 
@@ -414,7 +414,7 @@ class _Seen:
 class ShardScope:
     """Narrows each policy to this shard before the Controller sees it (see the module docstring).
 
-    Used by :class:`autoscaler.service.Service` every cycle and by the wiring at start-up;
+    Used by :class:`autoscaler.runtime.service.Service` every cycle and by the wiring at start-up;
     :meth:`lease_metadata` feeds the Lease this shard's leader renews.
     """
 

@@ -1,7 +1,7 @@
 """The simulator's implementations of the controller's ports (metrics, cluster, clock).
 
-They read and write the in-process :class:`~autoscaler.sim.cluster.SimCluster` and the
-traffic record kept by the engine, so the real :class:`~autoscaler.controller.Controller`
+They read and write the in-process :class:`~autoscaler.offline.sim.cluster.SimCluster` and the
+traffic record kept by the engine, so the real :class:`~autoscaler.runtime.controller.Controller`
 runs against the simulation exactly as it runs against Prometheus and Kubernetes.
 """
 
@@ -15,9 +15,9 @@ from numpy.typing import NDArray
 
 from autoscaler.core.leadtimes import LeadTimes
 from autoscaler.core.types import ClusterState, Decision, MetricsSnapshot
+from autoscaler.offline.sim.cluster import PLACEHOLDER, SERVING, SimCluster
 from autoscaler.policy.schema import Target
 from autoscaler.ports import ApplyResult
-from autoscaler.sim.cluster import PLACEHOLDER, SERVING, SimCluster
 from models.series import Series
 
 

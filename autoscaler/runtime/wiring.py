@@ -3,7 +3,7 @@
 The only place that picks implementations: Prometheus for metrics, the Kubernetes API for
 the cluster (a dry-run wraps it so nothing is written), a ConfigMap or a file for the
 policy, a Lease for leader election, and — with ``--shard-namespaces``/``--shard-selector`` —
-a :class:`~autoscaler.sharding.ShardScope` that narrows every policy to this controller's
+a :class:`~autoscaler.kube.sharding.ShardScope` that narrows every policy to this controller's
 shard before the Controller sees it (see ``docs/sharding.md``). Start-up problems (no
 Prometheus, no RBAC, a bad kubeconfig, policy or shard selector, a shard without its own
 Lease) are found here, before the loop starts, and end the process with one clear line and
@@ -22,8 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from autoscaler import options
-from autoscaler.controller import Controller, CycleResult, Mode
+from autoscaler.cli import options
 from autoscaler.errors import (
     ActuationError,
     AutoscalerError,
@@ -33,12 +32,19 @@ from autoscaler.errors import (
     NotFound,
     PolicyRejected,
 )
+from autoscaler.kube.sharding import Shard, ShardScope, parse_shard
 from autoscaler.logs import configure, get_logger
 from autoscaler.policy.schema import Policy
 from autoscaler.ports import LeaderElector, PolicySource
-from autoscaler.service import AlwaysLeader, LeaderGuardedCluster, LeaderGuardedOperations, Service, stall_seconds
-from autoscaler.sharding import Shard, ShardScope, parse_shard
-from autoscaler.telemetry import Health, Telemetry, serve
+from autoscaler.runtime.controller import Controller, CycleResult, Mode
+from autoscaler.runtime.service import (
+    AlwaysLeader,
+    LeaderGuardedCluster,
+    LeaderGuardedOperations,
+    Service,
+    stall_seconds,
+)
+from autoscaler.runtime.telemetry import Health, Telemetry, serve
 
 #: The Lease of an unsharded controller (and of deploy/rbac.yaml).
 DEFAULT_LEASE = "gpu-predictive-autoscaler"

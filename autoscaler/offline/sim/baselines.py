@@ -29,8 +29,8 @@ from collections.abc import Callable
 import numpy as np
 from numpy.typing import NDArray
 
-from autoscaler.sim.adapters import TrafficRecord
-from autoscaler.sim.cluster import SERVING, SimCluster
+from autoscaler.offline.sim.adapters import TrafficRecord
+from autoscaler.offline.sim.cluster import SERVING, SimCluster
 from models.series import Series
 
 #: The seed HPA's scaling target (prometheus-adapter mean e2e latency). Not an SLO: the

@@ -34,9 +34,9 @@ from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 
 from autoscaler import __version__
-from autoscaler.controller import CycleResult
 from autoscaler.core.types import Observation
-from autoscaler.shadow import TargetShadow
+from autoscaler.forecasting.shadow import TargetShadow
+from autoscaler.runtime.controller import CycleResult
 
 #: Snapshot signals ``decide`` reads: an unknown one is counted in ``autoscaler_metrics_problems``.
 DECISION_SIGNALS = ("load", "waiting", "latency_mean", "latency_quantile")
@@ -137,7 +137,7 @@ class Telemetry:
             (*labels, "signal", "kind"),
             registry=r,
         )
-        # Shadow scoring (autoscaler.shadow): live forecast quality and provisioning.
+        # Shadow scoring (autoscaler.forecasting.shadow): live forecast quality and provisioning.
         self.shadow_pinball = Gauge(
             "autoscaler_forecast_pinball_loss",
             "Pinball loss of scored forecast points over the last day (policy unit/s), by model and quantile.",

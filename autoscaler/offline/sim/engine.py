@@ -2,8 +2,8 @@
 
 Every policy sees the same load (trace + seeded burst noise), the same cluster physics
 and the same latency model; only the thing that scales differs. The predictive policy and
-the oracle are the real :class:`~autoscaler.controller.Controller` behind the simulator's
-ports; the HPA and static baselines are in :mod:`autoscaler.sim.baselines`.
+the oracle are the real :class:`~autoscaler.runtime.controller.Controller` behind the simulator's
+ports; the HPA and static baselines are in :mod:`autoscaler.offline.sim.baselines`.
 """
 
 from __future__ import annotations
@@ -17,15 +17,15 @@ from typing import Any, Protocol
 import numpy as np
 from numpy.typing import NDArray
 
-from autoscaler.controller import Controller, TargetResult
 from autoscaler.core.capacity import replicas_for
 from autoscaler.core.types import Observation
+from autoscaler.offline.sim.adapters import SimClusterPort, SimMetrics, TrafficRecord, VirtualClock
+from autoscaler.offline.sim.baselines import ConcurrencyHPA, NaiveSeasonal, PerfectForecast, ReactiveHPA
+from autoscaler.offline.sim.cluster import PLACEHOLDER, SERVING, ClusterPhases, SimCluster
+from autoscaler.offline.sim.latency import LatencyModel
+from autoscaler.offline.traces import LoadTrace
 from autoscaler.policy.schema import Policy, Target
-from autoscaler.sim.adapters import SimClusterPort, SimMetrics, TrafficRecord, VirtualClock
-from autoscaler.sim.baselines import ConcurrencyHPA, NaiveSeasonal, PerfectForecast, ReactiveHPA
-from autoscaler.sim.cluster import PLACEHOLDER, SERVING, ClusterPhases, SimCluster
-from autoscaler.sim.latency import LatencyModel
-from autoscaler.traces import LoadTrace
+from autoscaler.runtime.controller import Controller, TargetResult
 from models.evaluation import pinball_loss
 from models.series import Series
 

@@ -278,7 +278,7 @@ def add_tradeoff_option(parser: argparse.ArgumentParser, *, what: str) -> None:
         parser: The subcommand's parser.
         what: What the command does at each quantile, e.g. "also sweep these forecast quantiles".
     """
-    from autoscaler.sim.tradeoff import DEFAULT_QUANTILES
+    from autoscaler.offline.sim.tradeoff import DEFAULT_QUANTILES
 
     default = ",".join(f"{q:g}" for q in DEFAULT_QUANTILES)
     parser.add_argument(
@@ -297,7 +297,7 @@ def tradeoff_quantiles(args: argparse.Namespace) -> tuple[float, ...]:
     Raises:
         ConfigError: a quantile is not a number in (0, 1), or the list is empty.
     """
-    from autoscaler.sim.tradeoff import parse_quantiles
+    from autoscaler.offline.sim.tradeoff import parse_quantiles
 
     if args.tradeoff is None:
         return ()

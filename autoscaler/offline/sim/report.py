@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from autoscaler.sim.engine import ATTRIBUTION, PolicyResult
+from autoscaler.offline.sim.engine import ATTRIBUTION, PolicyResult
 
 COLUMNS = (
     ("policy", "policy", "{}"),

@@ -47,7 +47,6 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from numpy.typing import NDArray
 
-from autoscaler import options
 from autoscaler.adapters.connection import PrometheusConnection
 from autoscaler.adapters.promql import duration_seconds
 from autoscaler.adapters.recorded import (
@@ -59,24 +58,25 @@ from autoscaler.adapters.recorded import (
     range_buckets,
     window_seconds,
 )
-from autoscaler.backtest_report import BacktestReport, print_summary, write_outputs
+from autoscaler.cli import options
 from autoscaler.core.leadtimes import LeadTimes
 from autoscaler.errors import ConfigError, MetricsEmpty
-from autoscaler.policy.schema import ColdStart, Target
-from autoscaler.sim.cluster import ClusterPhases
-from autoscaler.sim.engine import PolicyResult, Scenario, run_policy, weighted_quantile
-from autoscaler.sim.latency import LatencyModel
-from autoscaler.sim.progress import progress_bar
-from autoscaler.sim.tradeoff import (
+from autoscaler.offline.backtest.report import BacktestReport, print_summary, write_outputs
+from autoscaler.offline.sim.cluster import ClusterPhases
+from autoscaler.offline.sim.engine import PolicyResult, Scenario, run_policy, weighted_quantile
+from autoscaler.offline.sim.latency import LatencyModel
+from autoscaler.offline.sim.progress import progress_bar
+from autoscaler.offline.sim.tradeoff import (
     run_tradeoff,
     tradeoff_rows,
 )
-from autoscaler.traces import LoadTrace
+from autoscaler.offline.traces import LoadTrace
+from autoscaler.policy.schema import ColdStart, Target
 
 if TYPE_CHECKING:
     from autoscaler.adapters.prometheus import PrometheusSource
 
-EXAMPLE_POLICY = Path(__file__).parent / "policy" / "example-gpt2.yaml"
+EXAMPLE_POLICY = Path(__file__).parents[2] / "policy" / "example-gpt2.yaml"
 #: ``--prometheus-timeout`` of a backtest: its range queries are larger than a cycle's.
 DEFAULT_TIMEOUT_SECONDS = 30.0
 #: Warm-up history before the replayed span, unless the data is shorter than twice this.
@@ -333,7 +333,7 @@ def cluster_phases(lead: LeadTimes | None, cold: ColdStart) -> ClusterPhases:
 def latency_model(target: Target, *, saturation_rps: float | None, curve: str) -> LatencyModel:
     """A latency model for the target: saturation at ``perReplica / 0.9``, the SLO reached there. Pure.
 
-    The seed's calibration (``autoscaler.sim.latency``) scaled to this target: the policy's
+    The seed's calibration (``autoscaler.offline.sim.latency``) scaled to this target: the policy's
     ``perReplica`` is conventionally sized at 90 % of saturation, mean latency at saturation
     equals the SLO, and the idle latency is 30 % of it (``flat``: 75 %, like ``simulate``).
     """
@@ -678,7 +678,7 @@ MAX_SINCE_SECONDS = 10 * 365 * 86400.0
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
-    """Add the ``backtest`` options to ``parser`` (used by :mod:`autoscaler.cli`)."""
+    """Add the ``backtest`` options to ``parser`` (used by :mod:`autoscaler.cli.main`)."""
     parser.add_argument(
         "--target", required=True, type=options.target, metavar="NS/NAME", help="namespace/deployment of the target"
     )

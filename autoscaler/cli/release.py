@@ -17,7 +17,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from autoscaler import options
+from autoscaler.cli import options
 from autoscaler.errors import ActuationError, AutoscalerError, ConfigError
 from autoscaler.logs import configure, get_logger
 from autoscaler.policy.schema import Target

@@ -4,7 +4,7 @@ A thin shell around :meth:`Controller.reconcile_once` (one cycle), in the style 
 scale loop: an apscheduler interval job with ``max_instances=1`` (cycles never overlap),
 ``coalesce=True`` (no catch-up burst after a pause) and a bounded ``misfire_grace_time``.
 Each cycle first picks up a new policy generation (accepted updates only), narrowed to this
-controller's shard when one is configured (:mod:`autoscaler.sharding`: re-evaluated every
+controller's shard when one is configured (:mod:`autoscaler.kube.sharding`: re-evaluated every
 cycle, so relabelled Deployments and unreadable ones are followed without a new generation),
 then acts only if this replica is the leader. SIGTERM stops the scheduler after the running
 cycle ends.
@@ -15,7 +15,7 @@ source such as Prometheus reports an outage as unknown values, never by raising)
 clock jumps — the controller's clock stepping against the monotonic clock between two
 cycles by more than :data:`CLOCK_JUMP_TOLERANCE_SECONDS` (logged as ``clock_jump``).
 
-Every ended cycle is progress for :class:`~autoscaler.telemetry.Health`: ``/healthz`` fails and
+Every ended cycle is progress for :class:`~autoscaler.runtime.telemetry.Health`: ``/healthz`` fails and
 the Lease elector stops renewing when none ended for :func:`stall_seconds` (a stuck loop
 gives up leadership instead of holding it forever), and :class:`LeaderGuardedCluster`
 re-checks leadership before each write.
@@ -31,12 +31,12 @@ from typing import Any, Protocol
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from autoscaler.controller import Controller, CycleResult, TargetResult
 from autoscaler.core.types import ClusterState, Decision, Observation
 from autoscaler.errors import NotLeader
 from autoscaler.policy.schema import Policy, Target
 from autoscaler.ports import ApplyResult, Cluster, LeaderElector, PolicySource, TargetOperations, TargetStatus
-from autoscaler.telemetry import Health, Telemetry
+from autoscaler.runtime.controller import Controller, CycleResult, TargetResult
+from autoscaler.runtime.telemetry import Health, Telemetry
 
 #: A step of the controller clock against the monotonic clock above this between two cycles
 #: is reported as a clock jump (NTP slews are far smaller; staleness needs >= 10 s).

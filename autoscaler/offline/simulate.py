@@ -22,18 +22,25 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from autoscaler.offline.sim.baselines import SEED_HPA_TARGET_SECONDS
+from autoscaler.offline.sim.cluster import PRESETS
+from autoscaler.offline.sim.engine import (
+    DEFAULT_SLO_SECONDS,
+    POLICIES,
+    PolicyResult,
+    Scenario,
+    pareto_verdict,
+    run_policy,
+)
+from autoscaler.offline.sim.latency import LatencyModel
+from autoscaler.offline.sim.progress import progress_bar
+from autoscaler.offline.sim.report import format_attribution, format_table, format_verdict, plot, summaries, write_json
+from autoscaler.offline.sim.tradeoff import format_tradeoff, plot_tradeoff, run_tradeoff, tradeoff_rows
+from autoscaler.offline.traces import LoadTrace, load_trace
 from autoscaler.policy.loader import load_policy_file
 from autoscaler.policy.schema import Target
-from autoscaler.sim.baselines import SEED_HPA_TARGET_SECONDS
-from autoscaler.sim.cluster import PRESETS
-from autoscaler.sim.engine import DEFAULT_SLO_SECONDS, POLICIES, PolicyResult, Scenario, pareto_verdict, run_policy
-from autoscaler.sim.latency import LatencyModel
-from autoscaler.sim.progress import progress_bar
-from autoscaler.sim.report import format_attribution, format_table, format_verdict, plot, summaries, write_json
-from autoscaler.sim.tradeoff import format_tradeoff, plot_tradeoff, run_tradeoff, tradeoff_rows
-from autoscaler.traces import LoadTrace, load_trace
 
-EXAMPLE_POLICY = Path(__file__).parent / "policy" / "example-gpt2.yaml"
+EXAMPLE_POLICY = Path(__file__).parents[1] / "policy" / "example-gpt2.yaml"
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """What ``autoscaler backtest`` writes: the Markdown/JSON summary, ``result.json``, the PNGs and ``report.html``.
 
-Why a module of its own: :mod:`autoscaler.backtest` fetches a target's history and replays
+Why a module of its own: :mod:`autoscaler.offline.backtest.replay` fetches a target's history and replays
 it; this module only renders what came out (a :class:`BacktestReport`), so the replay can be
 read without the plotting and HTML, and the rendering tested on a report alone.
 """
@@ -17,12 +17,12 @@ from typing import IO, TYPE_CHECKING, Any
 
 import numpy as np
 
-from autoscaler.sim.engine import PolicyResult, Scenario
-from autoscaler.sim.report import ATTRIBUTION_COLUMNS, Column, format_markdown, plot_forecast_band
-from autoscaler.sim.tradeoff import format_tradeoff, plot_tradeoff
+from autoscaler.offline.sim.engine import PolicyResult, Scenario
+from autoscaler.offline.sim.report import ATTRIBUTION_COLUMNS, Column, format_markdown, plot_forecast_band
+from autoscaler.offline.sim.tradeoff import format_tradeoff, plot_tradeoff
 
 if TYPE_CHECKING:
-    from autoscaler.backtest import Recorded
+    from autoscaler.offline.backtest.replay import Recorded
 
 #: Columns of the backtest table (the ``simulate`` table plus replica-hours).
 COLUMNS: tuple[Column, ...] = (

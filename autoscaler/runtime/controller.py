@@ -37,8 +37,9 @@ from autoscaler.core.forecast_view import ForecastView
 from autoscaler.core.freshness import usable
 from autoscaler.core.types import ClusterState, Decision, DecisionRecord, MetricsSnapshot, Observation
 from autoscaler.errors import AutoscalerError, CycleDeadlineExceeded, MetricsError, MetricsUnavailable
-from autoscaler.fit_state import decode, encode
-from autoscaler.forecasting import TargetForecaster
+from autoscaler.forecasting.fit_state import decode, encode
+from autoscaler.forecasting.forecaster import TargetForecaster
+from autoscaler.forecasting.shadow import TargetShadow
 from autoscaler.policy.schema import Policy, Target
 from autoscaler.ports import (
     ApplyResult,
@@ -49,7 +50,6 @@ from autoscaler.ports import (
     TargetOperations,
     TargetStatus,
 )
-from autoscaler.shadow import TargetShadow
 from models.series import Series
 
 Mode = Literal["dry-run", "enforce"]

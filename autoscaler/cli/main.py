@@ -23,7 +23,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NoReturn
 
-from autoscaler import __version__, options
+from autoscaler import __version__
+from autoscaler.cli import options
 from autoscaler.errors import AutoscalerError, ConfigError, PolicyRejected
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -52,8 +53,8 @@ def _debug_flag() -> _Parser:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every subcommand."""
-    from autoscaler.sim.engine import DEFAULT_SLO_SECONDS, POLICIES
-    from autoscaler.sim.latency import CURVES
+    from autoscaler.offline.sim.engine import DEFAULT_SLO_SECONDS, POLICIES
+    from autoscaler.offline.sim.latency import CURVES
 
     parser = _Parser(prog="autoscaler", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"autoscaler {__version__}")
@@ -101,20 +102,20 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--no-progress", action="store_true")
     sim.add_argument("--no-plot", action="store_true")
 
-    from autoscaler import backtest
+    from autoscaler.offline.backtest import replay
 
     bt = sub.add_parser(
         "backtest",
         help="replay a target's recorded history under each policy and compare with what happened",
         parents=common,
     )
-    backtest.configure_parser(bt)
+    replay.configure_parser(bt)
 
     val = sub.add_parser("validate-policy", help="check a policy file and print every problem", parents=common)
     val.add_argument("file", type=Path)
 
-    from autoscaler import observe, release, wiring
-
+    from autoscaler.cli import observe, release
+    from autoscaler.runtime import wiring
     obs = sub.add_parser(
         "observe", help="print a target's current observation and forecast (read-only)", parents=common
     )
@@ -165,21 +166,18 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "simulate":
         return _simulate(args)
     if args.command == "backtest":
-        from autoscaler import backtest
+        from autoscaler.offline.backtest import replay
 
-        return backtest.run(args)
+        return replay.run(args)
     if args.command == "validate-policy":
         return _validate(args)
     if args.command == "observe":
-        from autoscaler import observe
-
+        from autoscaler.cli import observe
         return observe.run(args)
     if args.command == "release":
-        from autoscaler import release
-
+        from autoscaler.cli import release
         return release.run(args)
-    from autoscaler import wiring
-
+    from autoscaler.runtime import wiring
     return wiring.run(args)
 
 
@@ -235,9 +233,9 @@ def _report(errors: Sequence[BaseException], code: int, *, as_json: bool, debug:
 
 
 def _simulate(args: argparse.Namespace) -> int:
-    from autoscaler.sim.engine import POLICIES
-    from autoscaler.simulate import EXAMPLE_POLICY, SimulateOptions, parse_policies, simulate
-    from autoscaler.traces import TraceFormatError
+    from autoscaler.offline.sim.engine import POLICIES
+    from autoscaler.offline.simulate import EXAMPLE_POLICY, SimulateOptions, parse_policies, simulate
+    from autoscaler.offline.traces import TraceFormatError
 
     try:
         policies = parse_policies(args.policies) if args.policies else SimulateOptions.policies

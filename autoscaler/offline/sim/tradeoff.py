@@ -23,9 +23,9 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from autoscaler.offline.sim.engine import PolicyResult, Scenario, run_policy
 from autoscaler.policy.cost import QUANTILE_MAX, QUANTILE_MIN, cost_ratio_for_quantile
 from autoscaler.policy.schema import Target
-from autoscaler.sim.engine import PolicyResult, Scenario, run_policy
 
 #: Quantiles swept when ``--tradeoff`` is given without a list.
 DEFAULT_QUANTILES: tuple[float, ...] = (0.5, 0.7, 0.8, 0.9, 0.95, 0.99)

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from autoscaler import options
+from autoscaler.cli import options
 from autoscaler.core.leadtimes import LeadTimes
 from autoscaler.errors import ConfigError, MetricsError, MetricsUnavailable
 from autoscaler.policy.schema import Target
@@ -43,7 +43,7 @@ _UNITS = {
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
-    """Add the ``observe`` options to ``parser`` (used by :mod:`autoscaler.cli`)."""
+    """Add the ``observe`` options to ``parser`` (used by :mod:`autoscaler.cli.main`)."""
     parser.add_argument(
         "--target", required=True, type=options.target, metavar="NS/NAME", help="namespace/deployment of the target"
     )
@@ -159,7 +159,7 @@ def forecast_at_horizon(
         ``model``, ``at``, ``horizon_seconds``, ``mean``, ``p50``, the policy quantile
         (e.g. ``p90``) and ``history_points``; or ``error`` (and ``kind``) when no forecast.
     """
-    from autoscaler.forecasting import TargetForecaster
+    from autoscaler.forecasting.forecaster import TargetForecaster
 
     forecaster = TargetForecaster(target, horizon_seconds=horizon_seconds + target.forecast.resolution_seconds)
     step = forecaster.step

@@ -9,7 +9,7 @@ from collections.abc import Callable
 def progress_bar(enabled: bool, total: int, *, desc: str) -> tuple[Callable[[int], None] | None, Callable[[], None]]:
     """A bar over ``total`` simulated steps: ``(advance, close)``; ``advance`` is None when disabled.
 
-    ``advance(n)`` adds ``n`` steps, as :func:`autoscaler.sim.engine.run_policy` reports them.
+    ``advance(n)`` adds ``n`` steps, as :func:`autoscaler.offline.sim.engine.run_policy` reports them.
     The bar updates at most once a second and stays off when stderr is not a terminal.
     """
     if not enabled:
