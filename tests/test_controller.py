@@ -85,3 +85,18 @@ def test_one_target_in_dry_run_does_not_stop_the_other_enforcing() -> None:
     assert [a.target for a in cluster.applied] == [enforce.key]
     assert results[dry.key].applied is None and results[dry.key].decision is not None
     assert cluster.state(dry.key).spec_replicas == 1
+
+
+def test_each_result_carries_what_its_target_observed() -> None:
+    """Telemetry reads a target's observation from its result (no callback to chain onto)."""
+    cluster = FakeCluster(replicas=1)
+    controller, clock = build(dataclasses.replace(BASE, mode="enforce"), cluster=cluster)
+    first = controller.reconcile_once()
+    clock.advance(LOOP)
+    second = controller.reconcile_once()
+    for cycle in (first, second):
+        (result,) = cycle.results
+        assert result.observation is not None
+        assert result.observation.metrics.time == cycle.time
+        assert result.observation.metrics.load == 600.0
+        assert result.observation.cluster.spec_replicas == (1 if cycle is first else 3)

@@ -126,6 +126,9 @@ class TargetResult:
     released: tuple[str, ...] = ()
     #: The error kind of a failed status publish (the decision still stands).
     status_error: str | None = None
+    #: What the target's metrics showed when it was decided (``None``: not decided), for
+    #: the caller's telemetry: returned with the result, not pushed through a callback.
+    observation: Observation | None = None
 
 
 @dataclass
@@ -170,7 +173,6 @@ class Controller:
         clock: Clock,
         mode_override: Mode | None = None,
         log: Any = None,
-        on_result: Callable[[TargetResult, Observation | None], None] | None = None,
         forecast_source: Callable[[Target, float], ForecastView | None] | None = None,
         cycle_deadline_seconds: float | None = None,
         monotonic: Callable[[], float] = time.monotonic,
@@ -196,7 +198,6 @@ class Controller:
         self.clock = clock
         self.mode_override = mode_override
         self.log = log if log is not None else NullLog()
-        self.on_result = on_result
         #: Replaces the fitted models (the simulator's perfect-foresight oracle uses it).
         self.forecast_source = forecast_source
         self.policy = policy
@@ -402,17 +403,16 @@ class Controller:
         decide_started = self._cpu_clock()
         for step in steps:
             started = time.perf_counter()
-            observation: Observation | None = None
             if step.cluster is not None:
                 try:
                     self._check_deadline(deadline)
-                    observation = self._decide_target(step.target, step.snapshot, step.cluster, now, step.result)
+                    step.result.observation = self._decide_target(
+                        step.target, step.snapshot, step.cluster, now, step.result
+                    )
                 except AutoscalerError as exc:
                     self._failed(step.result, exc)
             step.result.duration_seconds = step.seconds + shared + time.perf_counter() - started
             cycle.results.append(step.result)
-            if self.on_result is not None:
-                self.on_result(step.result, observation)
         self._decide_seconds.append(self._cpu_clock() - decide_started)
         if save_due:
             self.save_fit_state(now)

@@ -31,11 +31,11 @@ from typing import Any, Protocol
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from autoscaler.core.types import ClusterState, Decision, Observation
+from autoscaler.core.types import ClusterState, Decision
 from autoscaler.errors import NotLeader
 from autoscaler.policy.schema import Policy, Target
 from autoscaler.ports import ApplyResult, Cluster, LeaderElector, PolicySource, TargetOperations, TargetStatus
-from autoscaler.runtime.controller import Controller, CycleResult, TargetResult
+from autoscaler.runtime.controller import Controller, CycleResult
 from autoscaler.runtime.telemetry import Health, Telemetry
 
 #: A step of the controller clock against the monotonic clock above this between two cycles
@@ -174,15 +174,6 @@ class Service:
         self._was_leader = False
         #: (controller time, monotonic time) at the start of the last reconcile.
         self._last_times: tuple[float, float] | None = None
-        previous = controller.on_result
-
-        def on_result(result: TargetResult, observation: Observation | None) -> None:
-            if observation is not None:
-                telemetry.record_observation(result.target, observation)
-            if previous is not None:
-                previous(result, observation)
-
-        controller.on_result = on_result
         # Read at every scrape: a replica whose loop is stuck shows it stopped leading.
         telemetry.leader.labels(lease).set_function(lambda: 1.0 if self.elector.is_leader() else 0.0)
 
@@ -212,6 +203,9 @@ class Service:
                 monotonic = time.monotonic()
                 result = self.controller.reconcile_once()
                 self._check_clock(result.time, monotonic)
+                for target_result in result.results:
+                    if target_result.observation is not None:
+                        self.telemetry.record_observation(target_result.target, target_result.observation)
                 self.telemetry.record_cycle(result, started=started, scheduled=scheduled)
                 loop = getattr(self.controller.metrics, "last_loop", None)
                 if loop is not None and getattr(loop, "time", None) == result.time:

@@ -192,7 +192,6 @@ class _RecordingController:
     def __init__(self, policy: Policy) -> None:
         self.policy = policy
         self.applied: list[Policy] = []
-        self.on_result: Any = None  # the Service chains its own callback onto this
 
     def set_policy(self, policy: Policy) -> None:
         """Record and switch."""

@@ -18,7 +18,6 @@ import numpy as np
 from numpy.typing import NDArray
 
 from autoscaler.core.capacity import replicas_for
-from autoscaler.core.types import Observation
 from autoscaler.offline.sim.adapters import SimClusterPort, SimMetrics, TrafficRecord, VirtualClock
 from autoscaler.offline.sim.baselines import ConcurrencyHPA, NaiveSeasonal, PerfectForecast, ReactiveHPA
 from autoscaler.offline.sim.cluster import PLACEHOLDER, SERVING, ClusterPhases, SimCluster
@@ -148,16 +147,19 @@ class _Autoscaler(Protocol):
 class _ControllerDriver:
     """Adapts the real controller to the engine's tick interface and records its decisions."""
 
-    def __init__(self, controller: Controller, interval: float) -> None:
+    def __init__(self, controller: Controller, interval: float, record: Callable[[TargetResult], None]) -> None:
         self.controller = controller
         self.interval = interval
+        #: Called with each target's result after every cycle.
+        self.record = record
         self.forecast_points: list[tuple[float, float, float]] = []
         #: The latest decision's serving recommendation (sizing before holds), for the
         #: cost attribution; ``None`` before the first decision.
         self.recommendation: int | None = None
 
     def tick(self, now: float) -> None:
-        self.controller.reconcile_once(now)
+        for result in self.controller.reconcile_once(now).results:
+            self.record(result)
 
 
 def simulation_policy(target: Target, phases: ClusterPhases) -> Target:
@@ -447,7 +449,7 @@ def _controller_driver(
     metrics = SimMetrics(traffic=traffic, history=scenario.history())
     driver: _ControllerDriver
 
-    def record(result: TargetResult, _obs: Observation | None) -> None:
+    def record(result: TargetResult) -> None:
         d = result.decision
         if d is None:
             return
@@ -471,9 +473,8 @@ def _controller_driver(
         clock=clock,
         mode_override="enforce",
         forecast_source=forecast_source,
-        on_result=record,
     )
-    driver = _ControllerDriver(controller, loop_interval)
+    driver = _ControllerDriver(controller, loop_interval, record)
     return driver
 
 
