@@ -55,7 +55,7 @@ class DirectRegression(ResidualModel):
             raise ValueError(f"season must be >= 2 points, got {season}")
         self.horizon = horizon
         self.season = season
-        self._use_season = False
+        self.uses_season = False
         self._weights = np.zeros((horizon, 0))
 
     def min_history(self) -> int:
@@ -64,7 +64,7 @@ class DirectRegression(ResidualModel):
 
     def _lookback(self) -> int:
         """Points before an origin a forecast reads: yesterday (when used) and the hour."""
-        return (self.season + SEASON_HALF_WIDTH if self._use_season and self.season else 0) + LEVEL_POINTS
+        return (self.season + SEASON_HALF_WIDTH if self.uses_season and self.season else 0) + LEVEL_POINTS
 
     def _min_origin(self) -> int:
         """Origins with every regressor behind them (earlier ones would read padding)."""
@@ -77,7 +77,7 @@ class DirectRegression(ResidualModel):
         lo = np.maximum(origins - LEVEL_POINTS + 1, 0)
         level = (cumsum[origins + 1] - cumsum[lo]) / (origins + 1 - lo)
         columns = [np.ones(origins.size), *lagged, level]
-        if self._use_season and self.season is not None:
+        if self.uses_season and self.season is not None:
             s, k = self.season, SEASON_HALF_WIDTH
             # Yesterday around the target and around the origin, each a centred mean: one
             # noisy point would carry yesterday's noise into today's forecast.
@@ -89,8 +89,8 @@ class DirectRegression(ResidualModel):
     def _estimate(self, y: NDArray[np.float64]) -> None:
         """Fit each step's weights on the last week of origins, shrunk toward persistence."""
         s = self.season
-        self._use_season = s is not None and y.size >= s + self.horizon + 4 * LEVEL_POINTS
-        first = (s + SEASON_HALF_WIDTH if self._use_season and s is not None else 0) + LEVEL_POINTS
+        self.uses_season = s is not None and y.size >= s + self.horizon + 4 * LEVEL_POINTS
+        first = (s + SEASON_HALF_WIDTH if self.uses_season and s is not None else 0) + LEVEL_POINTS
         last = y.size - 1 - self.horizon
         origins = np.arange(max(first, last - TRAIN_ORIGINS + 1), last + 1, dtype=np.int64)
         scale = max(float(np.mean(np.abs(y))), 1e-9)

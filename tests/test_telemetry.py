@@ -23,7 +23,7 @@ from autoscaler.policy.schema import Capacity, Policy, Target
 from autoscaler.runtime.controller import Controller
 from autoscaler.runtime.service import AlwaysLeader, Service
 from autoscaler.runtime.telemetry import DEPRECATED, Health, Telemetry
-from tests.hostile.test_liveness import START, _metrics
+from tests.hostile.test_liveness import START, steady_metrics
 
 
 def _families(telemetry: Telemetry) -> dict[str, str]:
@@ -49,7 +49,7 @@ def test_load_carries_its_unit_and_the_leader_its_lease() -> None:
     target = replace(Target(namespace="llm", deployment="vllm", mode="dry-run"),
                      capacity=replace(Capacity(), unit="tokens"))  # fmt: skip
     policy = Policy(targets=(target,))
-    controller = Controller(policy=policy, metrics=_metrics(), cluster=SimClusterPort(sim, clock), clock=clock)
+    controller = Controller(policy=policy, metrics=steady_metrics(), cluster=SimClusterPort(sim, clock), clock=clock)
 
     class Source:
         def current(self) -> tuple[Policy, int]:

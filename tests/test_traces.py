@@ -125,10 +125,10 @@ def test_servegen_zero_total_windows_are_nan() -> None:
 
 def test_partial_windows_beside_a_gap_become_gaps() -> None:
     """A window holding a sliver of the surrounding level next to a gap is a gap, not a load drop."""
-    from autoscaler.offline.traces import _drop_partial_edges
+    from autoscaler.offline.traces import drop_partial_edges
 
     rates = np.array([10.0, 11, 9, 10, 0.01, 0.05, np.nan, np.nan, 0.2, 10, 12, 11, 10])
-    _drop_partial_edges(rates)
+    drop_partial_edges(rates)
     assert np.isnan(rates[[4, 5, 8]]).all(), "a trickling run beside the gap goes whole"
     assert np.isfinite(np.delete(rates, [4, 5, 6, 7, 8])).all()
 

@@ -324,7 +324,7 @@ class TargetForecaster:
         if not upper:
             return prediction
         try:
-            trend = LinearTrend(window).fit(_recent(self.series, CALIBRATION_ORIGINS + window))
+            trend = LinearTrend(window).fit(recent_points(self.series, CALIBRATION_ORIGINS + window))
             trend_prediction = trend.predict(len(prediction.mean), upper)
         except (ForecastError, ValueError):
             return prediction
@@ -597,7 +597,7 @@ class TargetForecaster:
         )
 
 
-def _recent(series: Series, points: int) -> Series:
+def recent_points(series: Series, points: int) -> Series:
     """The last ``points`` of ``series``, reaching back to a known value if they start in a gap.
 
     A linear trend over the last few buckets and its calibration errors over the last

@@ -829,7 +829,7 @@ def _load_servegen(directory: Path) -> LoadTrace:
     index = np.array(windows) - min(windows)
     total = np.bincount(index, weights=np.array(rates)).astype(np.float64)
     total[(total == 0) | (np.bincount(index) == 0)] = np.nan
-    _drop_partial_edges(total)
+    drop_partial_edges(total)
     return LoadTrace(
         name=f"servegen-{directory.name}",
         start=SYNTHETIC_EPOCH + min(windows) * _SERVEGEN_WINDOW,
@@ -839,7 +839,7 @@ def _load_servegen(directory: Path) -> LoadTrace:
     )
 
 
-def _drop_partial_edges(rates: NDArray[np.float64], *, context: int = 72, fraction: float = 0.1) -> None:
+def drop_partial_edges(rates: NDArray[np.float64], *, context: int = 72, fraction: float = 0.1) -> None:
     """Mark windows beside a gap that hold under ``fraction`` of the local level as gaps, in place.
 
     ServeGen's collection stops and restarts mid-window, and sometimes trickles for an

@@ -187,7 +187,7 @@ class Service:
         with self._lock:
             started = time.time()
             try:
-                self._follow_policy()
+                self.follow_policy()
                 leader = self.elector.is_leader()
                 if leader and not self._was_leader:
                     # What another leader wrote meanwhile is not a manual edit.
@@ -242,7 +242,8 @@ class Service:
             cycle_time=now,
         )
 
-    def _follow_policy(self) -> None:
+    def follow_policy(self) -> None:
+        """Apply the policy source's policy when its generation, or this shard's share, changed (each cycle)."""
         policy, generation = self.policy_source.current()
         # Targets deleted from the policy document itself are released (their HPA floor and
         # placeholders restored). Not those a shard merely stopped admitting, or could not

@@ -141,10 +141,10 @@ def namespace(request: pytest.FixtureRequest, control_plane: ControlPlane, k8s_c
     core.create_namespace(kubernetes.client.V1Namespace(metadata=kubernetes.client.V1ObjectMeta(name=name)))
     yield name
     control_plane.assert_running()
-    _delete_namespace(core, name)
+    delete_namespace(core, name)
 
 
-def _delete_namespace(core: kubernetes.client.CoreV1Api, name: str) -> None:
+def delete_namespace(core: kubernetes.client.CoreV1Api, name: str) -> None:
     """Delete a namespace without waiting the namespace controller's fixed 5 s grace period.
 
     Once the namespace is Terminating *and* the NamespaceLifecycle admission plugin rejects new

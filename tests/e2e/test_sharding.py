@@ -28,7 +28,7 @@ from kubernetes.client import ApiClient
 from autoscaler.kube.fit_store import fit_store_prefix
 from autoscaler.kube.sharding import CLAIMS_ANNOTATION, SHARD_LEASE_LABEL
 from tests.cluster.controlplane import ControlPlane
-from tests.cluster.fixtures import _delete_namespace
+from tests.cluster.fixtures import delete_namespace
 from tests.prom.exporters import VllmExporter
 from tests.prom.server import PrometheusServer, ScrapeJob, ScrapeTarget, free_port
 
@@ -45,7 +45,7 @@ def second_namespace(namespace: str, k8s_client: ApiClient) -> Iterator[str]:
     name = f"{namespace[:50]}-b"
     core.create_namespace({"metadata": {"name": name}})
     yield name
-    _delete_namespace(core, name)
+    delete_namespace(core, name)
 
 
 def deployment(name: str, team: str) -> dict[str, object]:

@@ -53,7 +53,7 @@ from autoscaler.runtime.controller import Controller, CycleResult
 from autoscaler.runtime.service import AlwaysLeader, Service
 from autoscaler.runtime.telemetry import Health, Telemetry
 from tests.cluster.controlplane import ControlPlane
-from tests.cluster.fixtures import _delete_namespace
+from tests.cluster.fixtures import delete_namespace
 from tests.fakes import StepClock
 from tests.prom.backfill import backfill, synthetic_vllm_history
 from tests.prom.exporters import VllmExporter
@@ -405,7 +405,7 @@ def world(
         processes = ProcessPool(tmp, wanted)
         stack.callback(processes.close)
         core.create_namespace(kubernetes.client.V1Namespace(metadata=kubernetes.client.V1ObjectMeta(name=namespace)))
-        stack.callback(_delete_namespace, core, namespace)
+        stack.callback(delete_namespace, core, namespace)
         apps.create_namespaced_deployment(namespace, serving_deployment(DEPLOYMENT, 1))
         admin_api = from_api_client(control_plane.api_client())
         stack.callback(admin_api.close)

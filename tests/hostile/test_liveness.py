@@ -94,7 +94,7 @@ def test_healthz_fails_when_the_loop_makes_no_progress(stuck_server: tuple[Healt
 START = 1_700_000_000.0
 
 
-def _metrics() -> SimMetrics:
+def steady_metrics() -> SimMetrics:
     steps = 1000
     traffic = TrafficRecord(start=START - 600, dt=10.0, arrivals=np.full(steps, 100.0),
                             latency=np.full(steps, 0.1), queue=np.zeros(steps), count=steps)  # fmt: skip
@@ -106,7 +106,7 @@ def _controller(policy: Policy) -> Controller:
     clock = VirtualClock(START)
     sim = SimCluster(phases=ClusterPhases())
     sim.bootstrap(serving=2, now=clock.now())
-    return Controller(policy=policy, metrics=_metrics(), cluster=SimClusterPort(sim, clock), clock=clock)
+    return Controller(policy=policy, metrics=steady_metrics(), cluster=SimClusterPort(sim, clock), clock=clock)
 
 
 class _BrokenSource:
@@ -169,7 +169,7 @@ def test_writes_after_losing_the_lease_are_refused() -> None:
 
     guarded = LeaderGuardedCluster(Recording(), elector.is_leader)
     target = Target(namespace="llm", deployment="vllm", mode="enforce")
-    controller = Controller(policy=Policy(targets=(target,)), metrics=_metrics(), cluster=guarded,
+    controller = Controller(policy=Policy(targets=(target,)), metrics=steady_metrics(), cluster=guarded,
                             clock=VirtualClock(START))  # fmt: skip
     assert controller.reconcile_once().results[0].applied is not None and writes == ["llm/vllm"]
     elector.leading = False

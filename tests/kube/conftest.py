@@ -31,7 +31,7 @@ from kubernetes.client.exceptions import ApiException
 from autoscaler.kube.client import KubeApi, connect, from_api_client
 from autoscaler.policy.schema import Placeholders, Target
 from tests.cluster.controlplane import ControlPlane
-from tests.cluster.fixtures import _delete_namespace, wait_for
+from tests.cluster.fixtures import delete_namespace, wait_for
 from tests.cluster.node_agent import GPU_RESOURCE
 from tests.prom.faultproxy import FaultProxy
 
@@ -313,7 +313,7 @@ def controller_account(
     finally:
         api.close()
         delete_cluster_objects(k8s_client, objects)
-        _delete_namespace(core, controller_ns)
+        delete_namespace(core, controller_ns)
 
 
 def rv(apps: kubernetes.client.AppsV1Api, *, ns: str, name: str) -> str:

@@ -249,11 +249,11 @@ def test_a_target_deleted_from_the_policy_is_released(
                             operations=cluster)  # fmt: skip
     service = Service(controller=controller, policy_source=source, elector=AlwaysLeader(), telemetry=Telemetry(),
                       health=Health(max_cycle_age=120.0), log=NullLog())  # fmt: skip
-    service._follow_policy()
+    service.follow_policy()
     assert _hpa(k8s_client, namespace).spec.min_replicas == 3
 
     source.policy, source.generation = Policy(targets=(other,)), 2
-    service._follow_policy()
+    service.follow_policy()
     assert [t.key for t in controller.policy.targets] == [other.key]
     assert _hpa(k8s_client, namespace).spec.min_replicas == 1
     assert apps.read_namespaced_deployment("web-capacity", namespace).spec.replicas == 0

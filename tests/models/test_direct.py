@@ -43,7 +43,7 @@ def test_short_history_fits_without_the_season() -> None:
     """A few hours are enough; yesterday joins once a day and a bit is known."""
     model = DirectRegression(horizon=4, season=DAY)
     model.fit(Series(start=0.0, step=300.0, values=np.linspace(100, 200, 60)))
-    assert not model._use_season
+    assert not model.uses_season
     prediction = model.predict(4, (0.5, 0.9))
     assert prediction.mean[0] == pytest.approx(200, rel=0.1)
 

@@ -17,7 +17,7 @@ import pytest
 from statsmodels.tsa.arima.model import ARIMA
 from statsmodels.tsa.holtwinters import ExponentialSmoothing
 
-from autoscaler.forecasting.forecaster import _recent
+from autoscaler.forecasting.forecaster import recent_points
 from models import AutoSelector, HoltWinters, LinearTrend, Naive, SeasonalNaive, Series, StlArima, build_forecaster
 from models.gaps import fill_gaps
 from models.holt_winters import _EstimateOnly, classical_initial_state
@@ -212,7 +212,7 @@ def test_the_trend_guard_on_the_recent_window_equals_it_on_the_whole_series(gap_
         values[start - 5 : start + 5] = np.nan
     values[-30:-20] = np.nan
     series = Series(start=series.start, step=series.step, values=values)
-    recent = _recent(series, CALIBRATION_ORIGINS + 12)
+    recent = recent_points(series, CALIBRATION_ORIGINS + 12)
     assert np.isfinite(recent.values[0]) and recent.end == series.end
     got = LinearTrend(12).fit(recent).predict(8, (0.9, 0.99))
     expected = LinearTrend(12).fit(series).predict(8, (0.9, 0.99))

@@ -187,7 +187,7 @@ def test_a_failing_metadata_callback_never_costs_the_lease(admin: KubeApi, names
 
 
 class _RecordingController:
-    """Stands in for the Controller in :meth:`Service._follow_policy`: records every policy applied."""
+    """Stands in for the Controller in :meth:`Service.follow_policy`: records every policy applied."""
 
     def __init__(self, policy: Policy) -> None:
         self.policy = policy
@@ -225,12 +225,12 @@ def test_service_follows_membership_changes_without_a_new_generation(
     controller = _RecordingController(scope.select(policy, 1))
     service = Service(controller=controller, policy_source=_FixedSource(policy), elector=AlwaysLeader(),
                       telemetry=Telemetry(), health=Health(max_cycle_age=60), log=_Quiet(), scope=scope)
-    service._follow_policy()
-    service._follow_policy()
+    service.follow_policy()
+    service.follow_policy()
     assert [[t.deployment for t in p.targets] for p in controller.applied] == [["one"]]  # once: first generation
     apps.patch_namespaced_deployment("two", namespace, {"metadata": {"labels": {"team": "x"}}})
     clock.advance(11)
-    service._follow_policy()
+    service.follow_policy()
     assert [t.deployment for t in controller.applied[-1].targets] == ["one", "two"]
     assert len(controller.applied) == 2
 
