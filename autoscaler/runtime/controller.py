@@ -50,6 +50,7 @@ from autoscaler.ports import (
     TargetOperations,
     TargetStatus,
 )
+from autoscaler.runtime.actuators import Actuator, DryRun, Enforce, owes_release
 from models.series import Series
 
 Mode = Literal["dry-run", "enforce"]
@@ -579,11 +580,6 @@ class Controller:
         self.log.info("released", target=target.key, notes=list(notes))
         return notes
 
-    @staticmethod
-    def _owes_release(cluster_state: ClusterState) -> bool:
-        """Enforcing left something: placeholder pods, or an HPA floor we raised."""
-        return cluster_state.placeholder_replicas > 0 or cluster_state.hpa_original_min_replicas is not None
-
     def _publish(self, target: Target, result: TargetResult, status: TargetStatus) -> None:
         if self.operations is None:
             return
@@ -597,7 +593,7 @@ class Controller:
             notes: tuple[str, ...] = ()
             if cluster_state.paused_replicas is not None:
                 notes = ops.pin(target, cluster_state.paused_replicas)
-            if self._owes_release(cluster_state):
+            if owes_release(cluster_state):
                 notes += ops.release(target)
             result.released = notes
             if notes:  # publish the state as it is now, not as it was before the writes
@@ -668,27 +664,11 @@ class Controller:
             )
         state.last = decision
         result.decision = decision
-        if result.dry_run:
-            if self.operations is not None and self._owes_release(cluster_state):
-                result.released = self.operations.release(target)
-            self.log.info(
-                "decision",
-                dry_run=True,
-                would_set_replicas=decision.replicas,
-                would_set_placeholders=decision.placeholders,
-                observation=_observation_dict(observation),
-                **decision.to_dict(),
-            )
-            self._publish(target, result, self._decision_status(target, decision, result))
-            return observation
-        result.applied = self.cluster.apply(target, decision)
-        self.log.info(
-            "decision",
-            dry_run=False,
-            observation=_observation_dict(observation),
-            applied=result.applied.__dict__,
-            **decision.to_dict(),
-        )
+        actuator: Actuator = DryRun(self.operations) if result.dry_run else Enforce(self.cluster)
+        actuation = actuator.act(target, decision, cluster_state)
+        result.applied = actuation.applied
+        result.released = result.released + actuation.released
+        self.log.info("decision", **actuation.log, observation=_observation_dict(observation), **decision.to_dict())
         self._publish(target, result, self._decision_status(target, decision, result))
         return observation
 
