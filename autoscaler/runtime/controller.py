@@ -196,6 +196,8 @@ class Controller:
         self.cycle_deadline_seconds = cycle_deadline_seconds
         self._monotonic = monotonic
         self.cluster = cluster
+        #: What a decision is handed to, by the target's mode (built once: they hold only ports).
+        self._actuators: dict[bool, Actuator] = {False: Enforce(cluster), True: DryRun(operations)}
         self.clock = clock
         self.mode_override = mode_override
         self.log = log if log is not None else NullLog()
@@ -664,10 +666,8 @@ class Controller:
             )
         state.last = decision
         result.decision = decision
-        actuator: Actuator = DryRun(self.operations) if result.dry_run else Enforce(self.cluster)
-        actuation = actuator.act(target, decision, cluster_state)
-        result.applied = actuation.applied
-        result.released = result.released + actuation.released
+        actuation = self._actuators[result.dry_run].act(target, decision, cluster_state)
+        result.applied, result.released = actuation.applied, actuation.released
         self.log.info("decision", **actuation.log, observation=_observation_dict(observation), **decision.to_dict())
         self._publish(target, result, self._decision_status(target, decision, result))
         return observation
