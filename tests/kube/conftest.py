@@ -29,7 +29,7 @@ from kubernetes.client import ApiClient
 from kubernetes.client.exceptions import ApiException
 
 from autoscaler.kube.client import KubeApi, connect, from_api_client
-from autoscaler.policy.schema import Placeholders, Target
+from autoscaler.policy.schema import Forecast, Placeholders, Target
 from tests.cluster.controlplane import ControlPlane
 from tests.cluster.fixtures import delete_namespace, wait_for
 from tests.cluster.node_agent import GPU_RESOURCE
@@ -114,11 +114,23 @@ def events_of(core: kubernetes.client.CoreV1Api, namespace: str, *, name: str, r
 
 
 class WallClock:
-    """Wall-clock time (the API server's timestamps are wall time too)."""
+    """Time at wall pace from a second into the current forecast bucket (at most a bucket behind).
+
+    Wall pace, because the API server's timestamps are wall time. Started at a bucket's
+    beginning, because a bucket completing between two of a test's cycles fits a model
+    and changes the published status: one more PATCH than a test that counts writes
+    expects (it failed so when two cycles straddled hh:m5:00). A test lasts well under a
+    bucket, so its cycles stay in one.
+    """
+
+    def __init__(self) -> None:
+        bucket = float(Forecast().resolution_seconds)
+        self._started = time.time()
+        self._origin = self._started // bucket * bucket + 1.0
 
     def now(self) -> float:
         """Unix seconds."""
-        return time.time()
+        return self._origin + (time.time() - self._started)
 
 
 # ------------------------------------------------------------------------------ fixtures
