@@ -37,6 +37,7 @@ from autoscaler.core.forecast_view import ForecastView
 from autoscaler.core.freshness import usable
 from autoscaler.core.types import ClusterState, Decision, DecisionRecord, MetricsSnapshot, Observation
 from autoscaler.errors import AutoscalerError, CycleDeadlineExceeded, MetricsError, MetricsUnavailable
+from autoscaler.forecasting.fit_scheduler import OWED_WORK_SECONDS, FitScheduler
 from autoscaler.forecasting.fit_state import decode, encode
 from autoscaler.forecasting.forecaster import TargetForecaster
 from autoscaler.forecasting.shadow import TargetShadow
@@ -62,26 +63,9 @@ DEMOTE_COVERAGE_TOLERANCE = 0.1
 #: covering it, ~8 at the default horizon, so 96 points is about a dozen buckets, an hour).
 DEMOTE_MIN_POINTS = 96
 
-#: CPU seconds a whole cycle may reach with owed forecast work (updates on completed
-#: buckets, stand-ins for targets without a forecast, restores of saved fits), even when
-#: the policy's ``fit_budget_seconds`` is smaller; beyond it (and the budget) that work
-#: waits a cycle. The cycle's other work (reading metrics, seeding, deciding, saving)
-#: counts against it too, so a cycle stays within it whatever the number of targets.
-OWED_WORK_SECONDS = 1.0
-
 #: Targets whose start-up history is loaded at once (each is one or a few range queries):
 #: a slow metrics source costs one call time per this many new targets, not per target.
 HISTORY_CONCURRENCY = 4
-
-#: A target's next fit is expected to cost up to this much more than its last: fit CPU
-#: varies with the optimiser's iterations and with garbage collections (0.25-0.65 s
-#: measured for the same 'auto' selection at 1,000 targets).
-FIT_COST_MARGIN = 1.5
-
-#: CPU seconds a fit of a kind never measured yet is expected to take: a first model
-#: selection with its peak calibration takes up to ~0.7 s at the defaults, so at the
-#: default budget the first one runs alone and the cycle stays within a second.
-FIRST_FIT_SECONDS = 1.0
 
 #: Seconds between saves of the fitted state (with a ``fit_store``): a fit changes hourly,
 #: so a crash loses at most this much of it; a clean stop saves on the way out.
@@ -205,13 +189,10 @@ class Controller:
         self.forecast_source = forecast_source
         self.policy = policy
         self._state: dict[str, _TargetState] = {}
-        #: CPU seconds of the latest fit of any target, keyed by whether it was a model
-        #: selection: the cost assumed for a target that has not had such a fit yet.
-        self._fit_seconds: dict[bool, float] = {}
         #: Process CPU seconds (all threads): what the cycle budget is counted in.
         self._cpu_clock = cpu_clock
-        #: CPU seconds of the latest owed refresh of any target, by kind (`_owed_kind`).
-        self._owed_seconds: dict[str, float] = {}
+        #: Which forecasts each cycle refreshes within the budget (on the same CPU meter).
+        self._fits = FitScheduler(cpu_clock)
         #: CPU seconds of the latest decide passes and of the latest save (``None``: none
         #: yet): reserved out of the cycle budget before the forecast pass, which runs
         #: before them.
@@ -267,75 +248,6 @@ class Controller:
         cold = target.cold_start
         return cold.total_seconds * 1.5 + policy.loop_interval_seconds + target.forecast.resolution_seconds
 
-    def _forecast(self, forecasters: list[TargetForecaster], now: float, *, spent: float, saving: float) -> None:
-        """Refresh the forecasts of this cycle so that the whole cycle stays within its CPU budget.
-
-        ``spent`` is the CPU the cycle uses beside forecasting: what reading metrics and
-        seeding took so far, plus the decide pass and any save still to come (as much as
-        they took lately; ``saving`` of it is the save). Forecasting gets only what is
-        left, so the budget bounds the cycle, not just its forecasts.
-
-        Owed work comes first and may bring the cycle to ``fit_budget_seconds``, and at
-        least `OWED_WORK_SECONDS` (a zero fit budget disables refits, not forecasting):
-        the updates of targets with completed buckets, the longest waiting first (cheap,
-        and done early in a bucket they never pile up in its last cycle), then the
-        restore or stand-in (seasonal-naive fallback) of each target without a forecast.
-        Each is admitted when its expected cost fits, `FIT_COST_MARGIN` times the latest
-        of its kind (`_owed_kind`); an update is deferred at most to its bucket's last
-        cycle, so every target conditions on every bucket before the next one completes.
-        What is left of ``fit_budget_seconds`` goes to due refits, the most overdue
-        first, each only if its expected cost fits: `FIT_COST_MARGIN` times that target's
-        last fit of the same kind (model selection or refit), else the latest of any
-        target, else `FIRST_FIT_SECONDS` (or the whole budget, when smaller). Work
-        expected to take more than a cycle without a save can give runs alone, in a cycle
-        with no other forecast work: it would never fit, and must not wait forever.
-        """
-        budget = self.policy.fit_budget_seconds
-        owed_cap = max(budget, OWED_WORK_SECONDS)
-        next_loop = now + self.policy.loop_interval_seconds
-        base, ran = spent - saving, False
-
-        def admits(expected: float, cap: float) -> bool:
-            if cap <= 0:
-                return False
-            return spent + expected <= cap or (not ran and expected > cap - base)
-
-        owed = [fc for fc in forecasters if fc.prediction is None or fc.stale_since is not None]
-        owed.sort(key=lambda fc: (fc.prediction is None, fc.stale_since or 0.0))
-        for fc in owed:
-            kind = _owed_kind(fc)
-            known = self._owed_seconds.get(kind)
-            expected = owed_cap / 2 if known is None else FIT_COST_MARGIN * known
-            if admits(expected, owed_cap) or (fc.prediction is not None and fc.bucket_due(next_loop)):
-                seconds = self._timed_refresh(fc, now, allow_fit=False)
-                self._owed_seconds[kind] = seconds
-                spent, ran = spent + seconds, True
-        due = [fc for fc in forecasters if fc.fit_due(now)]
-        due.sort(key=lambda fc: fc.last_fit if fc.last_fit is not None else float("-inf"))
-        for fc in due:
-            if ran and spent >= budget:
-                break
-            selects = fc.next_fit_selects()
-            known = fc.fit_seconds.get(selects, self._fit_seconds.get(selects))
-            expected = min(budget, FIRST_FIT_SECONDS) if known is None else FIT_COST_MARGIN * known
-            if not admits(expected, budget):
-                continue
-            spent += self._timed_refresh(fc, now, allow_fit=True)
-            ran = True
-            if selects in fc.fit_seconds:
-                self._fit_seconds[selects] = fc.fit_seconds[selects]
-        for fc in forecasters:
-            fc.fit_deferred = fc.fit_due(now)
-            if fc.restore_ignored is not None:
-                self.log.warning("fit_state_ignored", target=fc.target.key, reason=fc.restore_ignored)
-                fc.restore_ignored = None
-
-    def _timed_refresh(self, fc: TargetForecaster, now: float, *, allow_fit: bool) -> float:
-        """Refresh one forecast; returns the CPU seconds it took."""
-        started = self._cpu_clock()
-        fc.refresh(now, allow_fit=allow_fit)
-        return self._cpu_clock() - started
-
     def is_dry_run(self, target: Target) -> bool:
         """Whether this target's decisions are only logged."""
         mode = self.mode_override or target.mode
@@ -358,7 +270,7 @@ class Controller:
 
         Three passes, so the forecast work can be budgeted across targets before any
         decision uses it: read each target's cluster state and observe its load, refresh
-        the forecasts (:meth:`_forecast`) within what the other passes leave of the
+        the forecasts (:class:`FitScheduler`) within what the other passes leave of the
         cycle's CPU budget, then decide and act per target.
         """
         now = self.clock.now() if now is None else now
@@ -401,7 +313,16 @@ class Controller:
             saving = 0.0 if not save_due else FIRST_SAVE_SECONDS if self._save_seconds is None else self._save_seconds
             spent = self._cpu_clock() - cpu_started + max(self._decide_seconds, default=0.0) + saving
             forecasters = [self._state[s.target.key].forecaster for s in steps if s.cluster is not None]
-            self._forecast(forecasters, now, spent=spent, saving=saving)
+            ignored = self._fits.run(
+                forecasters,
+                now,
+                spent=spent,
+                saving=saving,
+                budget=self.policy.fit_budget_seconds,
+                interval=self.policy.loop_interval_seconds,
+            )
+            for fc, reason in ignored:
+                self.log.warning("fit_state_ignored", target=fc.target.key, reason=reason)
         shared = (time.perf_counter() - started) / max(1, len(steps))  # the forecast pass, split evenly
         decide_started = self._cpu_clock()
         for step in steps:
@@ -797,16 +718,3 @@ def _records(saved: Any, now: float) -> list[DecisionRecord]:
             return []
         records.append(DecisionRecord(float(t), int(serving), int(total), int(replicas), int(placeholders)))
     return records
-
-
-def _owed_kind(fc: TargetForecaster) -> str:
-    """What an owed refresh of ``fc`` will do, each kind with its own typical cost.
-
-    An update is a pass of the model's recursion over new buckets (milliseconds); a
-    restore rebuilds a saved fit with its saved parameters (a few times that); a stand-in
-    fits the seasonal-naive fallback and a first peak calibration (a large part of a
-    second): budgeting them at one cost would admit too many stand-ins or too few restores.
-    """
-    if fc.prediction is not None:
-        return "update"
-    return "restore" if fc.restoring else "stand_in"

@@ -4,7 +4,9 @@ Owed work (updates on completed buckets, then stand-ins for targets without a fo
 may bring the cycle to ``fit_budget_seconds`` and at least ``OWED_WORK_SECONDS``; refits
 get what is left, each admitted only if its expected cost fits. Reading metrics, seeding,
 deciding and saving the fitted state count against the same budget. Tests charge fixed
-costs on a virtual CPU clock (:class:`Meter`), so every figure is exact.
+costs on a virtual CPU clock (:class:`Meter`), so every figure is exact. The admission
+rules alone, on fake forecasters (a forced update in its bucket's last cycle among them),
+are in ``tests/forecasting/test_fit_scheduler.py``.
 """
 
 from __future__ import annotations
@@ -17,14 +19,14 @@ import numpy as np
 import pytest
 
 from autoscaler.core.types import Decision, MetricsSnapshot
+from autoscaler.forecasting.fit_scheduler import FIT_COST_MARGIN, OWED_WORK_SECONDS
 from autoscaler.forecasting.fit_state import InMemoryFitStore
 from autoscaler.forecasting.forecaster import TargetForecaster
 from autoscaler.offline.sim.adapters import SimClusterPort, SimMetrics, TrafficRecord, VirtualClock
 from autoscaler.offline.sim.cluster import ClusterPhases, SimCluster
 from autoscaler.policy.schema import Forecast, Policy, Target
 from autoscaler.ports import ApplyResult
-from autoscaler.runtime import controller as controller_module
-from autoscaler.runtime.controller import FIT_COST_MARGIN, OWED_WORK_SECONDS, Controller
+from autoscaler.runtime.controller import Controller
 from models.series import Series
 
 DAY = 86400.0
@@ -217,21 +219,6 @@ def test_updates_beyond_the_budget_wait_but_never_past_their_bucket(meter: Meter
         assert sum(meter.charges) <= 1.0, meter.charges
     assert updated[:3] == [2, 4, 6], "the first of a kind is expected at half the allowance, then at 1.5 x 0.3 s"
     assert all(c.forecaster(t.key).stale_since is None for t in c.policy.targets)
-
-
-def test_a_deferred_update_is_forced_in_the_last_cycle_of_its_bucket(
-    meter: Meter, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """With no allowance at all, updates wait, but each target still conditions on every bucket."""
-    c = controller(2, budget=0.0, cpu=meter)
-    c.reconcile_once(START + 100.0)  # stand-ins
-    monkeypatch.setattr(controller_module, "OWED_WORK_SECONDS", 0.0)
-    for bucket in (1, 2):
-        bucket_end = START + 300.0 * bucket
-        for cycle in range(10):
-            c.reconcile_once(bucket_end + 1.0 + 30.0 * cycle)
-            starts = {forecast_start(c, t.key) for t in c.policy.targets}
-            assert starts == {bucket_end if cycle == 9 else bucket_end - 300.0}, cycle
 
 
 def test_stand_ins_beyond_the_owed_work_allowance_follow_in_the_next_cycle(meter: Meter) -> None:
