@@ -37,6 +37,7 @@ from autoscaler.core.forecast_view import ForecastView
 from autoscaler.core.freshness import usable
 from autoscaler.core.types import ClusterState, Decision, DecisionRecord, MetricsSnapshot, Observation
 from autoscaler.errors import AutoscalerError, CycleDeadlineExceeded, MetricsError, MetricsUnavailable
+from autoscaler.forecasting.demotion import score_and_demote, shadow_for
 from autoscaler.forecasting.fit_scheduler import OWED_WORK_SECONDS, FitScheduler
 from autoscaler.forecasting.fit_state import decode, encode
 from autoscaler.forecasting.forecaster import TargetForecaster
@@ -55,13 +56,6 @@ from autoscaler.runtime.actuators import Actuator, DryRun, Enforce, owes_release
 from models.series import Series
 
 Mode = Literal["dry-run", "enforce"]
-
-#: Shadow scoring demotes the automatic selection's model when the coverage of its upper
-#: quantile over the last day falls this far below the quantile (0.9 -> under 0.8) ...
-DEMOTE_COVERAGE_TOLERANCE = 0.1
-#: ... on at least this many scored points (each bucket is scored by every forecast
-#: covering it, ~8 at the default horizon, so 96 points is about a dozen buckets, an hour).
-DEMOTE_MIN_POINTS = 96
 
 #: Targets whose start-up history is loaded at once (each is one or a few range queries):
 #: a slow metrics source costs one call time per this many new targets, not per target.
@@ -224,12 +218,7 @@ class Controller:
                     state.forecaster.seed(previous.series, previous.peak_series())
                 state.shadow = None
             if state.shadow is None:
-                state.shadow = TargetShadow(
-                    quantile=target.forecast.quantile,
-                    step=float(target.forecast.resolution_seconds),
-                    lead_seconds=target.cold_start.total_seconds + policy.loop_interval_seconds,
-                    max_gap_seconds=2 * policy.loop_interval_seconds,
-                )
+                state.shadow = shadow_for(target, loop_seconds=policy.loop_interval_seconds)
             if target.capacity.learn and state.capacity is None:
                 state.capacity = LearnedCapacity(
                     policy_value=target.capacity.per_replica,
@@ -401,34 +390,6 @@ class Controller:
             }
         return encode(states), len(states)
 
-    def _score_forecast(self, target: Target, state: _TargetState, now: float) -> str | None:
-        """Score the buckets completed since last cycle; demote a model that keeps under-forecasting."""
-        fc, shadow = state.forecaster, state.shadow
-        # Checked by the caller (bandit B101 / ruff S101: not input validation).
-        assert shadow is not None  # noqa: S101  # nosec B101
-        shadow.after_forecast(fc.series, fc.prediction, now=now)
-        served = fc.prediction.model if fc.prediction is not None else None
-        if target.forecast.model != "auto" or served is None:
-            return None
-        if not shadow.forecasts.under_forecasting(
-            served, min_points=DEMOTE_MIN_POINTS, tolerance=DEMOTE_COVERAGE_TOLERANCE
-        ):
-            return None
-        demoted = fc.demote_selected(now)
-        if demoted is not None:
-            score = shadow.forecasts.scores()[served]
-            self.log.warning(
-                "model_demoted",
-                target=target.key,
-                model=demoted,
-                served=served,
-                coverage=round(score.coverage, 3),
-                points=score.points,
-                quantile=target.forecast.quantile,
-            )
-        shadow.forecasts.forget(served)
-        return demoted
-
     def _failed(self, result: TargetResult, exc: AutoscalerError) -> None:
         result.error = exc
         self.log.warning("target_failed", target=result.target, error=str(exc), kind=exc.kind)
@@ -562,7 +523,20 @@ class Controller:
         source = self.forecast_source
         forecast: ForecastView | None = state.forecaster.view(now) if source is None else source(target, now)
         if source is None and state.shadow is not None:
-            result.demoted_model = self._score_forecast(target, state, now)
+            demotion = score_and_demote(
+                state.forecaster, state.shadow, now=now, automatic=target.forecast.model == "auto"
+            )
+            if demotion is not None:
+                result.demoted_model = demotion.model
+                self.log.warning(
+                    "model_demoted",
+                    target=target.key,
+                    model=demotion.model,
+                    served=demotion.served,
+                    coverage=round(demotion.coverage, 3),
+                    points=demotion.points,
+                    quantile=target.forecast.quantile,
+                )
         if state.capacity is not None and self._fresh(target, snapshot, now):
             self._learn_capacity(state.capacity, target, snapshot, cluster_state.ready_replicas)
         lead_times = self.metrics.lead_times(target, now) if target.cold_start.learn else None
