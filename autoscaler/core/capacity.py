@@ -4,13 +4,19 @@ The policy states how much load one replica serves within the SLO. When ``learn`
 :class:`LearnedCapacity` estimates it from (per-replica load, latency) pairs the controller
 sees each cycle: the highest load bin whose mean latency still meets the SLO. The estimate
 is only trusted with enough samples, and never moves more than a factor of two away from
-the policy value, so one odd hour cannot halve or double a fleet.
+the policy value, so one odd hour cannot halve or double a fleet. :func:`learner_for` and
+:func:`learn_from` are the learner's life in the controller (made, kept across policy
+changes, fed a cycle's metrics), here so that they are tested without one. No IO.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Literal
+
+from autoscaler.core.types import MetricsSnapshot
+from autoscaler.policy.schema import Target
 
 #: Tolerance that keeps float noise (e.g. 400.0000001 / 200) from adding a replica.
 _EPS = 1e-9
@@ -122,3 +128,36 @@ class LearnedCapacity:
             bins[int(index)] = [total, count, highest]
         self._bins = bins
         return True
+
+
+def learner_for(target: Target, current: LearnedCapacity | None = None) -> LearnedCapacity | None:
+    """The capacity learner ``target`` keeps: ``current`` while learning stays on.
+
+    A new learner when learning is on and there is none yet; ``None`` when it is off. A
+    learner is kept as it is (its samples, and the policy value and SLO it was made
+    with) across any other change of the target's policy, so a policy reload does not
+    throw away what was learnt.
+    """
+    if not target.capacity.learn:
+        return None
+    if current is not None:
+        return current
+    return LearnedCapacity(
+        policy_value=target.capacity.per_replica,
+        slo_seconds=target.slo.latency_seconds,
+        min_samples=target.capacity.learn_min_samples,
+    )
+
+
+def learn_from(
+    capacity: LearnedCapacity, snapshot: MetricsSnapshot, *, ready: int, signal: Literal["mean", "quantile"]
+) -> None:
+    """Add a cycle's (fresh) metrics as one sample: the load and queue per ready replica, the ``signal`` latency.
+
+    Skipped without a load, a latency, the queue gauge or a ready replica: without the
+    queue a sample cannot be told apart from a backlog draining.
+    """
+    latency = snapshot.latency_mean if signal == "mean" else snapshot.latency_quantile
+    if snapshot.load is None or latency is None or snapshot.waiting is None or ready <= 0:
+        return
+    capacity.add(per_replica_load=snapshot.load / ready, latency=latency, waiting_per_replica=snapshot.waiting / ready)

@@ -31,7 +31,7 @@ from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from autoscaler.core.capacity import LearnedCapacity
+from autoscaler.core.capacity import LearnedCapacity, learn_from, learner_for
 from autoscaler.core.decide import decide
 from autoscaler.core.forecast_view import ForecastView
 from autoscaler.core.freshness import usable
@@ -219,14 +219,7 @@ class Controller:
                 state.shadow = None
             if state.shadow is None:
                 state.shadow = shadow_for(target, loop_seconds=policy.loop_interval_seconds)
-            if target.capacity.learn and state.capacity is None:
-                state.capacity = LearnedCapacity(
-                    policy_value=target.capacity.per_replica,
-                    slo_seconds=target.slo.latency_seconds,
-                    min_samples=target.capacity.learn_min_samples,
-                )
-            elif not target.capacity.learn:
-                state.capacity = None
+            state.capacity = learner_for(target, state.capacity)
             states[target.key] = state
         self.policy = policy
         self._state = states
@@ -538,7 +531,7 @@ class Controller:
                     quantile=target.forecast.quantile,
                 )
         if state.capacity is not None and self._fresh(target, snapshot, now):
-            self._learn_capacity(state.capacity, target, snapshot, cluster_state.ready_replicas)
+            learn_from(state.capacity, snapshot, ready=cluster_state.ready_replicas, signal=target.slo.latency_signal)
         lead_times = self.metrics.lead_times(target, now) if target.cold_start.learn else None
         learned = state.capacity.estimate() if state.capacity else None
         state.forecaster.unit_capacity = learned
@@ -624,16 +617,6 @@ class Controller:
                 )
             )
         state.seeded = True
-
-    @staticmethod
-    def _learn_capacity(capacity: LearnedCapacity, target: Target, snapshot: MetricsSnapshot, ready: int) -> None:
-        latency = snapshot.latency_mean if target.slo.latency_signal == "mean" else snapshot.latency_quantile
-        # Without the queue gauge a sample cannot be told apart from a backlog draining.
-        if snapshot.load is None or latency is None or snapshot.waiting is None or ready <= 0:
-            return
-        capacity.add(
-            per_replica_load=snapshot.load / ready, latency=latency, waiting_per_replica=snapshot.waiting / ready
-        )
 
     @staticmethod
     def _prune(state: _TargetState, target: Target, now: float) -> None:

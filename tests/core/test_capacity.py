@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+from typing import Literal
+
 import numpy as np
 import pytest
 
-from autoscaler.core.capacity import LearnedCapacity, replicas_for
+from autoscaler.core.capacity import LearnedCapacity, learn_from, learner_for, replicas_for
+from autoscaler.core.types import MetricsSnapshot
 from autoscaler.offline.sim.latency import LatencyModel
+from autoscaler.policy.schema import Capacity, Target
 
 
 @pytest.mark.parametrize(
@@ -111,3 +116,52 @@ def test_a_few_burst_queued_samples_do_not_condemn_a_bin() -> None:
     for _ in range(50):
         saturated.add(per_replica_load=100.0, latency=0.1)
     assert saturated.estimate() == pytest.approx(100.0)
+
+
+LEARNING = Target(namespace="llm", deployment="d", capacity=Capacity(per_replica=200.0, learn=True))
+
+
+def test_learner_for_makes_keeps_and_drops_the_learner() -> None:
+    """A new learner from the policy; the same one (samples and all) while learning stays on; none when off."""
+    learner = learner_for(LEARNING)
+    assert learner is not None
+    assert (learner.policy_value, learner.slo_seconds, learner.min_samples) == (
+        200.0,
+        LEARNING.slo.latency_seconds,
+        LEARNING.capacity.learn_min_samples,
+    )
+    learner.add(per_replica_load=100.0, latency=0.1)
+    changed = replace(LEARNING, capacity=replace(LEARNING.capacity, per_replica=300.0))
+    assert learner_for(changed, learner) is learner
+    assert learner.samples == 1
+    assert learner_for(replace(LEARNING, capacity=Capacity(learn=False)), learner) is None
+    assert learner_for(replace(LEARNING, capacity=Capacity(learn=False))) is None
+
+
+@pytest.mark.parametrize("signal", ["mean", "quantile"])
+def test_learn_from_adds_the_per_replica_sample_of_the_chosen_latency(signal: Literal["mean", "quantile"]) -> None:
+    """Load and queue per ready replica; the latency the SLO is on (the other would breach it)."""
+    learner = LearnedCapacity(policy_value=200.0, slo_seconds=1.0, min_samples=1)
+    mean, quantile = (0.5, 5.0) if signal == "mean" else (5.0, 0.5)
+    snapshot = MetricsSnapshot(time=0.0, load=400.0, waiting=1.0, latency_mean=mean, latency_quantile=quantile)
+    for _ in range(3):
+        learn_from(learner, snapshot, ready=2, signal=signal)
+    assert learner.samples == 3
+    assert learner.export_bins() == [[20.0, 1.5, 3.0, 200.0]]  # 200/replica in bin 20 (of 10 each)
+    assert learner.estimate() == 200.0
+
+
+@pytest.mark.parametrize(
+    ("snapshot", "ready"),
+    [
+        (MetricsSnapshot(time=0.0, latency_mean=0.5, waiting=0.0), 2),
+        (MetricsSnapshot(time=0.0, load=400.0, waiting=0.0), 2),
+        (MetricsSnapshot(time=0.0, load=400.0, latency_mean=0.5), 2),
+        (MetricsSnapshot(time=0.0, load=400.0, latency_mean=0.5, waiting=0.0), 0),
+    ],
+    ids=["no load", "no latency", "no queue gauge", "no ready replica"],
+)
+def test_learn_from_skips_what_cannot_be_a_sample(snapshot: MetricsSnapshot, ready: int) -> None:
+    learner = LearnedCapacity(policy_value=200.0, slo_seconds=1.0, min_samples=1)
+    learn_from(learner, snapshot, ready=ready, signal="mean")
+    assert learner.samples == 0
