@@ -25,12 +25,13 @@ import gzip
 import json
 import math
 import zlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from autoscaler.core.types import DecisionRecord
 from models.peaks import PeakModel
 
 #: Version of the document and of each target state; bump on any incompatible change.
@@ -218,6 +219,34 @@ def finite_floats(values: Any, count: int) -> tuple[float, ...]:
     if not all(math.isfinite(v) for v in out):
         raise ValueError("non-finite number")
     return out
+
+
+def decision_rows(records: Iterable[DecisionRecord]) -> list[list[float]]:
+    """A target's recent decisions as saved: ``[time, serving, total, replicas, placeholders]`` rows.
+
+    Pure. Saved with the fitted state so that a restart carries on from them (the
+    stabilization windows and rate limits run as if there had been no restart).
+    """
+    return [[r.time, r.serving_recommendation, r.total_recommendation, r.replicas, r.placeholders] for r in records]
+
+
+def decision_records(saved: Any, now: float) -> list[DecisionRecord]:
+    """Saved decision records (:func:`decision_rows`) up to ``now``.
+
+    Pure. Anything malformed makes the whole list empty: the target then starts from
+    its current size, as without saved decisions.
+    """
+    if not isinstance(saved, list):
+        return []
+    records = []
+    for row in saved:
+        if not (isinstance(row, list) and len(row) == 5 and all(isinstance(v, int | float) for v in row)):
+            return []
+        t, serving, total, replicas, placeholders = row
+        if not (isinstance(t, int | float) and t <= now) or min(serving, total, replicas, placeholders) < 0:
+            return []
+        records.append(DecisionRecord(float(t), int(serving), int(total), int(replicas), int(placeholders)))
+    return records
 
 
 class InMemoryFitStore:

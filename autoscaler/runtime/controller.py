@@ -39,7 +39,7 @@ from autoscaler.core.types import ClusterState, Decision, DecisionRecord, Metric
 from autoscaler.errors import AutoscalerError, CycleDeadlineExceeded, MetricsError, MetricsUnavailable
 from autoscaler.forecasting.demotion import score_and_demote, shadow_for
 from autoscaler.forecasting.fit_scheduler import OWED_WORK_SECONDS, FitScheduler
-from autoscaler.forecasting.fit_state import decode, encode
+from autoscaler.forecasting.fit_state import decision_records, decision_rows, decode, encode
 from autoscaler.forecasting.forecaster import TargetForecaster
 from autoscaler.forecasting.shadow import TargetShadow
 from autoscaler.policy.schema import Policy, Target
@@ -370,13 +370,9 @@ class Controller:
                 if self._saved and target.key in self._saved:
                     states[target.key] = self._saved[target.key]
                 continue
-            decisions = [
-                [r.time, r.serving_recommendation, r.total_recommendation, r.replicas, r.placeholders]
-                for r in state.history
-            ]
             states[target.key] = {
                 "forecast": state.forecaster.export_state(),
-                "decisions": decisions,
+                "decisions": decision_rows(state.history),
                 "capacity": None
                 if state.capacity is None
                 else [target.capacity.per_replica, state.capacity.export_bins()],
@@ -600,7 +596,7 @@ class Controller:
             per_replica, bins = capacity
             if per_replica == target.capacity.per_replica:
                 state.capacity.restore_bins(bins)
-        records = _records(saved.get("decisions"), now)
+        records = decision_records(saved.get("decisions"), now)
         last = records[-1] if records else None
         if last is not None and (last.replicas, last.placeholders) == (replicas, placeholders):
             # The cluster is as the saved decisions left it: carry on from them, so the
@@ -656,22 +652,3 @@ def _observation_dict(observation: Observation) -> dict[str, Any]:
         out["problems"] = dict(m.problems)
     out.update({f"cluster_{k}": v for k, v in c.__dict__.items() if v is not None})
     return out
-
-
-def _records(saved: Any, now: float) -> list[DecisionRecord]:
-    """Saved decision records (``[time, serving, total, replicas, placeholders]``) up to ``now``.
-
-    Pure. Anything malformed makes the whole list empty: the target then starts from
-    its current size, as without saved decisions.
-    """
-    if not isinstance(saved, list):
-        return []
-    records = []
-    for row in saved:
-        if not (isinstance(row, list) and len(row) == 5 and all(isinstance(v, int | float) for v in row)):
-            return []
-        t, serving, total, replicas, placeholders = row
-        if not (isinstance(t, int | float) and t <= now) or min(serving, total, replicas, placeholders) < 0:
-            return []
-        records.append(DecisionRecord(float(t), int(serving), int(total), int(replicas), int(placeholders)))
-    return records

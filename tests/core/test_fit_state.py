@@ -12,10 +12,13 @@ from typing import Any
 import numpy as np
 import pytest
 
+from autoscaler.core.types import DecisionRecord
 from autoscaler.forecasting.fit_state import (
     MAX_PART_BYTES,
     STATE_VERSION,
     InMemoryFitStore,
+    decision_records,
+    decision_rows,
     decode,
     encode,
     export_peaks,
@@ -237,3 +240,21 @@ def test_pending_peaks_are_saved_to_six_significant_digits_as_before() -> None:
     ]
     assert saved == expected
     assert json.dumps(saved) == json.dumps(expected)
+
+
+def test_saved_decisions_round_trip_up_to_now() -> None:
+    """Rows as saved come back as the same records; records after ``now`` make the list empty."""
+    records = [DecisionRecord(START, 2, 3, 2, 1), DecisionRecord(START + 30.0, 3, 3, 3, 0)]
+    rows = decision_rows(records)
+    assert rows == [[START, 2, 3, 2, 1], [START + 30.0, 3, 3, 3, 0]]
+    assert decision_records(json.loads(json.dumps(rows)), START + 30.0) == records
+    assert decision_records(rows, START + 29.0) == []
+
+
+@pytest.mark.parametrize(
+    "saved",
+    [None, {"a": 1}, [[START, 1, 1, 1]], [[START, 1, 1, 1, "1"]], [[START, 1, 1, -1, 0]], [[START, 1, 1, 1, 0], "x"]],
+    ids=["missing", "not a list", "short row", "not a number", "negative", "one bad row"],
+)
+def test_malformed_saved_decisions_are_dropped_whole(saved: Any) -> None:
+    assert decision_records(saved, START) == []
