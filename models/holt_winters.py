@@ -25,7 +25,7 @@ from models.series import Series
 INIT_SEASONS = 3
 
 
-class _EstimateOnly(ExponentialSmoothing):  # type: ignore[misc]
+class EstimateOnly(ExponentialSmoothing):  # type: ignore[misc]
     """statsmodels' Holt-Winters whose `fit` stops once the parameters are estimated.
 
     After optimising, `fit` hands the parameters to `_predict` to build a results object,
@@ -136,7 +136,7 @@ class HoltWinters(ResidualModel):
         if self._known is not None:
             self.alpha, self.beta, self.gamma, self.phi = self._known
         else:
-            model = _EstimateOnly(
+            model = EstimateOnly(
                 y,
                 trend="add",
                 damped_trend=self.damped_trend,

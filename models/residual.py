@@ -61,6 +61,20 @@ class ResidualModel(Forecaster):
         """Whether `fit` has succeeded."""
         return self._raw is not None
 
+    @property
+    def history(self) -> NDArray[np.float64] | None:
+        """The raw window the model keeps (``None`` before a fit).
+
+        Without gaps it is a view of the caller's series, cut to `window_points`: what a
+        thousand targets' memory depends on, so footprint checks read it.
+        """
+        return self._raw
+
+    @property
+    def filled_history(self) -> NDArray[np.float64]:
+        """The gap-filled window the model fits on: `history` itself when it has no gap."""
+        return self._y
+
     def _gap_season(self) -> int | None:
         """Season used to fill gaps; None fills without seasonality."""
         return None
@@ -161,7 +175,7 @@ class ResidualModel(Forecaster):
         shift = round(offset) if aligned else 0
         if not aligned or not -len(series) < shift < self._raw.size:
             return self.fit(series)
-        if shift > 0 and len(series) >= self._keep():
+        if shift > 0 and len(series) >= self.window_points():
             self._drop(shift)  # the window moves past these points anyway: share the series
             shift = 0
         if shift > 0:  # a short series starting inside the window: keep the older points
@@ -179,15 +193,15 @@ class ResidualModel(Forecaster):
         self._trim()
         return self
 
-    def _keep(self) -> int:
-        """Points of history the forecasts and their calibration read."""
+    def window_points(self) -> int:
+        """Points of history the forecasts and their calibration read (older ones are dropped)."""
         return CALIBRATION_ORIGINS + 1 + self._lookback()
 
     def _trim(self) -> None:
         """Drop the points before the window the forecasts and calibration read."""
         assert self._raw is not None  # noqa: S101 - called after a fit
-        if self._raw.size > self._keep():
-            self._drop(self._raw.size - self._keep())
+        if self._raw.size > self.window_points():
+            self._drop(self._raw.size - self.window_points())
 
     def _drop(self, k: int) -> None:
         """Drop the first `k` points of the window and their state.

@@ -161,7 +161,7 @@ class TargetForecaster:
         if now >= self._bucket_start + self.step:
             value = self._bucket_sum / self._bucket_n if self._bucket_n else math.nan
             peak = self._bucket_max if self._bucket_n else math.nan
-            self._append(self._bucket_start, value, peak)
+            self.append_bucket(self._bucket_start, value, peak)
             self._bucket_start += self.step
             self._bucket_sum, self._bucket_n, self._bucket_max = 0.0, 0, -math.inf
             completed = True
@@ -170,7 +170,7 @@ class TargetForecaster:
         empty = math.floor((now - self._bucket_start) / self.step)
         if empty > 0:
             self._bucket_start += (empty - 1) * self.step
-            self._append(self._bucket_start, math.nan, math.nan)
+            self.append_bucket(self._bucket_start, math.nan, math.nan)
             self._bucket_start += self.step
         if completed and self.stale_since is None:
             self.stale_since = now
@@ -219,7 +219,13 @@ class TargetForecaster:
         self.last_fit = None
         return name
 
-    def _append(self, start: float, value: float, peak: float) -> None:
+    def append_bucket(self, start: float, value: float, peak: float) -> None:
+        """Append one completed bucket (its mean and peak) at ``start``, NaN-padding any skipped ones.
+
+        Buckets skipped since the last one (a pause, a restart on a lagging history) are
+        padded in the same copy, so a catch-up after a pause costs one copy of the series,
+        not one per empty bucket; the series keeps at most ``capacity`` buckets.
+        """
         if self.series is None or len(self.series) == 0 or self.peaks is None:
             self.series = Series(start=start, step=self.step, values=np.array([value]))
             self.peaks = np.array([peak])

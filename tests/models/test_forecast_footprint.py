@@ -20,7 +20,7 @@ from statsmodels.tsa.holtwinters import ExponentialSmoothing
 from autoscaler.forecasting.forecaster import recent_points
 from models import AutoSelector, HoltWinters, LinearTrend, Naive, SeasonalNaive, Series, StlArima, build_forecaster
 from models.gaps import fill_gaps
-from models.holt_winters import _EstimateOnly, classical_initial_state
+from models.holt_winters import EstimateOnly, classical_initial_state
 from models.intervals import MIN_TAIL_ERRORS, relative_offsets
 from models.residual import CALIBRATION_ORIGINS, ResidualModel
 from models.stl_arima import stl_seasonal
@@ -64,7 +64,7 @@ def test_the_trimmed_window_forecasts_like_the_whole_history(
     """Keeping only the calibration window changes no forecast, through fit and sliding updates."""
     trimmed = MODELS[name]().fit(fourteen_days)
     with monkeypatch.context() as patch:
-        patch.setattr(ResidualModel, "_trim", lambda _: None)
+        patch.setattr(ResidualModel, "window_points", lambda _: 10**9)  # keeps every point
         whole = MODELS[name]().fit(fourteen_days)
         pairs = [(trimmed.predict(8, (0.5, 0.9)), whole.predict(8, (0.5, 0.9)))]
         for series in _updates(fourteen_days):
@@ -87,11 +87,13 @@ def test_a_model_keeps_only_its_window_and_shares_the_series(name: str) -> None:
     for current in (series, grown):
         if current is grown:
             model.update(grown)
-        assert model._raw is not None
-        assert model._y is model._raw, "no gap: the filled history is the raw one"
-        assert np.shares_memory(model._raw, current.values), "a view of the caller's series, not a copy"
-        assert model._raw.size == min(len(current), CALIBRATION_ORIGINS + 1 + model._lookback())
-        assert model._raw[-1] == current.values[-1]
+        history = model.history
+        assert history is not None
+        assert model.filled_history is history, "no gap: the filled history is the raw one"
+        assert np.shares_memory(history, current.values), "a view of the caller's series, not a copy"
+        assert model.window_points() > CALIBRATION_ORIGINS, "the window holds every calibration origin"
+        assert history.size == min(len(current), model.window_points())
+        assert history[-1] == current.values[-1]
 
 
 def _offsets_per_column(errors: np.ndarray, levels: tuple[float, ...], sigma1: float) -> dict[float, np.ndarray]:
@@ -145,7 +147,7 @@ def test_holt_winters_estimates_statsmodels_parameters_without_its_results() -> 
     }
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        lean = _EstimateOnly(y, **options).fit(use_brute=False).params
+        lean = EstimateOnly(y, **options).fit(use_brute=False).params
         full = ExponentialSmoothing(y, **options).fit(use_brute=False).params
     for name in ("smoothing_level", "smoothing_trend", "smoothing_seasonal", "damping_trend"):
         assert lean[name] == full[name], name

@@ -57,13 +57,13 @@ def test_buckets_missed_during_a_pause_are_one_append_with_the_same_series(monke
     for k in range(1, 40):
         reference.observe(T0 + k * STEP + 1, None)
     appends = []
-    real = TargetForecaster._append
+    real = TargetForecaster.append_bucket
 
     def counted(fc: TargetForecaster, start: float, value: float, peak: float) -> None:
         appends.append(start)
         real(fc, start, value, peak)
 
-    monkeypatch.setattr(TargetForecaster, "_append", counted)
+    monkeypatch.setattr(TargetForecaster, "append_bucket", counted)
     assert paused.observe(T0 + 39 * STEP + 1, None)
     assert appends == [T0, T0 + 38 * STEP]
     assert reference.series is not None and paused.series is not None
