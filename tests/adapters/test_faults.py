@@ -19,7 +19,7 @@ from structlog.testing import capture_logs
 from autoscaler.adapters import PrometheusSource
 from autoscaler.errors import MetricsEmpty, MetricsInvalid, MetricsUnavailable
 from autoscaler.policy.schema import Metrics, Target
-from tests.prom.faultproxy import FaultProxy, _Handler
+from tests.prom.faultproxy import FaultProxy, ProxyHandler
 from tests.prom.server import PrometheusServer
 
 from .conftest import LIVE_WINDOW, Live, assert_unknown
@@ -30,14 +30,14 @@ A = Target(namespace="llm", deployment="vllm-a", model_name="model-a", metrics=M
 SIGNALS = ("load", "running", "waiting", "kv_cache_usage", "latency_mean", "latency_quantile", "gpu_utilization")
 
 
-class _HeaderRecordingHandler(_Handler):
+class _HeaderRecordingHandler(ProxyHandler):
     """The harness proxy's handler, also keeping each request's headers (the harness keeps paths only)."""
 
-    def _handle(self) -> None:
+    def serve_request(self) -> None:
         proxy = self.server.proxy
         assert isinstance(proxy, RecordingProxy)
         proxy.headers_seen.append(dict(self.headers))
-        super()._handle()
+        super().serve_request()
 
 
 class RecordingProxy(FaultProxy):

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from .conftest import REPO, Tools, find
-from .test_manifests import CRD_KINDS, KUBERNETES_VERSION, SCHEMAS, _write_each
+from .test_manifests import CRD_KINDS, KUBERNETES_VERSION, SCHEMAS, write_each
 
 RELEASE = "kube-prometheus-stack"
 RUNBOOK = REPO / "docs" / "runbook.md"
@@ -73,7 +73,7 @@ def test_example_passes_the_schemas(
     builtin = [o for o in rendered_example if o["kind"] not in CRD_KINDS]
     proc = subprocess.run(
         [str(deploy_tools.kubernetes_validate), "-k", KUBERNETES_VERSION, "--strict", "--no-warn",
-         *map(str, _write_each(builtin, tmp_path))],
+         *map(str, write_each(builtin, tmp_path))],
         capture_output=True, text=True, timeout=120, check=False,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -16,7 +16,7 @@ KUBERNETES_VERSION = "1.32.0"  # the kubectl in the base image; the API is uncha
 CRD_KINDS = {"ServiceMonitor", "PrometheusRule"}
 
 
-def _write_each(objs: list[dict[str, Any]], directory: Path) -> list[Path]:
+def write_each(objs: list[dict[str, Any]], directory: Path) -> list[Path]:
     paths = []
     for i, obj in enumerate(objs):
         path = directory / f"{i:02d}-{obj['kind']}-{obj['metadata']['name']}.yaml"
@@ -56,7 +56,7 @@ def test_builtin_kinds_pass_kubernetes_validate(
 ) -> None:
     """Every built-in object validates strictly against the Kubernetes OpenAPI schemas (offline)."""
     builtin = [o for o in rendered_base + rendered_enforce if o["kind"] not in CRD_KINDS]
-    paths = _write_each(builtin, tmp_path)
+    paths = write_each(builtin, tmp_path)
     proc = subprocess.run(
         [str(deploy_tools.kubernetes_validate), "-k", KUBERNETES_VERSION, "--strict", "--no-warn", *map(str, paths)],
         capture_output=True,

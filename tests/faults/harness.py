@@ -40,7 +40,7 @@ from urllib.parse import unquote_plus, urlsplit
 
 from autoscaler.policy.schema import Policy
 from tests.prom.exporters import VllmExporter
-from tests.prom.faultproxy import FaultProxy, RequestRecord, _Fault, _Handler, _ProxyHTTPServer
+from tests.prom.faultproxy import FaultProxy, ProxyFault, ProxyHandler, ProxyHTTPServer, RequestRecord
 
 if TYPE_CHECKING:
     from tests.faults.conftest import Rig
@@ -69,7 +69,7 @@ __all__ = [
 
 
 # ------------------------------------------------------------------------------------ proxy
-class _MatrixHandler(_Handler):
+class _MatrixHandler(ProxyHandler):
     """The harness handler, but faults may also match the form body of a POST (PromQL queries).
 
     Nagle's algorithm is off: the handler writes headers and body separately, which with
@@ -78,14 +78,14 @@ class _MatrixHandler(_Handler):
 
     disable_nagle_algorithm = True
 
-    def _handle(self) -> None:
+    def serve_request(self) -> None:
         proxy = self.server.proxy
         body = self._read_body()
         parts = urlsplit(self.path)
         text = parts.query
         if body and "form-urlencoded" in self.headers.get("Content-Type", ""):
             text = f"{text}&{body.decode('latin-1')}"
-        fault = proxy._take_fault(self.command, parts.path, text)
+        fault = proxy.take_fault(self.command, parts.path, text)
         try:
             if fault is None:
                 self._forward(body)
@@ -98,7 +98,7 @@ class _MatrixHandler(_Handler):
                 with contextlib.suppress(OSError):
                     self.connection.shutdown(socket.SHUT_RDWR)
             elif fault.mode == "delay":
-                if proxy._stopping.wait(fault.seconds):
+                if proxy.stopping.wait(fault.seconds):
                     self.close_connection = True
                     return
                 self._forward(body)
@@ -108,7 +108,7 @@ class _MatrixHandler(_Handler):
             self.close_connection = True
 
 
-class _PinnedServer(_ProxyHTTPServer):
+class _PinnedServer(ProxyHTTPServer):
     """The proxy's server on a given port, tracking open connections so they can be dropped."""
 
     def __init__(self, proxy: FaultProxy, host: str, port: int) -> None:
@@ -158,7 +158,7 @@ class MatrixProxy(FaultProxy):
     def start(self) -> Self:
         """Listen on the pinned port (a random one the first time) and serve in a daemon thread."""
         if self._server is None:
-            self._stopping.clear()
+            self.stopping.clear()
             server = _PinnedServer(self, "127.0.0.1", self._pinned)
             self._pinned = int(server.server_address[1])
             self._server = server
@@ -209,7 +209,7 @@ class MatrixProxy(FaultProxy):
             self._methods, self._query, self._skip, self._on_fault = None, None, 0, None
         super().passthrough()
 
-    def _take_fault(self, method: str, path: str, query: str) -> _Fault | None:
+    def take_fault(self, method: str, path: str, query: str) -> ProxyFault | None:
         with self._lock:
             f = self._fault
             selected = (
@@ -226,7 +226,7 @@ class MatrixProxy(FaultProxy):
                 self.records.append(RequestRecord(time.time(), method, path, query[:200], "passthrough"))
                 return None
             hook = self._on_fault
-        fault = super()._take_fault(method, path, query[:200])
+        fault = super().take_fault(method, path, query[:200])
         if fault is not None and hook is not None:
             hook()
         return fault

@@ -75,7 +75,7 @@ class RequestRecord:
 
 
 @dataclass
-class _Fault:
+class ProxyFault:
     mode: Mode = "passthrough"
     code: int = 503
     body: bytes = b""
@@ -100,33 +100,33 @@ def _insecure_context() -> ssl.SSLContext:
     return ctx
 
 
-class _Handler(BaseHTTPRequestHandler):
+class ProxyHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     timeout = 60  # idle keep-alive connections
     disable_nagle_algorithm = True  # a small response otherwise waits ~40 ms for its ACK
-    server: _ProxyHTTPServer
+    server: ProxyHTTPServer
 
     # every method goes through the same path
     def do_GET(self) -> None:
-        self._handle()
+        self.serve_request()
 
     def do_POST(self) -> None:
-        self._handle()
+        self.serve_request()
 
     def do_PUT(self) -> None:
-        self._handle()
+        self.serve_request()
 
     def do_PATCH(self) -> None:
-        self._handle()
+        self.serve_request()
 
     def do_DELETE(self) -> None:
-        self._handle()
+        self.serve_request()
 
     def do_HEAD(self) -> None:
-        self._handle()
+        self.serve_request()
 
     def do_OPTIONS(self) -> None:
-        self._handle()
+        self.serve_request()
 
     def log_message(self, format: str, *args: Any) -> None:
         return
@@ -156,11 +156,11 @@ class _Handler(BaseHTTPRequestHandler):
         if self.command != "HEAD":
             self.wfile.write(body)
 
-    def _handle(self) -> None:
+    def serve_request(self) -> None:
         proxy = self.server.proxy
         body = self._read_body()
         parts = urlsplit(self.path)
-        fault = proxy._take_fault(self.command, parts.path, parts.query)
+        fault = proxy.take_fault(self.command, parts.path, parts.query)
         try:
             if fault is None:
                 self._forward(body)
@@ -173,7 +173,7 @@ class _Handler(BaseHTTPRequestHandler):
                 with contextlib.suppress(OSError):
                     self.connection.shutdown(socket.SHUT_RDWR)
             elif fault.mode == "delay":
-                if proxy._stopping.wait(fault.seconds):
+                if proxy.stopping.wait(fault.seconds):
                     self.close_connection = True
                     return
                 self._forward(body)
@@ -194,7 +194,7 @@ class _Handler(BaseHTTPRequestHandler):
         if body or self.command in ("POST", "PUT", "PATCH"):
             headers["Content-Length"] = str(len(body))
         try:
-            conn = proxy._connect()
+            conn = proxy.connect()
             conn.request(self.command, proxy.upstream_base + self.path, body=body or None, headers=headers)
             resp = conn.getresponse()
         except (OSError, http.client.HTTPException) as exc:
@@ -226,7 +226,7 @@ class _Handler(BaseHTTPRequestHandler):
                 self.wfile.write(data)
                 return
             for i in range(len(data)):  # a valid answer, one byte at a time
-                if self.server.proxy._stopping.wait(trickle):
+                if self.server.proxy.stopping.wait(trickle):
                     self.close_connection = True
                     return
                 self.wfile.write(data[i : i + 1])
@@ -245,12 +245,12 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.flush()
 
 
-class _ProxyHTTPServer(ThreadingHTTPServer):
+class ProxyHTTPServer(ThreadingHTTPServer):
     daemon_threads = True
 
     def __init__(self, proxy: FaultProxy, host: str) -> None:
         self.proxy = proxy
-        super().__init__((host, 0), _Handler)
+        super().__init__((host, 0), ProxyHandler)
 
 
 class FaultProxy:
@@ -286,20 +286,20 @@ class FaultProxy:
         self.upstream_timeout = upstream_timeout
         self.ssl_context = ssl_context or (_insecure_context() if parts.scheme == "https" else None)
         self._lock = threading.Lock()
-        self._fault = _Fault()
-        self._stopping = threading.Event()
+        self._fault = ProxyFault()
+        self.stopping = threading.Event()
         self.counts: Counter[str] = Counter()
         self.faulted: Counter[str] = Counter()
         self.records: list[RequestRecord] = []
-        self._server: _ProxyHTTPServer | None = None
+        self._server: ProxyHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
     # ------------------------------------------------------------- lifecycle
     def start(self) -> Self:
         """Listen on a random port on 127.0.0.1 and serve in a daemon thread."""
         if self._server is None:
-            self._stopping.clear()
-            self._server = _ProxyHTTPServer(self, "127.0.0.1")
+            self.stopping.clear()
+            self._server = ProxyHTTPServer(self, "127.0.0.1")
             self._thread = threading.Thread(
                 target=self._server.serve_forever,
                 kwargs={"poll_interval": 0.05},
@@ -311,7 +311,7 @@ class FaultProxy:
 
     def stop(self) -> None:
         """Stop serving; pending delays end at once."""
-        self._stopping.set()
+        self.stopping.set()
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
@@ -359,7 +359,7 @@ class FaultProxy:
         if mode not in MODES:
             raise ValueError(f"mode {mode!r} not in {MODES}")
         with self._lock:
-            self._fault = _Fault(
+            self._fault = ProxyFault(
                 mode=mode,
                 code=code,
                 body=body.encode() if isinstance(body, str) else body,
@@ -414,7 +414,7 @@ class FaultProxy:
         with self._lock:
             return self._fault.mode
 
-    def _take_fault(self, method: str, path: str, query: str) -> _Fault | None:
+    def take_fault(self, method: str, path: str, query: str) -> ProxyFault | None:
         with self._lock:
             self.counts[path] += 1
             f = self._fault
@@ -431,7 +431,7 @@ class FaultProxy:
             self.records.append(RequestRecord(time.time(), method, path, query, mode))
             if not applies:
                 return None
-            return _Fault(f.mode, f.code, f.body, f.content_type, f.seconds, f.only_paths)
+            return ProxyFault(f.mode, f.code, f.body, f.content_type, f.seconds, f.only_paths)
 
     # ---------------------------------------------------------------- counts
     def count(self, path: str | None = None) -> int:
@@ -447,7 +447,7 @@ class FaultProxy:
             self.records.clear()
 
     # -------------------------------------------------------------- upstream
-    def _connect(self) -> http.client.HTTPConnection:
+    def connect(self) -> http.client.HTTPConnection:
         if self.upstream_scheme == "https":
             return http.client.HTTPSConnection(
                 self.upstream_host,

@@ -33,7 +33,7 @@ from kubernetes.client import ApiClient
 
 from tests.cluster.controlplane import ControlPlane
 from tests.prom.exporters import VllmExporter
-from tests.prom.faultproxy import FaultProxy, _Handler
+from tests.prom.faultproxy import FaultProxy, ProxyHandler
 from tests.prom.server import PrometheusServer, ScrapeJob, ScrapeTarget
 
 pytestmark = [pytest.mark.cluster, pytest.mark.prometheus]
@@ -41,10 +41,10 @@ pytestmark = [pytest.mark.cluster, pytest.mark.prometheus]
 DEPLOYMENT = "vllm-secret-test"
 
 
-class _AuthCheckingHandler(_Handler):
+class _AuthCheckingHandler(ProxyHandler):
     """The harness proxy's handler, refusing (401, header echoed) any request without the expected token."""
 
-    def _handle(self) -> None:
+    def serve_request(self) -> None:
         proxy = self.server.proxy
         assert isinstance(proxy, AuthCheckingProxy)
         got = self.headers.get("Authorization") or ""
@@ -53,7 +53,7 @@ class _AuthCheckingHandler(_Handler):
             self._read_body()
             self._send_simple(401, f"unauthorized: {got!r}\n".encode(), "text/plain")
             return
-        super()._handle()
+        super().serve_request()
 
 
 class AuthCheckingProxy(FaultProxy):
