@@ -11,13 +11,11 @@ from autoscaler.core.decide import decide
 from autoscaler.core.forecast_view import ConstantForecast
 from autoscaler.core.leadtimes import LeadTimes
 from autoscaler.core.types import (
-    ClusterState,
     DecisionRecord,
-    MetricsSnapshot,
-    Observation,
     Reason,
 )
 from autoscaler.policy.schema import Placeholders, Scaling, ScalingRule, Target
+from tests.core.builders import observation, record
 
 NOW = 1_000_000.0
 BASE = Target(namespace="llm", deployment="vllm")  # perReplica 200, min 1, max 12
@@ -68,13 +66,7 @@ class Case:
 
 def rec(age: float, serving: int, total: int | None = None, replicas: int | None = None) -> DecisionRecord:
     """A history record ``age`` seconds old."""
-    return DecisionRecord(
-        time=NOW - age,
-        serving_recommendation=serving,
-        total_recommendation=total if total is not None else serving,
-        replicas=replicas if replicas is not None else serving,
-        placeholders=0,
-    )
+    return record(age, serving, total, replicas, now=NOW)
 
 
 def with_scaling(**kw: object) -> Target:
@@ -291,22 +283,20 @@ CASES = [
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
 def test_decide_table(case: Case) -> None:
     """Each row's replicas, placeholders and reasons come out as the safety pipeline says."""
-    metrics = MetricsSnapshot(
-        time=NOW,
+    obs = observation(
         load=case.load,
-        latency_mean=case.latency,
+        current=case.current,
+        ready=case.ready,
+        placeholders=case.current_placeholders,
+        cold=case.placeholders_cold,
+        latency=case.latency,
         waiting=case.waiting,
-        newest_sample_time=NOW - case.sample_age,
-    )
-    cluster = ClusterState(
-        spec_replicas=case.current,
-        ready_replicas=case.current if case.ready is None else case.ready,
-        placeholder_replicas=case.current_placeholders,
-        placeholders_cold=case.placeholders_cold,
+        sample_age=case.sample_age,
+        now=NOW,
     )
     d = decide(
         target=case.target,
-        observation=Observation(metrics=metrics, cluster=cluster),
+        observation=obs,
         forecast=case.forecast_view(),
         history=case.history,
         now=NOW,
@@ -325,10 +315,7 @@ def test_cold_placeholder_lengthens_serving_lead_time() -> None:
     """While a placeholder still pulls the image, serving scale-ups look a pull further ahead."""
     forecast = TimedForecast(400.0, 800.0, switch=200.0)  # rise 200 s out
     lt = LeadTimes(node_ready=550.0, pod_start_warm=60.0, pod_start_fresh=420.0)
-    obs_warm = Observation(
-        metrics=MetricsSnapshot(time=NOW, load=400.0, newest_sample_time=NOW),
-        cluster=ClusterState(spec_replicas=2, ready_replicas=2, placeholder_replicas=2, placeholders_warm=2),
-    )
+    obs_warm = observation(load=400.0, current=2, placeholders=2, warm=2, now=NOW)
     warm = decide(
         target=BASE, observation=obs_warm, forecast=forecast, history=(), now=NOW, loop_interval=30.0, lead_times=lt
     )
@@ -350,10 +337,7 @@ def test_decision_is_pure_and_serialisable() -> None:
     """The same inputs give the same decision, and to_dict is JSON-ready."""
     import json
 
-    obs = Observation(
-        metrics=MetricsSnapshot(time=NOW, load=300.0, latency_mean=0.1, newest_sample_time=NOW),
-        cluster=ClusterState(spec_replicas=2, ready_replicas=2),
-    )
+    obs = observation(load=300.0, current=2, latency=0.1, now=NOW)
     kwargs = {"target": BASE, "observation": obs, "forecast": ConstantForecast(500.0), "history": ()}
     kwargs |= {"now": NOW, "loop_interval": 30.0}
     a, b = decide(**kwargs), decide(**kwargs)  # type: ignore[arg-type]
@@ -365,9 +349,6 @@ def test_decision_is_pure_and_serialisable() -> None:
 def test_scale_up_limit_uses_period_base() -> None:
     """Several scale-ups inside one period together stay within the limit."""
     target = with_scaling(scale_up=ScalingRule(max_pods=2, max_percent=0.0, period_seconds=60.0))
-    obs = Observation(
-        metrics=MetricsSnapshot(time=NOW, load=2000.0, newest_sample_time=NOW),
-        cluster=ClusterState(spec_replicas=4, ready_replicas=4),
-    )
+    obs = observation(load=2000.0, current=4, now=NOW)
     d = decide(target=target, observation=obs, forecast=None, history=(rec(30, 2),), now=NOW, loop_interval=30.0)
     assert d.replicas == 4 and d.reason == Reason.SCALE_UP_LIMIT

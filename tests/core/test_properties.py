@@ -9,8 +9,9 @@ from hypothesis import strategies as st
 
 from autoscaler.core.decide import decide
 from autoscaler.core.forecast_view import ConstantForecast
-from autoscaler.core.types import ClusterState, DecisionRecord, MetricsSnapshot, Observation
+from autoscaler.core.types import DecisionRecord, Observation
 from autoscaler.policy.schema import Placeholders, Scaling, Target
+from tests.core.builders import observation
 
 NOW = 5_000_000.0
 
@@ -52,11 +53,9 @@ def observe(
     load: float | None, current: int, placeholders: int, *, stale: bool = False, latency: float | None = 0.1
 ) -> Observation:
     """An observation with the given load and sizes."""
-    metrics = MetricsSnapshot(
-        time=NOW, load=load, latency_mean=latency, newest_sample_time=NOW - (3600 if stale else 0)
+    return observation(
+        load=load, current=current, placeholders=placeholders, latency=latency, sample_age=3600 if stale else 0, now=NOW
     )
-    cluster = ClusterState(spec_replicas=current, ready_replicas=current, placeholder_replicas=placeholders)
-    return Observation(metrics=metrics, cluster=cluster)
 
 
 @settings(max_examples=300, deadline=None)

@@ -19,9 +19,10 @@ from hypothesis import strategies as st
 from autoscaler.core.decide import decide
 from autoscaler.core.forecast_view import ConstantForecast, ForecastView, PredictionView
 from autoscaler.core.leadtimes import LeadTimes
-from autoscaler.core.types import ClusterState, Decision, DecisionRecord, MetricsSnapshot, Observation, Reason
+from autoscaler.core.types import Decision, DecisionRecord, Reason
 from autoscaler.policy.schema import Placeholders, Scaling, Target
 from models.base import Prediction
+from tests.core.builders import observation, record
 
 NOW = 2_000_000.0
 LOOP = 30.0
@@ -86,13 +87,7 @@ class Case:
 
 def rec(age: float, serving: int, total: int | None = None) -> DecisionRecord:
     """A history record ``age`` seconds old."""
-    return DecisionRecord(
-        time=NOW - age,
-        serving_recommendation=serving,
-        total_recommendation=serving if total is None else total,
-        replicas=serving,
-        placeholders=0,
-    )
+    return record(age, serving, total, now=NOW)
 
 
 CASES = [
@@ -306,18 +301,19 @@ def run(
     lead_times: LeadTimes | None = None,
 ) -> Decision:
     """One decision with the given observation."""
-    metrics = MetricsSnapshot(
-        time=now, load=load, waiting=waiting, latency_mean=latency, newest_sample_time=now - sample_age
-    )
-    cluster = ClusterState(
-        spec_replicas=current,
-        ready_replicas=current,
-        placeholder_replicas=placeholders,
-        placeholders_warm=placeholders if warm is None else warm,
+    obs = observation(
+        load=load,
+        current=current,
+        placeholders=placeholders,
+        warm=placeholders if warm is None else warm,
+        latency=latency,
+        waiting=waiting,
+        sample_age=sample_age,
+        now=now,
     )
     return decide(
         target=case_target,
-        observation=Observation(metrics=metrics, cluster=cluster),
+        observation=obs,
         forecast=forecast,
         history=history,
         now=now,
