@@ -28,7 +28,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from autoscaler.adapters.connection import PrometheusConnection  # noqa: E402
+from autoscaler.adapters.prometheus import PrometheusConnection  # noqa: E402
 from autoscaler.logs import configure  # noqa: E402
 from autoscaler.offline.backtest.replay import DEFAULT_TIMEOUT_SECONDS, BacktestOptions, backtest  # noqa: E402
 from autoscaler.offline.backtest.report import COLUMNS  # noqa: E402

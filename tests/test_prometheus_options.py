@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from autoscaler.adapters.connection import PrometheusConnection
+from autoscaler.adapters.prometheus import PrometheusConnection
 from autoscaler.cli import options
 from autoscaler.cli.main import build_parser
 

@@ -1,10 +1,7 @@
 """Adapters: the real implementations of the controller's ports.
 
-Only the composition root (the ``run``/``observe`` commands) picks an adapter; the control
-loop sees the :mod:`autoscaler.ports` protocols. ``PrometheusSource`` reads vLLM, DCGM and
-kube-state-metrics series from Prometheus.
+Only the composition root (the ``run``/``observe``/``backtest`` commands) picks an adapter;
+the control loop sees the :mod:`autoscaler.ports` protocols. :mod:`autoscaler.adapters.prometheus`
+reads vLLM, DCGM and kube-state-metrics series from Prometheus (the Kubernetes adapters are
+:mod:`autoscaler.kube`).
 """
-
-from autoscaler.adapters.prometheus import ClusterSignals, DeploymentSignals, GpuNode, LoopStats, PrometheusSource
-
-__all__ = ["ClusterSignals", "DeploymentSignals", "GpuNode", "LoopStats", "PrometheusSource"]

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from autoscaler.adapters.connection import PrometheusConnection
+from autoscaler.adapters.prometheus import PrometheusConnection
 from autoscaler.errors import ConfigError, PolicyRejected
 from autoscaler.policy import formats
 

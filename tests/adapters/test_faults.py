@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from structlog.testing import capture_logs
 
-from autoscaler.adapters import PrometheusSource
+from autoscaler.adapters.prometheus import PrometheusSource
 from autoscaler.errors import MetricsEmpty, MetricsInvalid, MetricsUnavailable
 from autoscaler.policy.schema import Metrics, Target
 from tests.prom.faultproxy import FaultProxy, ProxyHandler

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
-from autoscaler.adapters import PrometheusSource
+from autoscaler.adapters.prometheus import PrometheusSource
 from autoscaler.errors import MetricsInvalid
 from autoscaler.policy.schema import SLO, Capacity, Metrics, Scaling, Target
 from tests.prom.backfill import SyntheticHistory, backfill, diurnal_rate, synthetic_vllm_history

@@ -11,8 +11,8 @@ import time
 
 import pytest
 
-from autoscaler.adapters import PrometheusSource
-from autoscaler.adapters.leadtimes import PodStart, learn
+from autoscaler.adapters.prometheus import PrometheusSource
+from autoscaler.adapters.prometheus.leadtimes import PodStart, learn
 from autoscaler.core.leadtimes import LeadTimes
 from autoscaler.policy.schema import ColdStart, Target
 

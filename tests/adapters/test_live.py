@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from autoscaler.adapters import PrometheusSource
+from autoscaler.adapters.prometheus import PrometheusSource
 from autoscaler.policy.schema import SLO, Capacity, Metrics, Target
 
 from .conftest import FEED_RATE, LIVE_WINDOW, Live, assert_unknown

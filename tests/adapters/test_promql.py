@@ -11,8 +11,8 @@ import math
 
 import pytest
 
-from autoscaler.adapters import promql
-from autoscaler.adapters.promql import Sample
+from autoscaler.adapters.prometheus import promql
+from autoscaler.adapters.prometheus.promql import Sample
 from autoscaler.errors import MetricsEmpty, MetricsInvalid, MetricsUnavailable
 from autoscaler.policy.schema import SLO, Metrics, Target
 

@@ -221,7 +221,7 @@ def test_valid_names_images_and_queries_load(field: str, value: object) -> None:
 
 def test_the_rate_window_reaches_promql_parsed_not_pasted() -> None:
     """``1m30s`` is sent as ``90s``: the query is built from the parsed seconds."""
-    from autoscaler.adapters import promql
+    from autoscaler.adapters.prometheus import promql
 
     target = load_policy("targets: [{namespace: a, deployment: v, metrics: {rateWindow: 1m30s}}]").targets[0]
     exprs = [q.expr for q in promql.loop_queries([target])] + [promql.history_load(target, step=60)]

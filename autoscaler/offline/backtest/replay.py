@@ -47,9 +47,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from numpy.typing import NDArray
 
-from autoscaler.adapters.connection import PrometheusConnection
-from autoscaler.adapters.promql import duration_seconds
-from autoscaler.adapters.recorded import (
+from autoscaler.adapters.prometheus import PrometheusConnection
+from autoscaler.adapters.prometheus.promql import duration_seconds
+from autoscaler.adapters.prometheus.recorded import (
     AVAILABLE_REPLICAS,
     SPEC_REPLICAS,
     bucket_grid,

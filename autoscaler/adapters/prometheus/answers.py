@@ -30,7 +30,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from autoscaler.adapters.promql import Sample
+from autoscaler.adapters.prometheus.promql import Sample
 from autoscaler.errors import MetricsMalformed
 
 #: Latest plausible sample time (unix seconds; ~year 5138). Anything larger is another unit.
@@ -120,7 +120,7 @@ def instant_samples(name: str, result: Any) -> list[Sample]:
         result: ``data.result`` as decoded from JSON.
 
     Returns:
-        One :class:`~autoscaler.adapters.promql.Sample` per series.
+        One :class:`~autoscaler.adapters.prometheus.promql.Sample` per series.
 
     Raises:
         MetricsMalformed: the first field that is not what the API documents.

@@ -38,7 +38,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from autoscaler.adapters.promql import Sample, batch_selector, deployment_of
+from autoscaler.adapters.prometheus.promql import Sample, batch_selector, deployment_of
 from autoscaler.core.leadtimes import LeadTimes
 from autoscaler.errors import MetricsError
 from autoscaler.policy.schema import Target

@@ -3,7 +3,7 @@
 Why a module of its own: ``autoscaler backtest`` compares a policy with what actually
 happened, so besides the load history (:meth:`PrometheusSource.load_history`) it needs the
 recorded mean latency and the Deployment's replica counts over days, on the same bucket
-grid. The live per-loop queries (:mod:`autoscaler.adapters.promql`) are instant, batched
+grid. The live per-loop queries (:mod:`autoscaler.adapters.prometheus.promql`) are instant, batched
 over all targets and return the *current* value; these are per-target range queries over
 a past window. The expressions are built from the same selectors, so the backtest reads
 exactly the series the controller reads.
@@ -21,7 +21,7 @@ from typing import Protocol
 import numpy as np
 from numpy.typing import NDArray
 
-from autoscaler.adapters.promql import duration_seconds, string, target_selector, vllm
+from autoscaler.adapters.prometheus.promql import duration_seconds, string, target_selector, vllm
 from autoscaler.errors import MetricsInvalid
 from autoscaler.policy.formats import render_duration
 from autoscaler.policy.schema import Target

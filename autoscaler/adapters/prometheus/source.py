@@ -7,12 +7,12 @@ every bad answer (connection refused, timeout, 5xx, malformed JSON, no series, N
 several series where one was expected, stale samples) into ``None`` plus a ``problems``
 entry, or into our :mod:`autoscaler.errors` types. It never reports a missing value as 0.
 
-Cost: one query per signal for ALL targets (see :mod:`autoscaler.adapters.promql`), split
+Cost: one query per signal for ALL targets (see :mod:`autoscaler.adapters.prometheus.promql`), split
 per target in Python, so a loop costs the same ~14 queries for 1 or 1,000 targets (plus
 one per target with an ``arrivalRateQuery`` override, sent a few at a time).
 
 Time: every call ends by its timeout, whatever the server does (see
-:mod:`autoscaler.adapters.transport`: a trickled body cannot stretch it), and one loop's
+:mod:`autoscaler.adapters.prometheus.transport`: a trickled body cannot stretch it), and one loop's
 queries share a budget (``loop_budget_seconds``). The first transport failure (refused,
 timed out) opens a breaker: every later call fails at once until the next loop starts, so a
 hung server costs one timeout per loop, not one per query, history load or lead-time query.
@@ -21,7 +21,7 @@ Talks to Prometheus with ``prometheus_api_client.PrometheusConnect`` without its
 (the loop retries next cycle), TLS verification on by default (optionally a custom CA file)
 and a bearer token re-read from its file when it changes (projected service-account tokens
 rotate). The token is never logged. Every answer is read through
-:mod:`autoscaler.adapters.answers`, which refuses anything the HTTP API does not document.
+:mod:`autoscaler.adapters.prometheus.answers`, which refuses anything the HTTP API does not document.
 """
 
 from __future__ import annotations
@@ -47,11 +47,11 @@ from prometheus_api_client.exceptions import PrometheusApiClientException
 from prometheus_api_client.prometheus_connect import PrometheusConnect
 from urllib3.util.retry import Retry
 
-from autoscaler.adapters import answers, promql
-from autoscaler.adapters.connection import PrometheusConnection
-from autoscaler.adapters.leadtimes import LeadTimeLearner
-from autoscaler.adapters.promql import Answer, Query, Sample
-from autoscaler.adapters.transport import DEFAULT_MAX_BYTES, AnswerRejected, DeadlineAdapter
+from autoscaler.adapters.prometheus import answers, promql
+from autoscaler.adapters.prometheus.connection import PrometheusConnection
+from autoscaler.adapters.prometheus.leadtimes import LeadTimeLearner
+from autoscaler.adapters.prometheus.promql import Answer, Query, Sample
+from autoscaler.adapters.prometheus.transport import DEFAULT_MAX_BYTES, AnswerRejected, DeadlineAdapter
 from autoscaler.core.leadtimes import LeadTimes
 from autoscaler.core.types import MetricsSnapshot
 from autoscaler.errors import MetricsEmpty, MetricsError, MetricsInvalid, MetricsMalformed, MetricsUnavailable
@@ -579,7 +579,7 @@ class PrometheusSource:
     def lead_times(self, target: Target, now: float) -> LeadTimes | None:
         """Measured lead times (P90s over the look-back), or ``None`` until enough start-ups.
 
-        See :mod:`autoscaler.adapters.leadtimes` for how measurements map onto the three
+        See :mod:`autoscaler.adapters.prometheus.leadtimes` for how measurements map onto the three
         lead times. Results are cached; all known targets are re-learned together at most
         every ``lead_time_refresh_seconds``.
 

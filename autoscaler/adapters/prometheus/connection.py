@@ -1,7 +1,7 @@
 """How to reach Prometheus: the one set of connection options ``run``, ``observe`` and ``backtest`` share.
 
 Why: the three commands declared the same four options separately, under different flag
-names and with separate plumbing into :class:`~autoscaler.adapters.prometheus.PrometheusSource`.
+names and with separate plumbing into :class:`~autoscaler.adapters.prometheus.source.PrometheusSource`.
 This module holds only the value (no client library is imported here, so the CLI can build
 it without loading ``requests``); :func:`autoscaler.cli.options.add_prometheus_options` declares
 the flags and :meth:`PrometheusSource.connect` takes it.
