@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from autoscaler.adapters.prometheus import answers
-from autoscaler.adapters.prometheus.source import NotSent, PrometheusClient, PrometheusSource
+from autoscaler.adapters.prometheus import PrometheusSource, answers
+from autoscaler.adapters.prometheus.client import NotSent, PrometheusClient
 from autoscaler.errors import MetricsMalformed, MetricsUnavailable
 from autoscaler.policy.schema import Metrics, Target
 from tests.hostile.server import (
