@@ -27,7 +27,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from autoscaler.adapters.prometheus import PrometheusSource
-from autoscaler.adapters.prometheus.promql import loop_queries
+from autoscaler.adapters.prometheus.queries import loop_queries
 from autoscaler.logs import configure
 from autoscaler.policy.schema import Target
 from tests.prom.backfill import backfill, diurnal_rate, synthetic_vllm_history

@@ -11,8 +11,8 @@ import math
 
 import pytest
 
-from autoscaler.adapters.prometheus import promql
-from autoscaler.adapters.prometheus.promql import Sample
+from autoscaler.adapters.prometheus import promql, queries, split
+from autoscaler.adapters.prometheus.answers import Sample
 from autoscaler.errors import MetricsEmpty, MetricsInvalid, MetricsUnavailable
 from autoscaler.policy.schema import SLO, Metrics, Target
 
@@ -46,8 +46,8 @@ def test_string_literals_and_durations() -> None:
 
 def test_queries_per_loop_do_not_grow_with_targets() -> None:
     """One target and 1,000 targets (same window and quantile) need the same 14 queries."""
-    one = promql.loop_queries([Target(namespace="llm", deployment="d0")])
-    many = promql.loop_queries([Target(namespace=f"ns{i % 7}", deployment=f"d{i}") for i in range(1000)])
+    one = queries.loop_queries([Target(namespace="llm", deployment="d0")])
+    many = queries.loop_queries([Target(namespace=f"ns{i % 7}", deployment=f"d{i}") for i in range(1000)])
     assert len(one) == len(many) == 14
     assert max(len(q.expr) for q in many) < 2000  # grows with namespaces, not targets
 
@@ -59,7 +59,7 @@ def test_extra_windows_and_quantiles_add_queries() -> None:
         Target(namespace="llm", deployment="b", slo=SLO(latency_quantile=0.99)),
         Target(namespace="llm", deployment="c", metrics=Metrics(rate_window="5m")),
     ]
-    plan = promql.loop_queries(targets)
+    plan = queries.loop_queries(targets)
     assert len(plan) == 14 + 2 + 8  # +2 quantile queries (0.99), +8 windowed queries (5m)
     assert len({q.key for q in plan}) == len(plan)
 
@@ -73,33 +73,33 @@ def test_pick_sums_filters_and_refuses_bad_answers() -> None:
         _sample(7.0, namespace="llm", deployment="vllm", model_name="other"),
         _sample(9.0, namespace="prod", deployment="vllm", model_name="m"),
     ]
-    assert promql.pick(target, answer, signal="running", how="sum") == 5.0
-    assert promql.pick(target, answer, signal="kv_cache_usage", how="avg") == 2.5
+    assert split.pick(target, answer, signal="running", how="sum") == 5.0
+    assert split.pick(target, answer, signal="kv_cache_usage", how="avg") == 2.5
     with pytest.raises(MetricsInvalid, match="where one was expected"):
-        promql.pick(target, answer, signal="latency_mean", how="one")
+        split.pick(target, answer, signal="latency_mean", how="one")
     with pytest.raises(MetricsEmpty):
-        promql.pick(Target(namespace="llm", deployment="nope"), answer, signal="running", how="sum")
+        split.pick(Target(namespace="llm", deployment="nope"), answer, signal="running", how="sum")
     nan = [_sample(math.nan, namespace="llm", deployment="vllm", model_name="m")]
     with pytest.raises(MetricsInvalid, match="NaN"):
-        promql.pick(target, nan, signal="running", how="sum")
+        split.pick(target, nan, signal="running", how="sum")
     with pytest.raises(MetricsEmpty, match="no requests completed"):
-        promql.pick(target, nan, signal="latency_mean", how="one")
+        split.pick(target, nan, signal="latency_mean", how="one")
     inf = [_sample(math.inf, namespace="llm", deployment="vllm", model_name="m")]
     with pytest.raises(MetricsInvalid):
-        promql.pick(target, inf, signal="latency_quantile", how="one")
+        split.pick(target, inf, signal="latency_quantile", how="one")
     failed = MetricsUnavailable("down")
     with pytest.raises(MetricsUnavailable):
-        promql.pick(target, failed, signal="running", how="sum")
+        split.pick(target, failed, signal="running", how="sum")
 
 
 def test_history_expression_selects_exactly_the_target() -> None:
     """History queries select the target's own pods (escaped) and model, in its load unit."""
-    expr = promql.history_load(Target(namespace="llm", deployment="v.1", model_name="m"), step=300)
+    expr = queries.history_load(Target(namespace="llm", deployment="v.1", model_name="m"), step=300)
     assert 'pod=~"v\\\\.1-[a-z0-9]{1,10}-[a-z0-9]{5}"' in expr and 'model_name="m"' in expr
     assert "[300s]" in expr and "deriv(" in expr
     assert "[75000ms] offset 225000ms" in expr  # data near both ends of the bucket
     override = Target(namespace="llm", deployment="v", metrics=Metrics(arrival_rate_query="sum(rate(gw[1m]))"))
-    assert promql.history_load(override, step=300) == "avg_over_time((sum(rate(gw[1m])))[300s:30s])"
+    assert queries.history_load(override, step=300) == "avg_over_time((sum(rate(gw[1m])))[300s:30s])"
 
 
 Answers = dict[tuple[str, str | None, float | None], list[Sample]]
@@ -109,7 +109,7 @@ def _loop_answers(target: Target, *, newest: float, load: float) -> Answers:
     """Every per-loop query answered for ``target`` with one series (``load`` for the load, 1 else)."""
     labels = {"namespace": target.namespace, "deployment": target.deployment, "model_name": "m"}
     answers: dict[tuple[str, str | None, float | None], list[Sample]] = {}
-    for query in promql.loop_queries([target]):
+    for query in queries.loop_queries([target]):
         value = newest if query.signal == "newest_sample_time" else load if query.signal == "load_requests" else 1.0
         answers[query.key] = [Sample(labels=labels, time=newest, value=value)]
     return answers
@@ -121,7 +121,7 @@ def test_snapshot_judges_staleness_both_ways(ahead: float, kind: str | None) -> 
     a 30 s skew is within the allowance and the signals are used."""
     target = Target(namespace="llm", deployment="vllm")
     now = 1_700_000_000.0
-    snap, details = promql.snapshot(target, _loop_answers(target, newest=now + ahead, load=0.0), now=now, stale_slack=5)
+    snap, details = split.snapshot(target, _loop_answers(target, newest=now + ahead, load=0.0), now=now, stale_slack=5)
     if kind is None:
         assert snap.load == 0.0 and snap.running == 1.0 and not snap.problems
         return
@@ -134,7 +134,7 @@ def test_snapshot_judges_staleness_both_ways(ahead: float, kind: str | None) -> 
 
 
 def _gpu_plan(*targets: Target) -> dict[str, str]:
-    return {q.signal: q.expr for q in promql.loop_queries(targets) if q.signal.startswith("gpu_")}
+    return {q.signal: q.expr for q in queries.loop_queries(targets) if q.signal.startswith("gpu_")}
 
 
 def test_dcgm_queries_follow_the_accelerator_kind() -> None:
@@ -150,7 +150,7 @@ def test_dcgm_queries_follow_the_accelerator_kind() -> None:
     assert '"sliced|whole"' in plan["gpu_engine_active"] and "rocm" not in plan["gpu_engine_active"]
     assert _gpu_plan(mig) == {"gpu_engine_active": plan["gpu_engine_active"].replace("sliced|whole", "sliced")}
     assert _gpu_plan(amd) == {}
-    assert len(promql.loop_queries([amd])) == len(promql.loop_queries([gpu])) - 2
+    assert len(queries.loop_queries([amd])) == len(queries.loop_queries([gpu])) - 2
 
 
 def test_a_mig_target_reads_engine_activity_and_has_no_utilization_problem() -> None:
@@ -158,16 +158,16 @@ def test_a_mig_target_reads_engine_activity_and_has_no_utilization_problem() -> 
     activity; gpu_utilization is not applicable, so unknown without a problem; an AMD target has neither."""
     now = 1_700_000_000.0
     mig = Target(namespace="llm", deployment="vllm", metrics=Metrics(accelerator="nvidia-mig"))
-    (engine,) = (q for q in promql.loop_queries([mig]) if q.signal == "gpu_engine_active")
+    (engine,) = (q for q in queries.loop_queries([mig]) if q.signal == "gpu_engine_active")
     assert "GPU_I_" not in engine.expr  # the instances' series are kept, averaged by (namespace, deployment)
     answers = _loop_answers(mig, newest=now, load=10.0)
     answers[engine.key] = [Sample(labels={"namespace": "llm", "deployment": "vllm"}, time=now, value=0.5)]
-    snap, _ = promql.snapshot(mig, answers, now=now, stale_slack=5)
+    snap, _ = split.snapshot(mig, answers, now=now, stale_slack=5)
     assert snap.gpu_engine_active == 0.5 and snap.gpu_utilization is None and not snap.problems
 
     amd = Target(namespace="llm", deployment="vllm", metrics=Metrics(accelerator="amd"))
-    snap, _ = promql.snapshot(amd, _loop_answers(amd, newest=now, load=10.0), now=now, stale_slack=5)
+    snap, _ = split.snapshot(amd, _loop_answers(amd, newest=now, load=10.0), now=now, stale_slack=5)
     assert snap.gpu_engine_active is None and snap.gpu_utilization is None and not snap.problems
     gpu = Target(namespace="llm", deployment="vllm")
-    snap, _ = promql.snapshot(gpu, _loop_answers(amd, newest=now, load=10.0), now=now, stale_slack=5)
+    snap, _ = split.snapshot(gpu, _loop_answers(amd, newest=now, load=10.0), now=now, stale_slack=5)
     assert set(snap.problems) == {"gpu_utilization", "gpu_engine_active"}  # a whole-GPU target without DCGM data

@@ -20,7 +20,7 @@ import pytest
 from kubernetes.client import ApiClient
 from kubernetes.client.exceptions import ApiException
 
-from autoscaler.adapters.prometheus.promql import cluster_queries
+from autoscaler.adapters.prometheus.signals import cluster_queries
 from autoscaler.kube.client import KubeApi
 from autoscaler.kube.cluster import KubeCluster
 from autoscaler.kube.placeholders import accelerators, pod_template

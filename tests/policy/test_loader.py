@@ -221,10 +221,10 @@ def test_valid_names_images_and_queries_load(field: str, value: object) -> None:
 
 def test_the_rate_window_reaches_promql_parsed_not_pasted() -> None:
     """``1m30s`` is sent as ``90s``: the query is built from the parsed seconds."""
-    from autoscaler.adapters.prometheus import promql
+    from autoscaler.adapters.prometheus import queries
 
     target = load_policy("targets: [{namespace: a, deployment: v, metrics: {rateWindow: 1m30s}}]").targets[0]
-    exprs = [q.expr for q in promql.loop_queries([target])] + [promql.history_load(target, step=60)]
+    exprs = [q.expr for q in queries.loop_queries([target])] + [queries.history_load(target, step=60)]
     assert all("1m30s" not in e for e in exprs)
     assert any("[90s]" in e for e in exprs)
 

@@ -28,10 +28,10 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from autoscaler.adapters.prometheus.promql import Sample
-from autoscaler.errors import MetricsMalformed
+from autoscaler.errors import MetricsError, MetricsMalformed
 
 #: Latest plausible sample time (unix seconds; ~year 5138). Anything larger is another unit.
 MAX_TIMESTAMP = 1e11
@@ -41,6 +41,19 @@ _FLOAT = re.compile(r"[+-]?(?:(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?|Inf|inf|NaN)"
 _QUOTE = 40
 
 Point = tuple[float, float]
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One element of an instant-query answer: its labels, sample time and value."""
+
+    labels: Mapping[str, str]
+    time: float
+    value: float
+
+
+#: A query's samples, or why there are none.
+Answer = list[Sample] | MetricsError
 
 
 def _describe(value: Any) -> str:
@@ -120,7 +133,7 @@ def instant_samples(name: str, result: Any) -> list[Sample]:
         result: ``data.result`` as decoded from JSON.
 
     Returns:
-        One :class:`~autoscaler.adapters.prometheus.promql.Sample` per series.
+        One :class:`Sample` per series.
 
     Raises:
         MetricsMalformed: the first field that is not what the API documents.

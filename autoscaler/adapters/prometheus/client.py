@@ -34,7 +34,7 @@ from prometheus_api_client.prometheus_connect import PrometheusConnect
 from urllib3.util.retry import Retry
 
 from autoscaler.adapters.prometheus import answers
-from autoscaler.adapters.prometheus.promql import Sample
+from autoscaler.adapters.prometheus.answers import Sample
 from autoscaler.adapters.prometheus.transport import DEFAULT_MAX_BYTES, AnswerRejected, DeadlineAdapter
 from autoscaler.errors import MetricsInvalid, MetricsMalformed, MetricsUnavailable
 

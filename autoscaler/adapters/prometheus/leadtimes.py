@@ -38,7 +38,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from autoscaler.adapters.prometheus.promql import Sample, batch_selector, deployment_of
+from autoscaler.adapters.prometheus.answers import Sample
+from autoscaler.adapters.prometheus.promql import batch_selector, deployment_of
 from autoscaler.core.leadtimes import LeadTimes
 from autoscaler.errors import MetricsError
 from autoscaler.policy.schema import Target

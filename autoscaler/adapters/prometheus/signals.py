@@ -7,14 +7,61 @@ for all targets, apart from the per-loop plan the control loop depends on.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from autoscaler.adapters.prometheus import promql
+from autoscaler.adapters.prometheus.answers import Answer
 from autoscaler.adapters.prometheus.client import PrometheusClient
-from autoscaler.adapters.prometheus.promql import Answer
+from autoscaler.adapters.prometheus.promql import alternation, batch_selector, deployment_of, string
+from autoscaler.adapters.prometheus.split import pick
 from autoscaler.errors import MetricsEmpty, MetricsError
 from autoscaler.policy.schema import Target
+
+# kube-state-metrics (scraped with honor_labels: true, so namespace/pod are the objects')
+
+
+def cluster_queries(namespaces: Iterable[str]) -> dict[str, str]:
+    """Deployment replicas, pending/unschedulable pods and GPU nodes, for all targets. Pure.
+
+    Args:
+        namespaces: The targets' namespaces.
+
+    Returns:
+        Expressions named ``spec_replicas``, ``ready_replicas``, ``pending_pods``,
+        ``unschedulable_pods``, ``node_gpus`` and ``node_ready``.
+    """
+    namespaces = list(namespaces)
+    ns = f"namespace=~{string(alternation(namespaces))}"
+    pods = batch_selector(namespaces)
+    # kube-state-metrics spells a resource with "_" for "." "/" "-": nvidia.com/gpu, the MIG
+    # slices nvidia.com/mig-<profile> and amd.com/gpu; a node's accelerators of every kind.
+    gpu = 'resource=~"nvidia_com_gpu|nvidia_com_mig_.+|amd_com_gpu"'
+    return {
+        "spec_replicas": f"max by (namespace, deployment) (kube_deployment_spec_replicas{{{ns}}})",
+        "ready_replicas": f"max by (namespace, deployment) (kube_deployment_status_replicas_ready{{{ns}}})",
+        "pending_pods": f'max by (namespace, pod) (kube_pod_status_phase{{{pods}, phase="Pending"}}) == 1',
+        "unschedulable_pods": f"max by (namespace, pod) (kube_pod_status_unschedulable{{{pods}}}) == 1",
+        "node_gpus": f"sum by (node) (max by (node, resource) (kube_node_status_allocatable{{{gpu}}}))",
+        "node_ready": 'max by (node) (kube_node_status_condition{condition="Ready", status="true"})',
+    }
+
+
+def count_pods(target: Target, answer: Answer) -> int:
+    """How many of the target's pods a per-pod ``== 1`` answer lists. Pure.
+
+    Raises:
+        MetricsError: the query's own error.
+    """
+    if isinstance(answer, MetricsError):
+        raise type(answer)(str(answer)) from answer
+    return len(
+        {
+            s.labels.get("pod")
+            for s in answer
+            if s.labels.get("namespace") == target.namespace
+            and deployment_of(s.labels.get("pod", "")) == target.deployment
+        }
+    )
 
 
 @dataclass(frozen=True)
@@ -62,7 +109,7 @@ def cluster_signals(client: PrometheusClient, targets: Sequence[Target], now: fl
         Never raises: failures are in the ``problems`` maps.
     """
     answers: dict[str, Answer] = {}
-    for name, expr in promql.cluster_queries(t.namespace for t in targets).items():
+    for name, expr in cluster_queries(t.namespace for t in targets).items():
         try:
             answers[name] = client.instant(name, expr, at=now)
         except MetricsError as exc:
@@ -74,11 +121,11 @@ def cluster_signals(client: PrometheusClient, targets: Sequence[Target], now: fl
         for name in ("spec_replicas", "ready_replicas", "pending_pods", "unschedulable_pods"):
             try:
                 if not name.endswith("_pods"):
-                    counts[name] = int(promql.pick(target, answers[name], signal=name, how="max"))
+                    counts[name] = int(pick(target, answers[name], signal=name, how="max"))
                 elif counts["spec_replicas"] is None:
                     raise MetricsEmpty("kube-state-metrics does not report the Deployment")
                 else:
-                    counts[name] = promql.count_pods(target, answers[name])
+                    counts[name] = count_pods(target, answers[name])
             except MetricsError as exc:
                 counts[name], problems[name] = None, exc.kind
         deployments[target.key] = DeploymentSignals(**counts, problems=problems)

@@ -7,7 +7,7 @@ every bad answer (connection refused, timeout, 5xx, malformed JSON, no series, N
 several series where one was expected, stale samples) into ``None`` plus a ``problems``
 entry, or into our :mod:`autoscaler.errors` types. It never reports a missing value as 0.
 
-Cost: one query per signal for ALL targets (see :mod:`autoscaler.adapters.prometheus.promql`), split
+Cost: one query per signal for ALL targets (see :mod:`autoscaler.adapters.prometheus.queries`), split
 per target in Python, so a loop costs the same ~14 queries for 1 or 1,000 targets (plus
 one per target with an ``arrivalRateQuery`` override, sent a few at a time).
 
@@ -31,11 +31,12 @@ from typing import Any
 import numpy as np
 import structlog
 
-from autoscaler.adapters.prometheus import promql, signals
+from autoscaler.adapters.prometheus import queries, signals, split
+from autoscaler.adapters.prometheus.answers import Answer
 from autoscaler.adapters.prometheus.client import NotSent, PrometheusClient, transport_failure
 from autoscaler.adapters.prometheus.connection import PrometheusConnection
 from autoscaler.adapters.prometheus.leadtimes import LeadTimeLearner
-from autoscaler.adapters.prometheus.promql import Answer, Query
+from autoscaler.adapters.prometheus.queries import Query
 from autoscaler.adapters.prometheus.signals import ClusterSignals
 from autoscaler.core.leadtimes import LeadTimes
 from autoscaler.core.types import MetricsSnapshot
@@ -192,7 +193,7 @@ class PrometheusSource:
             self.last_loop = stats
             return {}
         need_arrivals = any(t.capacity.unit == "requests" and not t.metrics.arrival_rate_query for t in targets)
-        plan = promql.loop_queries(targets, need_arrivals=need_arrivals)
+        plan = queries.loop_queries(targets, need_arrivals=need_arrivals)
         overrides = [
             Query("arrival_rate_query", t.metrics.arrival_rate_query, window=t.key)
             for t in targets
@@ -209,7 +210,7 @@ class PrometheusSource:
             self._count(stats, query, results[query.key])
         out = {}
         for target in targets:
-            out[target.key], details = promql.snapshot(
+            out[target.key], details = split.snapshot(
                 target, results, now=now, stale_slack=self.clock_skew_tolerance_seconds
             )
             if details:
@@ -276,7 +277,7 @@ class PrometheusSource:
         last = min(math.floor(end / istep) * istep, math.floor((time.time() - istep) / istep) * istep)
         n = max(0, (last - first) // istep + 1)
         values = np.full(n, np.nan)
-        expr = promql.history_load(target, step=istep)
+        expr = queries.history_load(target, step=istep)
         seen = False
         refused = 0
         for i0 in range(0, n, self.max_points_per_query):
