@@ -35,12 +35,13 @@ from autoscaler.adapters.prometheus import queries, signals, split
 from autoscaler.adapters.prometheus.answers import Answer
 from autoscaler.adapters.prometheus.client import NotSent, PrometheusClient, transport_failure
 from autoscaler.adapters.prometheus.connection import PrometheusConnection
+from autoscaler.adapters.prometheus.grid import range_buckets
 from autoscaler.adapters.prometheus.leadtimes import LeadTimeLearner
 from autoscaler.adapters.prometheus.queries import Query
 from autoscaler.adapters.prometheus.signals import ClusterSignals
 from autoscaler.core.leadtimes import LeadTimes
 from autoscaler.core.types import MetricsSnapshot
-from autoscaler.errors import MetricsEmpty, MetricsError, MetricsInvalid
+from autoscaler.errors import MetricsEmpty, MetricsError
 from autoscaler.policy.schema import Target
 from models.series import Series
 
@@ -276,30 +277,22 @@ class PrometheusSource:
         first = math.ceil(start / istep) * istep
         last = min(math.floor(end / istep) * istep, math.floor((time.time() - istep) / istep) * istep)
         n = max(0, (last - first) // istep + 1)
-        values = np.full(n, np.nan)
         expr = queries.history_load(target, step=istep)
-        seen = False
-        refused = 0
-        for i0 in range(0, n, self.max_points_per_query):
-            i1 = min(n, i0 + self.max_points_per_query)
-            series = self.client.range_query(
-                "load_history", expr, start=first + (i0 + 1) * istep, end=first + i1 * istep, step=istep
-            )
-            if len(series) > 1:
-                raise MetricsInvalid(f"load_history: {len(series)} series where one was expected")
-            for t, value in series[0][1] if series else ():
-                idx = round((t - istep - first) / istep)
-                if not 0 <= idx < n:
-                    continue
-                if not math.isfinite(value) or value < 0:
-                    refused += 1
-                    continue
-                values[idx] = value
-                seen = True
-        if refused:
-            self.log.warning("history_values_refused", target=target.key, buckets=refused,
+        buckets = range_buckets(
+            self.client,
+            "load_history",
+            expr,
+            first=first,
+            count=n,
+            step=istep,
+            at_end=True,
+            max_points=self.max_points_per_query,
+        )
+        values = buckets.values
+        if buckets.refused:
+            self.log.warning("history_values_refused", target=target.key, buckets=buckets.refused,
                              reason="NaN, infinite or negative load")  # fmt: skip
-        if not seen:
+        if np.isnan(values).all():
             raise MetricsEmpty(f"load_history: no data for {target.key} in the requested range")
         return Series(start=float(first), step=float(istep), values=values)
 

@@ -48,14 +48,13 @@ import numpy as np
 from numpy.typing import NDArray
 
 from autoscaler.adapters.prometheus import PrometheusConnection
+from autoscaler.adapters.prometheus.grid import bucket_grid, range_buckets
 from autoscaler.adapters.prometheus.promql import duration_seconds
 from autoscaler.adapters.prometheus.recorded import (
     AVAILABLE_REPLICAS,
     SPEC_REPLICAS,
-    bucket_grid,
     deployment_replicas,
     latency_mean,
-    range_buckets,
     window_seconds,
 )
 from autoscaler.cli import options
@@ -197,11 +196,13 @@ def fetch_recorded(source: PrometheusSource, target: Target, *, start: float, en
     load[idx[ok]] = history.values[ok]
     client = source.client
     common = {"first": first, "count": count, "step": step, "max_points": source.max_points_per_query}
-    latency = range_buckets(client, "latency_mean", latency_mean(target, step=step), at_end=True, **common)
-    spec = range_buckets(client, "spec_replicas", deployment_replicas(target, SPEC_REPLICAS), at_end=False, **common)
+    latency = range_buckets(client, "latency_mean", latency_mean(target, step=step), at_end=True, **common).values
+    spec = range_buckets(
+        client, "spec_replicas", deployment_replicas(target, SPEC_REPLICAS), at_end=False, **common
+    ).values
     available = range_buckets(
         client, "available_replicas", deployment_replicas(target, AVAILABLE_REPLICAS), at_end=False, **common
-    )
+    ).values
     # The cluster's cold start is a fact about the cluster, learned whatever the policy's `learn` says.
     learner_target = dataclasses.replace(target, cold_start=dataclasses.replace(target.cold_start, learn=True))
     lead = source.lead_times(learner_target, end)
