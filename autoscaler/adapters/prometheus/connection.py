@@ -2,9 +2,9 @@
 
 Why: the three commands declared the same four options separately, under different flag
 names and with separate plumbing into :class:`~autoscaler.adapters.prometheus.source.PrometheusSource`.
-This module holds only the value (no client library is imported here, so the CLI can build
-it without loading ``requests``); :func:`autoscaler.cli.options.add_prometheus_options` declares
-the flags and :meth:`PrometheusSource.connect` takes it.
+This module holds only the value (it imports no client library itself; importing it
+loads the package, and with it the client); :func:`autoscaler.cli.options.add_prometheus_options`
+declares the flags and :meth:`PrometheusSource.connect` takes it.
 """
 
 from __future__ import annotations
