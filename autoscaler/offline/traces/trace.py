@@ -48,7 +48,7 @@ from numpy.typing import NDArray
 from autoscaler.errors import AutoscalerError
 
 #: Directory of the traces that ship with the package.
-BUNDLED_DIR: Final[Path] = Path(__file__).resolve().parents[1] / "data"
+BUNDLED_DIR: Final[Path] = Path(__file__).resolve().parents[2] / "data"
 
 #: Start of traces whose timestamps are relative: 2024-01-01T00:00:00Z, a midnight, so
 #: that relative t=0 (midnight in ServeGen) keeps its time of day.
