@@ -1,13 +1,12 @@
 """Request-arrival traces for the simulator (public API; the code is being split into modules)."""
 
+from autoscaler.offline.traces.errors import TraceFormatError
+from autoscaler.offline.traces.grid import MAX_TRACE_POINTS, drop_partial_edges
 from autoscaler.offline.traces.trace import (
     BUNDLED_DIR,
     CSV_HEADER,
-    MAX_TRACE_POINTS,
     SYNTHETIC_EPOCH,
     LoadTrace,
-    TraceFormatError,
-    drop_partial_edges,
     list_bundled,
     load_trace,
     save_trace,

@@ -36,7 +36,7 @@ import json
 import math
 import tarfile
 import warnings
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
@@ -45,7 +45,16 @@ from typing import Final
 import numpy as np
 from numpy.typing import NDArray
 
-from autoscaler.errors import AutoscalerError
+from autoscaler.offline.traces.errors import TraceFormatError
+from autoscaler.offline.traces.grid import (
+    DEFAULT_BIN,
+    bin_arrivals,
+    check_points,
+    check_step,
+    drop_partial_edges,
+    interpolate_gaps,
+    resample_rates,
+)
 
 #: Directory of the traces that ship with the package.
 BUNDLED_DIR: Final[Path] = Path(__file__).resolve().parents[2] / "data"
@@ -58,17 +67,12 @@ SYNTHETIC_EPOCH: Final[float] = datetime(2024, 1, 1, tzinfo=UTC).timestamp()
 CSV_HEADER: Final[str] = "timestamp_seconds,requests_per_second"
 
 _ALIASES: Final[dict[str, str]] = {"default": "servegen-m-mid"}
-_DEFAULT_BIN: Final[float] = 60.0  # s; bin width for per-request, per-second and QPS input
-_MIN_COVERAGE: Final[float] = 0.5  # a coarse bin needs data over half its width, else NaN
 _SERVEGEN_WINDOW: Final[float] = 600.0  # s; one ServeGen row covers ten minutes
 _GRID_TOLERANCE: Final[float] = 0.01  # of the step: how far a CSV row may sit off its grid
 _MAX_COUNT: Final[int] = 2**53  # per-second counts above this are corrupt (and inexact floats)
-#: Most bins a trace may have (160 MB of rates; the per-second NASA trace has 5.4 M). A file
-#: whose timestamps are in micro- or nanoseconds would otherwise ask for terabytes.
-MAX_TRACE_POINTS: Final[int] = 20_000_000
 
-_AZURE_HEADER: Final[str] = "timestamp,contexttokens,generatedtokens"
-_QPS_HEADER: Final[str] = "timestamp_anon,value,container_ip,request_type"
+AZURE_HEADER: Final[str] = "timestamp,contexttokens,generatedtokens"
+QPS_HEADER: Final[str] = "timestamp_anon,value,container_ip,request_type"
 _SOURCE_AZURE: Final[str] = "Azure/AzurePublicDataset data/{file} (CC-BY-4.0)"
 _SOURCE_MOONCAKE: Final[str] = "kvcache-ai/Mooncake FAST25-release/traces/{file} (Apache-2.0)"
 _SOURCE_ALIBABA: Final[str] = (
@@ -102,17 +106,6 @@ _NASA_OUTAGE: Final[tuple[int, int]] = (
 )
 
 
-class TraceFormatError(AutoscalerError, ValueError):
-    """A trace file could not be read; names the file and, when known, the line."""
-
-    def __init__(self, path: str, reason: str, *, line: int | None = None) -> None:
-        self.path = path
-        self.line = line
-        self.reason = reason
-        where = f"{path}, line {line}" if line is not None else path
-        super().__init__(f"{where}: {reason}")
-
-
 @dataclass(frozen=True, eq=False)
 class LoadTrace:
     """Arrival rate in requests/second on a regular grid; NaN = gap in the data (unknown, not zero).
@@ -141,7 +134,7 @@ class LoadTrace:
         """
         if not math.isfinite(self.start):
             raise ValueError(f"trace {self.name!r}: start must be finite, got {self.start}")
-        _check_step(self.step)
+        check_step(self.step)
         rates = np.array(self.rates, dtype=np.float64)
         if rates.ndim != 1 or rates.size == 0:
             raise ValueError(f"trace {self.name!r}: rates must be a non-empty 1-D array")
@@ -170,7 +163,7 @@ class LoadTrace:
         """
         if not np.isnan(self.rates).any():
             return self
-        return replace(self, rates=_interpolate_gaps(self.rates, name=self.name))
+        return replace(self, rates=interpolate_gaps(self.rates, name=self.name))
 
     def resample(self, step: float) -> LoadTrace:
         """Put the trace on a grid with another bin width, keeping its start.
@@ -191,10 +184,10 @@ class LoadTrace:
         Raises:
             ValueError: if step is not a positive finite number.
         """
-        _check_step(step)
+        check_step(step)
         if math.isclose(step, self.step, rel_tol=1e-12):
             return self
-        return replace(self, step=step, rates=_resample_rates(self.rates, src_step=self.step, dst_step=step))
+        return replace(self, step=step, rates=resample_rates(self.rates, src_step=self.step, dst_step=step))
 
     def rescale_peak(self, peak: float) -> LoadTrace:
         """Multiply every rate by one factor so that the largest rate equals ``peak``.
@@ -299,28 +292,28 @@ def load_trace(path_or_name: str | Path, *, step: float | None = None) -> LoadTr
         ValueError: if step is not a positive finite number.
     """
     if step is not None:
-        _check_step(step)
+        check_step(step)
     path = _resolve(path_or_name)
     if path.is_dir():
-        return _resample_opt(_load_servegen(path), step)
-    text, label = _read_text(path)
-    first = _first_data_line(text)
+        return _resample_opt(load_servegen(path), step)
+    text, label = read_text(path)
+    first = first_data_line(text)
     header = first.replace(" ", "").lower()
-    bin_step = _DEFAULT_BIN if step is None else step
-    if header == _AZURE_HEADER:
-        return _load_azure(text, label=label, file=path.name, step=bin_step)
+    bin_step = DEFAULT_BIN if step is None else step
+    if header == AZURE_HEADER:
+        return load_azure(text, label=label, file=path.name, step=bin_step)
     if header.startswith("gmt_create,"):
-        return _load_lora(text, label=label, file=path.name, step=bin_step)
-    if header == _QPS_HEADER:
-        return _resample_opt(_load_qps(text, label=label, file=path.name), bin_step)
+        return load_lora(text, label=label, file=path.name, step=bin_step)
+    if header == QPS_HEADER:
+        return _resample_opt(load_qps(text, label=label, file=path.name), bin_step)
     if header.startswith("timestamp_anon,"):
         raise TraceFormatError(label, "an Alibaba GenAI metric without request_type; only qps holds load")
     if header == CSV_HEADER:
-        return _resample_opt(_load_simple_csv(text, label=label, stem=path.stem), step)
+        return _resample_opt(load_simple_csv(text, label=label, stem=path.stem), step)
     if first.startswith("{"):
-        return _load_mooncake(text, label=label, stem=path.stem, step=bin_step)
+        return load_mooncake(text, label=label, stem=path.stem, step=bin_step)
     if first.replace(" ", "").replace("\t", "").isdigit():
-        return _load_counts(text, label=label, stem=path.stem, step=bin_step)
+        return load_counts(text, label=label, stem=path.stem, step=bin_step)
     hint = ""
     if path.name.startswith("chunk-") and path.name.endswith("-trace.csv"):
         hint = "; for ServeGen pass the model directory, not one client file"
@@ -355,105 +348,6 @@ def save_trace(
         value = "" if math.isnan(rate) else _format_number(rate, digits=digits)
         lines.append(f"{ts},{value}")
     Path(path).write_text("\n".join(lines) + "\n", encoding="utf-8")
-
-
-def _check_step(step: float) -> None:
-    """Reject a bin width that is not a positive finite number.
-
-    Args:
-        step: bin width in seconds.
-
-    Raises:
-        ValueError: if step is not a positive finite number.
-    """
-    if not (math.isfinite(step) and step > 0):
-        raise ValueError(f"step must be a positive finite number of seconds, got {step}")
-
-
-def _check_points(count: float, step: float, *, label: str) -> None:
-    """Refuse a grid of more than :data:`MAX_TRACE_POINTS` bins before allocating it.
-
-    Raises:
-        TraceFormatError: naming the file, the span and the step.
-    """
-    if not count <= MAX_TRACE_POINTS:
-        raise TraceFormatError(
-            label,
-            f"the data would need {count:.3g} bins of {step:g} s (at most {MAX_TRACE_POINTS:,}); "
-            "are the timestamps in seconds?",
-        )
-
-
-def _bin_count(duration: float, step: float) -> int:
-    """Number of bins of width ``step`` needed to cover ``duration`` (at least one).
-
-    Args:
-        duration: seconds to cover.
-        step: bin width in seconds.
-
-    Returns:
-        The bin count.
-    """
-    return max(1, math.ceil(duration / step - 1e-9))
-
-
-def _interpolate_gaps(rates: NDArray[np.float64], *, name: str) -> NDArray[np.float64]:
-    """Linearly interpolate over NaN runs; edge NaNs take the nearest valid value.
-
-    Args:
-        rates: rates with NaN gaps.
-        name: trace name for the error message.
-
-    Returns:
-        A new array without NaN.
-
-    Raises:
-        ValueError: if every value is NaN.
-    """
-    valid = ~np.isnan(rates)
-    if not valid.any():
-        raise ValueError(f"trace {name!r} is all gaps; there is nothing to interpolate from")
-    index = np.arange(rates.size, dtype=np.float64)
-    return np.interp(index, index[valid], rates[valid])
-
-
-def _resample_rates(rates: NDArray[np.float64], *, src_step: float, dst_step: float) -> NDArray[np.float64]:
-    """Move rates from one bin width to another (see :meth:`LoadTrace.resample`).
-
-    Args:
-        rates: rates on the source grid, NaN for gaps.
-        src_step: source bin width in seconds.
-        dst_step: target bin width in seconds.
-
-    Returns:
-        Rates on the target grid, which starts where the source grid starts.
-    """
-    n = rates.size
-    n_new = _bin_count(n * src_step, dst_step)
-    _check_points(n_new, dst_step, label="resampled trace")
-    valid = ~np.isnan(rates)
-    if dst_step > src_step:
-        # The integral of a step function is piecewise linear, so np.interp of the
-        # cumulative sums at the new edges gives exact per-bin areas and coverage.
-        old_edges = np.arange(n + 1, dtype=np.float64) * src_step
-        new_edges = np.arange(n_new + 1, dtype=np.float64) * dst_step
-        area = np.concatenate(([0.0], np.cumsum(np.where(valid, rates, 0.0)) * src_step))
-        covered = np.concatenate(([0.0], np.cumsum(valid) * src_step))
-        bin_area = np.diff(np.interp(new_edges, old_edges, area))
-        bin_covered = np.diff(np.interp(new_edges, old_edges, covered))
-        out = np.full(n_new, np.nan)
-        enough = bin_covered >= _MIN_COVERAGE * dst_step * (1 - 1e-9)
-        out[enough] = bin_area[enough] / bin_covered[enough]
-        return out
-    if not valid.any():
-        return np.full(n_new, np.nan)
-    filled = _interpolate_gaps(rates, name="")
-    old_centres = (np.arange(n, dtype=np.float64) + 0.5) * src_step
-    new_centres = (np.arange(n_new, dtype=np.float64) + 0.5) * dst_step
-    out = np.interp(new_centres, old_centres, filled)
-    parent = np.minimum((new_centres // src_step).astype(np.intp), n - 1)
-    out[~valid[parent]] = np.nan
-    return out
 
 
 def _resample_opt(trace: LoadTrace, step: float | None) -> LoadTrace:
@@ -491,7 +385,7 @@ def _resolve(path_or_name: str | Path) -> Path:
     return path
 
 
-def _read_text(path: Path) -> tuple[str, str]:
+def read_text(path: Path) -> tuple[str, str]:
     """Read a text file, or the single file inside a tar archive.
 
     Args:
@@ -527,7 +421,7 @@ def _read_text(path: Path) -> tuple[str, str]:
         raise TraceFormatError(label, f"not UTF-8 text ({exc.reason})") from exc
 
 
-def _first_data_line(text: str) -> str:
+def first_data_line(text: str) -> str:
     """The first line that is neither blank nor a ``#`` comment, stripped.
 
     Args:
@@ -570,7 +464,7 @@ def _format_number(value: float, *, digits: int | None) -> str:
     return repr(value) if digits is None else f"{value:.{digits}g}"
 
 
-def _parse_number(field: str, *, label: str, line: int, what: str) -> float:
+def parse_number(field: str, *, label: str, line: int, what: str) -> float:
     """Parse one finite float from a CSV field.
 
     Args:
@@ -594,7 +488,7 @@ def _parse_number(field: str, *, label: str, line: int, what: str) -> float:
     return value
 
 
-def _parse_datetime(field: str, *, label: str, line: int) -> float:
+def parse_datetime(field: str, *, label: str, line: int) -> float:
     """Parse an ISO-like date-time; without a zone it is read as UTC.
 
     Args:
@@ -617,7 +511,7 @@ def _parse_datetime(field: str, *, label: str, line: int) -> float:
     return moment.timestamp()
 
 
-def _csv_rows(text: str, *, label: str) -> Iterator[tuple[int, list[str]]]:
+def csv_rows(text: str, *, label: str) -> Iterator[tuple[int, list[str]]]:
     """Yield the data rows of a CSV with a header, checking the column count.
 
     Args:
@@ -642,30 +536,7 @@ def _csv_rows(text: str, *, label: str) -> Iterator[tuple[int, list[str]]]:
         yield reader.line_num, row
 
 
-def _bin_arrivals(times: Iterable[float], *, step: float, label: str) -> tuple[float, NDArray[np.float64]]:
-    """Count request arrivals per bin, starting at the first arrival.
-
-    Args:
-        times: arrival times in seconds, any order.
-        step: bin width in seconds.
-        label: file label for errors.
-
-    Returns:
-        The first arrival time and the rate per bin (count / step).
-
-    Raises:
-        TraceFormatError: if there is no request.
-    """
-    arrivals = np.fromiter(times, dtype=np.float64)
-    if arrivals.size == 0:
-        raise TraceFormatError(label, "no requests in the file")
-    first = float(arrivals.min())
-    _check_points((float(arrivals.max()) - first) / step + 1, step, label=label)
-    index = np.floor((arrivals - first) / step).astype(np.intp)
-    return first, np.bincount(index).astype(np.float64) / step
-
-
-def _load_azure(text: str, *, label: str, file: str, step: float) -> LoadTrace:
+def load_azure(text: str, *, label: str, file: str, step: float) -> LoadTrace:
     """Azure LLM inference trace: one request per row, ``TIMESTAMP`` first.
 
     Args:
@@ -677,8 +548,8 @@ def _load_azure(text: str, *, label: str, file: str, step: float) -> LoadTrace:
     Returns:
         Requests per second counted per bin.
     """
-    times = [_parse_datetime(row[0], label=label, line=n) for n, row in _csv_rows(text, label=label)]
-    first, rates = _bin_arrivals(times, step=step, label=label)
+    times = [parse_datetime(row[0], label=label, line=n) for n, row in csv_rows(text, label=label)]
+    first, rates = bin_arrivals(times, step=step, label=label)
     year = datetime.fromtimestamp(first, tz=UTC).year
     kind = Path(file).stem.rsplit("_", 1)[-1].lower()
     return LoadTrace(
@@ -690,7 +561,7 @@ def _load_azure(text: str, *, label: str, file: str, step: float) -> LoadTrace:
     )
 
 
-def _load_lora(text: str, *, label: str, file: str, step: float) -> LoadTrace:
+def load_lora(text: str, *, label: str, file: str, step: float) -> LoadTrace:
     """Alibaba GenAI ``lora_request_trace.csv``: one request per row, ``gmt_create`` first.
 
     Args:
@@ -702,8 +573,8 @@ def _load_lora(text: str, *, label: str, file: str, step: float) -> LoadTrace:
     Returns:
         Requests per second counted per bin (every status counts: they are arrivals).
     """
-    times = [_parse_datetime(row[0], label=label, line=n) for n, row in _csv_rows(text, label=label)]
-    first, rates = _bin_arrivals(times, step=step, label=label)
+    times = [parse_datetime(row[0], label=label, line=n) for n, row in csv_rows(text, label=label)]
+    first, rates = bin_arrivals(times, step=step, label=label)
     return LoadTrace(
         name="alibaba-genai-lora-requests",
         start=first,
@@ -713,7 +584,7 @@ def _load_lora(text: str, *, label: str, file: str, step: float) -> LoadTrace:
     )
 
 
-def _load_mooncake(text: str, *, label: str, stem: str, step: float) -> LoadTrace:
+def load_mooncake(text: str, *, label: str, stem: str, step: float) -> LoadTrace:
     """Mooncake JSONL: one request object per line with ``timestamp`` in ms from the start.
 
     Args:
@@ -740,7 +611,7 @@ def _load_mooncake(text: str, *, label: str, stem: str, step: float) -> LoadTrac
         if isinstance(stamp, bool) or not isinstance(stamp, int | float) or not math.isfinite(stamp):
             raise TraceFormatError(label, "expected an object with a numeric 'timestamp' (ms)", line=n)
         times.append(stamp / 1000.0)
-    first, rates = _bin_arrivals(times, step=step, label=label)
+    first, rates = bin_arrivals(times, step=step, label=label)
     return LoadTrace(
         name=f"mooncake-{stem}",
         start=SYNTHETIC_EPOCH + first,
@@ -750,7 +621,7 @@ def _load_mooncake(text: str, *, label: str, stem: str, step: float) -> LoadTrac
     )
 
 
-def _load_qps(text: str, *, label: str, file: str) -> LoadTrace:
+def load_qps(text: str, *, label: str, file: str) -> LoadTrace:
     """Alibaba GenAI ``qps.csv``: per-container QPS samples on a shared clock.
 
     Args:
@@ -767,9 +638,9 @@ def _load_qps(text: str, *, label: str, file: str) -> LoadTrace:
     """
     times: list[float] = []
     values: list[float] = []
-    for n, row in _csv_rows(text, label=label):
-        times.append(_parse_number(row[0], label=label, line=n, what="timestamp_anon"))
-        value = _parse_number(row[1], label=label, line=n, what="value")
+    for n, row in csv_rows(text, label=label):
+        times.append(parse_number(row[0], label=label, line=n, what="timestamp_anon"))
+        value = parse_number(row[1], label=label, line=n, what="value")
         if value < 0:
             raise TraceFormatError(label, f"value: must be >= 0, got {row[1]!r}", line=n)
         values.append(value)
@@ -777,8 +648,8 @@ def _load_qps(text: str, *, label: str, file: str) -> LoadTrace:
         raise TraceFormatError(label, "no samples in the file")
     stamps = np.array(times)
     ticks = np.unique(stamps)
-    tick = float(np.median(np.diff(ticks))) if ticks.size > 1 else _DEFAULT_BIN
-    _check_points((float(ticks[-1]) - float(ticks[0])) / tick + 1, tick, label=label)
+    tick = float(np.median(np.diff(ticks))) if ticks.size > 1 else DEFAULT_BIN
+    check_points((float(ticks[-1]) - float(ticks[0])) / tick + 1, tick, label=label)
     index = np.rint((stamps - ticks[0]) / tick).astype(np.intp)
     return LoadTrace(
         name="alibaba-genai-qps",
@@ -789,7 +660,7 @@ def _load_qps(text: str, *, label: str, file: str) -> LoadTrace:
     )
 
 
-def _load_servegen(directory: Path) -> LoadTrace:
+def load_servegen(directory: Path) -> LoadTrace:
     """ServeGen model directory: sum ``rate`` over the client files per 600 s window.
 
     Args:
@@ -816,8 +687,8 @@ def _load_servegen(directory: Path) -> LoadTrace:
                 continue
             if len(row) < 2:
                 raise TraceFormatError(label, f"expected window_start_s,rate,..., got {row!r}", line=n)
-            start = _parse_number(row[0], label=label, line=n, what="window_start_s")
-            rate = _parse_number(row[1], label=label, line=n, what="rate")
+            start = parse_number(row[0], label=label, line=n, what="window_start_s")
+            rate = parse_number(row[1], label=label, line=n, what="rate")
             if start < 0 or not (start / _SERVEGEN_WINDOW).is_integer():
                 raise TraceFormatError(label, f"window_start_s must be a multiple of 600 s, got {row[0]!r}", line=n)
             if rate < 0:
@@ -839,32 +710,7 @@ def _load_servegen(directory: Path) -> LoadTrace:
     )
 
 
-def drop_partial_edges(rates: NDArray[np.float64], *, context: int = 72, fraction: float = 0.1) -> None:
-    """Mark windows beside a gap that hold under ``fraction`` of the local level as gaps, in place.
-
-    ServeGen's collection stops and restarts mid-window, and sometimes trickles for an
-    hour around an outage: the windows next to a zero-total gap then hold 0.01-1 % of the
-    level around them (m-mid days 9.6-9.7). Read as load, that is a fake drop to zero
-    followed by a jump no forecaster could predict. The local level is the median of the
-    finite windows within ``context`` windows (12 h at 600 s); repeated until no edge
-    window qualifies, so a trickling run is removed whole.
-    """
-    changed = True
-    while changed:
-        changed = False
-        gap = np.isnan(rates)
-        for i in np.flatnonzero(~gap):
-            beside_gap = (i > 0 and gap[i - 1]) or (i + 1 < rates.size and gap[i + 1])
-            if not beside_gap:
-                continue
-            near = rates[max(0, i - context) : i + context + 1]
-            level = np.nanmedian(near) if np.isfinite(near).any() else np.nan
-            if np.isfinite(level) and rates[i] < fraction * level:
-                rates[i] = np.nan
-                changed = True
-
-
-def _load_counts(text: str, *, label: str, stem: str, step: float) -> LoadTrace:
+def load_counts(text: str, *, label: str, stem: str, step: float) -> LoadTrace:
     """Whitespace-separated requests per second (``workload.txt``), averaged per ``step``.
 
     Args:
@@ -898,7 +744,7 @@ def _load_counts(text: str, *, label: str, stem: str, step: float) -> LoadTrace:
         name=stem,
         start=SYNTHETIC_EPOCH,
         step=step,
-        rates=_resample_rates(counts.astype(np.float64), src_step=1.0, dst_step=step),
+        rates=resample_rates(counts.astype(np.float64), src_step=1.0, dst_step=step),
         source=f"per-second request counts from {label}",
     )
 
@@ -941,12 +787,12 @@ def _nasa_trace(counts: NDArray[np.int64], *, step: float) -> LoadTrace:
         name="nasa-http-1995",
         start=float(_NASA_MIDNIGHT),
         step=step,
-        rates=_resample_rates(seconds, src_step=1.0, dst_step=step),
+        rates=resample_rates(seconds, src_step=1.0, dst_step=step),
         source=_SOURCE_NASA,
     )
 
 
-def _load_simple_csv(text: str, *, label: str, stem: str) -> LoadTrace:
+def load_simple_csv(text: str, *, label: str, stem: str) -> LoadTrace:
     """Our CSV format (see the module docstring).
 
     Args:
@@ -981,11 +827,11 @@ def _load_simple_csv(text: str, *, label: str, stem: str) -> LoadTrace:
             raise TraceFormatError(
                 label, f"expected 2 fields (timestamp_seconds,requests_per_second), got {line!r}", line=n
             )
-        ts = _parse_number(fields[0], label=label, line=n, what="timestamp_seconds")
+        ts = parse_number(fields[0], label=label, line=n, what="timestamp_seconds")
         if fields[1].lower() in ("", "nan"):
             rate = math.nan
         else:
-            rate = _parse_number(fields[1], label=label, line=n, what="requests_per_second")
+            rate = parse_number(fields[1], label=label, line=n, what="requests_per_second")
             if rate < 0:
                 raise TraceFormatError(label, f"requests_per_second must be >= 0, got {rate}", line=n)
         if rows and ts <= rows[-1][1]:
@@ -1003,7 +849,7 @@ def _load_simple_csv(text: str, *, label: str, stem: str) -> LoadTrace:
     whole = round(offsets[-1] / rough)
     consistent = abs(offsets[-1] - whole * rough) <= _GRID_TOLERANCE * rough
     step = float(offsets[-1] / whole) if consistent else rough
-    _check_points(offsets[-1] / step + 1, step, label=label)
+    check_points(offsets[-1] / step + 1, step, label=label)
     slots = np.rint(offsets / step).astype(np.intp)
     off_grid = np.abs(offsets - slots * step) > _GRID_TOLERANCE * step
     repeated = np.concatenate(([False], np.diff(slots) == 0))
