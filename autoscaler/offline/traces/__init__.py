@@ -2,15 +2,8 @@
 
 from autoscaler.offline.traces.errors import TraceFormatError
 from autoscaler.offline.traces.grid import MAX_TRACE_POINTS, drop_partial_edges
-from autoscaler.offline.traces.trace import (
-    BUNDLED_DIR,
-    CSV_HEADER,
-    SYNTHETIC_EPOCH,
-    LoadTrace,
-    list_bundled,
-    load_trace,
-    save_trace,
-)
+from autoscaler.offline.traces.load import BUNDLED_DIR, list_bundled, load_trace
+from autoscaler.offline.traces.trace import CSV_HEADER, SYNTHETIC_EPOCH, LoadTrace, save_trace
 
 __all__ = [
     "BUNDLED_DIR",

@@ -54,10 +54,7 @@ from autoscaler.offline.traces.grid import (
     interpolate_gaps,
     resample_rates,
 )
-from autoscaler.offline.traces.text import csv_rows, first_data_line, parse_datetime, parse_number, read_text
-
-#: Directory of the traces that ship with the package.
-BUNDLED_DIR: Final[Path] = Path(__file__).resolve().parents[2] / "data"
+from autoscaler.offline.traces.text import csv_rows, parse_datetime, parse_number
 
 #: Start of traces whose timestamps are relative: 2024-01-01T00:00:00Z, a midnight, so
 #: that relative t=0 (midnight in ServeGen) keeps its time of day.
@@ -66,7 +63,6 @@ SYNTHETIC_EPOCH: Final[float] = datetime(2024, 1, 1, tzinfo=UTC).timestamp()
 #: Header line of our CSV format.
 CSV_HEADER: Final[str] = "timestamp_seconds,requests_per_second"
 
-_ALIASES: Final[dict[str, str]] = {"default": "servegen-m-mid"}
 _SERVEGEN_WINDOW: Final[float] = 600.0  # s; one ServeGen row covers ten minutes
 _GRID_TOLERANCE: Final[float] = 0.01  # of the step: how far a CSV row may sit off its grid
 _MAX_COUNT: Final[int] = 2**53  # per-second counts above this are corrupt (and inexact floats)
@@ -239,92 +235,6 @@ class LoadTrace:
         )
 
 
-def list_bundled() -> list[str]:
-    """Names of the traces that ship with the package, usable as ``load_trace(name)``.
-
-    Returns:
-        Sorted names, aliases (``default``) included.
-    """
-    files = {p.stem for p in BUNDLED_DIR.glob("*.csv")}
-    aliases = {alias for alias, target in _ALIASES.items() if target in files}
-    return sorted(files | aliases)
-
-
-def load_trace(path_or_name: str | Path, *, step: float | None = None) -> LoadTrace:
-    """Load a bundled trace, one of the public trace formats, or a CSV in our format.
-
-    The format is detected from the path and the content:
-
-    * a bundled name (see :func:`list_bundled`; ``"default"`` is ServeGen m-mid);
-    * a directory of ServeGen ``chunk-*-trace.csv`` files: ``rate`` summed over the
-      client files per 600 s window; a window whose total is zero is a gap (NaN);
-    * Azure LLM 2023 CSV (``TIMESTAMP,ContextTokens,GeneratedTokens``; naive timestamps
-      read as UTC), Mooncake JSONL (``timestamp`` in ms from the trace start) and
-      Alibaba GenAI ``lora_request_trace.csv`` (``gmt_create``, read as UTC): one row per
-      request, counted per ``step`` (default 60 s) from the first request;
-    * Alibaba GenAI ``qps.csv`` or ``qps.tar.gz``: per-container QPS samples on a shared
-      ~57 s clock. The samples at one tick are summed (the file lists only non-zero
-      samples, so a tick without rows is zero load), each tick holds until the next, and
-      the result is averaged per ``step`` (default 60 s);
-    * ``workload.tbz2`` / ``workload.txt``: whitespace-separated requests per second.
-      The NASA-HTTP 1995 file is recognised and put on its real timeline (from
-      1995-07-01 00:00 EDT) with NaN for the missing end of July and the
-      1995-08-01 14:52 - 08-03 04:36 outage; default step 60 s;
-    * our CSV format (see the module docstring).
-
-    Relative timestamps (Mooncake, ServeGen, other per-second files) start at
-    :data:`SYNTHETIC_EPOCH`.
-
-    Args:
-        path_or_name: bundled name, file or directory.
-        step: bin width in seconds. Per-request input is counted per ``step``; rate input
-            is resampled with :meth:`LoadTrace.resample`. ``None`` keeps the native
-            width (600 s for ServeGen and the bundled traces, the row spacing for our
-            CSV) or uses 60 s where there is none.
-
-    Returns:
-        The trace.
-
-    Raises:
-        FileNotFoundError: if the argument is neither a bundled name nor an existing path.
-        TraceFormatError: (a ``ValueError``) if the file is malformed or of an unknown
-            format; the message names the file and, when it applies, the line.
-        ValueError: if step is not a positive finite number.
-    """
-    if step is not None:
-        check_step(step)
-    path = _resolve(path_or_name)
-    if path.is_dir():
-        return _resample_opt(load_servegen(path), step)
-    text, label = read_text(path)
-    first = first_data_line(text)
-    header = first.replace(" ", "").lower()
-    bin_step = DEFAULT_BIN if step is None else step
-    if header == AZURE_HEADER:
-        return load_azure(text, label=label, file=path.name, step=bin_step)
-    if header.startswith("gmt_create,"):
-        return load_lora(text, label=label, file=path.name, step=bin_step)
-    if header == QPS_HEADER:
-        return _resample_opt(load_qps(text, label=label, file=path.name), bin_step)
-    if header.startswith("timestamp_anon,"):
-        raise TraceFormatError(label, "an Alibaba GenAI metric without request_type; only qps holds load")
-    if header == CSV_HEADER:
-        return _resample_opt(load_simple_csv(text, label=label, stem=path.stem), step)
-    if first.startswith("{"):
-        return load_mooncake(text, label=label, stem=path.stem, step=bin_step)
-    if first.replace(" ", "").replace("\t", "").isdigit():
-        return load_counts(text, label=label, stem=path.stem, step=bin_step)
-    hint = ""
-    if path.name.startswith("chunk-") and path.name.endswith("-trace.csv"):
-        hint = "; for ServeGen pass the model directory, not one client file"
-    raise TraceFormatError(
-        label,
-        f"unrecognised trace format (first line {first[:80]!r}); expected a ServeGen "
-        f"directory, Azure LLM CSV, Mooncake JSONL, Alibaba GenAI lora_request_trace or "
-        f"qps, per-second counts, or a CSV with the header {CSV_HEADER!r}{hint}",
-    )
-
-
 def save_trace(
     trace: LoadTrace,
     path: str | Path,
@@ -348,41 +258,6 @@ def save_trace(
         value = "" if math.isnan(rate) else _format_number(rate, digits=digits)
         lines.append(f"{ts},{value}")
     Path(path).write_text("\n".join(lines) + "\n", encoding="utf-8")
-
-
-def _resample_opt(trace: LoadTrace, step: float | None) -> LoadTrace:
-    """Resample when a step was asked for.
-
-    Args:
-        trace: the loaded trace.
-        step: wanted bin width in seconds, or ``None`` to keep the trace as it is.
-
-    Returns:
-        The trace on the wanted grid.
-    """
-    return trace if step is None else trace.resample(step)
-
-
-def _resolve(path_or_name: str | Path) -> Path:
-    """Turn a bundled name or a path into the file or directory to read.
-
-    Args:
-        path_or_name: bundled name, file or directory.
-
-    Returns:
-        An existing path.
-
-    Raises:
-        FileNotFoundError: if it is neither a bundled name nor an existing path.
-    """
-    if isinstance(path_or_name, str) and path_or_name in list_bundled():
-        return BUNDLED_DIR / f"{_ALIASES.get(path_or_name, path_or_name)}.csv"
-    path = Path(path_or_name)
-    if not path.exists():
-        raise FileNotFoundError(
-            f"{path_or_name}: no such trace file or directory, and not a bundled trace ({', '.join(list_bundled())})"
-        )
-    return path
 
 
 def _comment(text: str) -> str:
