@@ -30,14 +30,11 @@ sources and licenses are in ``NOTICE`` and ``autoscaler/data/README.md``).
 
 from __future__ import annotations
 
-import csv
 import io
-import json
 import math
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Final
 
@@ -46,15 +43,12 @@ from numpy.typing import NDArray
 
 from autoscaler.offline.traces.errors import TraceFormatError
 from autoscaler.offline.traces.grid import (
-    DEFAULT_BIN,
-    bin_arrivals,
     check_points,
     check_step,
-    drop_partial_edges,
     interpolate_gaps,
     resample_rates,
 )
-from autoscaler.offline.traces.text import csv_rows, parse_datetime, parse_number
+from autoscaler.offline.traces.text import parse_number
 
 #: Start of traces whose timestamps are relative: 2024-01-01T00:00:00Z, a midnight, so
 #: that relative t=0 (midnight in ServeGen) keeps its time of day.
@@ -63,43 +57,7 @@ SYNTHETIC_EPOCH: Final[float] = datetime(2024, 1, 1, tzinfo=UTC).timestamp()
 #: Header line of our CSV format.
 CSV_HEADER: Final[str] = "timestamp_seconds,requests_per_second"
 
-_SERVEGEN_WINDOW: Final[float] = 600.0  # s; one ServeGen row covers ten minutes
 _GRID_TOLERANCE: Final[float] = 0.01  # of the step: how far a CSV row may sit off its grid
-_MAX_COUNT: Final[int] = 2**53  # per-second counts above this are corrupt (and inexact floats)
-
-AZURE_HEADER: Final[str] = "timestamp,contexttokens,generatedtokens"
-QPS_HEADER: Final[str] = "timestamp_anon,value,container_ip,request_type"
-_SOURCE_AZURE: Final[str] = "Azure/AzurePublicDataset data/{file} (CC-BY-4.0)"
-_SOURCE_MOONCAKE: Final[str] = "kvcache-ai/Mooncake FAST25-release/traces/{file} (Apache-2.0)"
-_SOURCE_ALIBABA: Final[str] = (
-    "alibaba/clusterdata cluster-trace-v2026-GenAI/{file} "
-    "(no license file; research/study use only; cite the SoCC'25 paper)"
-)
-_SOURCE_SERVEGEN: Final[str] = "alibaba/ServeGen data/{category}/{model}/ (Apache-2.0)"
-_SOURCE_NASA: Final[str] = (
-    "ITA NASA-HTTP Jul+Aug 1995 logs (freely redistributable) via "
-    "reconfigurable-ml-pipeline/web-service-datasets dataset/nasa/workload.tbz2"
-)
-
-# NASA-HTTP 1995 in workload.tbz2: one count per second, the July log (from
-# 1995-07-01 00:00:01 EDT) followed directly by the August log (from 08-01 00:00:01).
-# The July log stops at 07-28 13:32:25 and the converter drops each log's last second,
-# so July fills the first 2,381,544 entries. The file is recognised by its length and
-# total; the July tail it lacks and the Hurricane Erin outage (no accesses logged from
-# 08-01 14:52:01 to 08-03 04:36:13, per the ITA page) become NaN on the real timeline.
-# Out-of-order log lines make the converter's August run 7 s past 08-31 24:00; those
-# seconds are cut so that the trace ends at 09-01 00:00 EDT (62 days).
-_EDT: Final[timezone] = timezone(timedelta(hours=-4))
-_NASA_SECONDS: Final[int] = 5_059_950
-_NASA_REQUESTS: Final[int] = 3_461_610
-_NASA_JULY_SECONDS: Final[int] = 2_381_544
-_NASA_MIDNIGHT: Final[int] = int(datetime(1995, 7, 1, tzinfo=_EDT).timestamp())
-_NASA_AUGUST: Final[int] = int(datetime(1995, 8, 1, 0, 0, 1, tzinfo=_EDT).timestamp())
-_NASA_END: Final[int] = int(datetime(1995, 9, 1, tzinfo=_EDT).timestamp())
-_NASA_OUTAGE: Final[tuple[int, int]] = (
-    int(datetime(1995, 8, 1, 14, 52, 2, tzinfo=_EDT).timestamp()),
-    int(datetime(1995, 8, 3, 4, 36, 13, tzinfo=_EDT).timestamp()),
-)
 
 
 @dataclass(frozen=True, eq=False)
@@ -285,262 +243,6 @@ def _format_number(value: float, *, digits: int | None) -> str:
     if value.is_integer() and abs(value) < 1e15:
         return str(int(value))
     return repr(value) if digits is None else f"{value:.{digits}g}"
-
-
-def load_azure(text: str, *, label: str, file: str, step: float) -> LoadTrace:
-    """Azure LLM inference trace: one request per row, ``TIMESTAMP`` first.
-
-    Args:
-        text: file content.
-        label: file label for errors.
-        file: file name, for the trace name and source.
-        step: bin width in seconds.
-
-    Returns:
-        Requests per second counted per bin.
-    """
-    times = [parse_datetime(row[0], label=label, line=n) for n, row in csv_rows(text, label=label)]
-    first, rates = bin_arrivals(times, step=step, label=label)
-    year = datetime.fromtimestamp(first, tz=UTC).year
-    kind = Path(file).stem.rsplit("_", 1)[-1].lower()
-    return LoadTrace(
-        name=f"azure-llm-{year}-{kind}",
-        start=first,
-        step=step,
-        rates=rates,
-        source=_SOURCE_AZURE.format(file=file),
-    )
-
-
-def load_lora(text: str, *, label: str, file: str, step: float) -> LoadTrace:
-    """Alibaba GenAI ``lora_request_trace.csv``: one request per row, ``gmt_create`` first.
-
-    Args:
-        text: file content.
-        label: file label for errors.
-        file: file name, for the source.
-        step: bin width in seconds.
-
-    Returns:
-        Requests per second counted per bin (every status counts: they are arrivals).
-    """
-    times = [parse_datetime(row[0], label=label, line=n) for n, row in csv_rows(text, label=label)]
-    first, rates = bin_arrivals(times, step=step, label=label)
-    return LoadTrace(
-        name="alibaba-genai-lora-requests",
-        start=first,
-        step=step,
-        rates=rates,
-        source=_SOURCE_ALIBABA.format(file=file),
-    )
-
-
-def load_mooncake(text: str, *, label: str, stem: str, step: float) -> LoadTrace:
-    """Mooncake JSONL: one request object per line with ``timestamp`` in ms from the start.
-
-    Args:
-        text: file content.
-        label: file label for errors.
-        stem: file name without suffix, for the trace name and source.
-        step: bin width in seconds.
-
-    Returns:
-        Requests per second counted per bin, starting at :data:`SYNTHETIC_EPOCH`.
-
-    Raises:
-        TraceFormatError: if a line is not a JSON object with a numeric ``timestamp``.
-    """
-    times: list[float] = []
-    for n, line in enumerate(io.StringIO(text), start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise TraceFormatError(label, f"not valid JSON ({exc.msg})", line=n) from None
-        stamp = record.get("timestamp") if isinstance(record, dict) else None
-        if isinstance(stamp, bool) or not isinstance(stamp, int | float) or not math.isfinite(stamp):
-            raise TraceFormatError(label, "expected an object with a numeric 'timestamp' (ms)", line=n)
-        times.append(stamp / 1000.0)
-    first, rates = bin_arrivals(times, step=step, label=label)
-    return LoadTrace(
-        name=f"mooncake-{stem}",
-        start=SYNTHETIC_EPOCH + first,
-        step=step,
-        rates=rates,
-        source=_SOURCE_MOONCAKE.format(file=f"{stem}.jsonl"),
-    )
-
-
-def load_qps(text: str, *, label: str, file: str) -> LoadTrace:
-    """Alibaba GenAI ``qps.csv``: per-container QPS samples on a shared clock.
-
-    Args:
-        text: file content.
-        label: file label for errors.
-        file: file name, for the source.
-
-    Returns:
-        Total QPS per clock tick (the median spacing of distinct sample times, ~57 s);
-        a tick without samples is zero load.
-
-    Raises:
-        TraceFormatError: if a row is malformed or the file has no samples.
-    """
-    times: list[float] = []
-    values: list[float] = []
-    for n, row in csv_rows(text, label=label):
-        times.append(parse_number(row[0], label=label, line=n, what="timestamp_anon"))
-        value = parse_number(row[1], label=label, line=n, what="value")
-        if value < 0:
-            raise TraceFormatError(label, f"value: must be >= 0, got {row[1]!r}", line=n)
-        values.append(value)
-    if not times:
-        raise TraceFormatError(label, "no samples in the file")
-    stamps = np.array(times)
-    ticks = np.unique(stamps)
-    tick = float(np.median(np.diff(ticks))) if ticks.size > 1 else DEFAULT_BIN
-    check_points((float(ticks[-1]) - float(ticks[0])) / tick + 1, tick, label=label)
-    index = np.rint((stamps - ticks[0]) / tick).astype(np.intp)
-    return LoadTrace(
-        name="alibaba-genai-qps",
-        start=float(ticks[0]),
-        step=tick,
-        rates=np.bincount(index, weights=np.array(values)).astype(np.float64),
-        source=_SOURCE_ALIBABA.format(file=file),
-    )
-
-
-def load_servegen(directory: Path) -> LoadTrace:
-    """ServeGen model directory: sum ``rate`` over the client files per 600 s window.
-
-    Args:
-        directory: e.g. ``data/language/m-mid`` with ``chunk-<client>-trace.csv`` files.
-
-    Returns:
-        Total rate per window from :data:`SYNTHETIC_EPOCH` (t=0 is midnight); windows
-        with a zero total, or absent from every file, are NaN.
-
-    Raises:
-        TraceFormatError: if there is no trace file or a row is malformed.
-    """
-    files = sorted(directory.glob("chunk-*-trace.csv"))
-    if not files:
-        raise TraceFormatError(str(directory), "no ServeGen chunk-*-trace.csv files here")
-    windows: list[int] = []
-    rates: list[float] = []
-    for file in files:
-        label = str(file)
-        reader = csv.reader(io.StringIO(file.read_text(encoding="utf-8")))
-        for row in reader:
-            n = reader.line_num
-            if not row:
-                continue
-            if len(row) < 2:
-                raise TraceFormatError(label, f"expected window_start_s,rate,..., got {row!r}", line=n)
-            start = parse_number(row[0], label=label, line=n, what="window_start_s")
-            rate = parse_number(row[1], label=label, line=n, what="rate")
-            if start < 0 or not (start / _SERVEGEN_WINDOW).is_integer():
-                raise TraceFormatError(label, f"window_start_s must be a multiple of 600 s, got {row[0]!r}", line=n)
-            if rate < 0:
-                raise TraceFormatError(label, f"rate must be >= 0, got {row[1]!r}", line=n)
-            windows.append(int(start // _SERVEGEN_WINDOW))
-            rates.append(rate)
-    if not windows:
-        raise TraceFormatError(str(directory), "the ServeGen trace files are empty")
-    index = np.array(windows) - min(windows)
-    total = np.bincount(index, weights=np.array(rates)).astype(np.float64)
-    total[(total == 0) | (np.bincount(index) == 0)] = np.nan
-    drop_partial_edges(total)
-    return LoadTrace(
-        name=f"servegen-{directory.name}",
-        start=SYNTHETIC_EPOCH + min(windows) * _SERVEGEN_WINDOW,
-        step=_SERVEGEN_WINDOW,
-        rates=total,
-        source=_SOURCE_SERVEGEN.format(category=directory.parent.name, model=directory.name),
-    )
-
-
-def load_counts(text: str, *, label: str, stem: str, step: float) -> LoadTrace:
-    """Whitespace-separated requests per second (``workload.txt``), averaged per ``step``.
-
-    Args:
-        text: file content.
-        label: file label for errors.
-        stem: file name without suffix, for the trace name.
-        step: bin width in seconds.
-
-    Returns:
-        The NASA-HTTP 1995 trace on its real timeline when the file is that one, else a
-        trace from :data:`SYNTHETIC_EPOCH`.
-
-    Raises:
-        TraceFormatError: naming the line of the first token that is not a count.
-    """
-    if not text.strip():
-        raise TraceFormatError(label, "no counts in the file")
-    try:
-        with warnings.catch_warnings():
-            # NumPy < 2.3 only warns when it stops at a token that is not an integer.
-            warnings.simplefilter("error", DeprecationWarning)
-            counts = np.fromstring(text, dtype=np.int64, sep=" ")
-        valid = bool((counts >= 0).all() and (counts < _MAX_COUNT).all())
-    except (ValueError, DeprecationWarning):
-        valid = False
-    if not valid:
-        raise _bad_count(text, label=label)
-    if counts.size == _NASA_SECONDS and int(counts.sum()) == _NASA_REQUESTS:
-        return _nasa_trace(counts, step=step)
-    return LoadTrace(
-        name=stem,
-        start=SYNTHETIC_EPOCH,
-        step=step,
-        rates=resample_rates(counts.astype(np.float64), src_step=1.0, dst_step=step),
-        source=f"per-second request counts from {label}",
-    )
-
-
-def _bad_count(text: str, *, label: str) -> TraceFormatError:
-    """Build the error for the first token of a counts file that is not a valid count.
-
-    Args:
-        text: file content.
-        label: file label for errors.
-
-    Returns:
-        The error, naming the line when the bad token is found.
-    """
-    for n, line in enumerate(io.StringIO(text), start=1):
-        for token in line.split():
-            if not (token.isascii() and token.isdigit() and int(token) < _MAX_COUNT):
-                return TraceFormatError(label, f"expected a count >= 0, got {token!r}", line=n)
-    return TraceFormatError(label, "counts must be whitespace-separated integers >= 0")
-
-
-def _nasa_trace(counts: NDArray[np.int64], *, step: float) -> LoadTrace:
-    """Put the NASA-HTTP 1995 per-second counts on the wall clock (see ``_NASA_*``).
-
-    Args:
-        counts: the 5,059,950 counts of ``workload.txt``.
-        step: bin width in seconds.
-
-    Returns:
-        The trace from 1995-07-01 00:00 EDT, NaN where nothing was logged.
-    """
-    august = _NASA_AUGUST - _NASA_MIDNIGHT
-    end = _NASA_END - _NASA_MIDNIGHT
-    seconds = np.full(end, np.nan)
-    seconds[1 : 1 + _NASA_JULY_SECONDS] = counts[:_NASA_JULY_SECONDS]
-    august_counts = counts[_NASA_JULY_SECONDS:][: end - august]
-    seconds[august : august + august_counts.size] = august_counts
-    seconds[_NASA_OUTAGE[0] - _NASA_MIDNIGHT : _NASA_OUTAGE[1] - _NASA_MIDNIGHT] = np.nan
-    return LoadTrace(
-        name="nasa-http-1995",
-        start=float(_NASA_MIDNIGHT),
-        step=step,
-        rates=resample_rates(seconds, src_step=1.0, dst_step=step),
-        source=_SOURCE_NASA,
-    )
 
 
 def load_simple_csv(text: str, *, label: str, stem: str) -> LoadTrace:
