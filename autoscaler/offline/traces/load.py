@@ -18,9 +18,10 @@ from autoscaler.offline.traces.formats.azure import AZURE_HEADER, load_azure
 from autoscaler.offline.traces.formats.counts import load_counts
 from autoscaler.offline.traces.formats.mooncake import load_mooncake
 from autoscaler.offline.traces.formats.servegen import load_servegen
+from autoscaler.offline.traces.formats.simple_csv import CSV_HEADER, load_simple_csv
 from autoscaler.offline.traces.grid import DEFAULT_BIN, check_step
 from autoscaler.offline.traces.text import first_data_line, read_text
-from autoscaler.offline.traces.trace import CSV_HEADER, LoadTrace, load_simple_csv
+from autoscaler.offline.traces.trace import LoadTrace
 
 #: Directory of the traces that ship with the package.
 BUNDLED_DIR: Final[Path] = Path(__file__).resolve().parents[2] / "data"

@@ -8,6 +8,8 @@
 * :mod:`.servegen` - ServeGen model directories (per-client rates per 600 s window);
 * :mod:`.counts` - whitespace-separated requests per second, with NASA-HTTP 1995 put on
   its real timeline;
+* :mod:`.simple_csv` - this project's own CSV format, read and written (users' traces and
+  the bundled ones).
 
 Which loader a file goes to is decided by :func:`autoscaler.offline.traces.load_trace`
 from its first data line (a directory is ServeGen); the modules whose header is matched
