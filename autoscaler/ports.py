@@ -52,6 +52,23 @@ class MetricsSource(Protocol):
 
 
 @dataclass(frozen=True)
+class ClusterRead:
+    """One read of a target's cluster side: the state a decision is made on, and the port's handle.
+
+    ``handle`` is the port's own record of what it read (for Kubernetes: the objects, their
+    resourceVersions, and the HPA or KEDA object that owns the replicas). The controller
+    never looks inside; it hands the read back to `Cluster.apply` or
+    `TargetOperations.pin`, which then write against exactly what the decision saw. The
+    port keeps nothing between the two calls, so their order cannot go wrong, and a read
+    applied to another target is refused (``target`` is the key it was read for).
+    """
+
+    target: str
+    state: ClusterState
+    handle: object = None
+
+
+@dataclass(frozen=True)
 class ApplyResult:
     """What an actuator did with a decision."""
 
@@ -111,8 +128,10 @@ class TargetOperations(Protocol):
         """
         ...
 
-    def pin(self, target: Target, replicas: int) -> tuple[str, ...]:
+    def pin(self, target: Target, replicas: int, read: ClusterRead | None = None) -> tuple[str, ...]:
         """Hold the serving replicas at ``replicas`` while paused (KEDA's ``paused-replicas``).
+
+        Writes against ``read`` (this cycle's `Cluster.read` of the target), else reads afresh.
 
         Returns:
             One note per write or refusal (empty when already there).
@@ -126,19 +145,22 @@ class TargetOperations(Protocol):
 class Cluster(Protocol):
     """Reads and writes the Kubernetes side of one target."""
 
-    def read(self, target: Target) -> ClusterState:
-        """Current replicas, placeholders and nodes.
+    def read(self, target: Target) -> ClusterRead:
+        """Current replicas, placeholders and nodes, with the handle `apply` writes against.
 
         Raises:
             ActuationError: when the state cannot be read.
         """
         ...
 
-    def apply(self, target: Target, decision: Decision) -> ApplyResult:
+    def apply(self, target: Target, decision: Decision, read: ClusterRead | None = None) -> ApplyResult:
         """Make the cluster match the decision (write only what changed).
 
+        Writes against ``read``, the read the decision was made on; without one the port
+        reads afresh.
+
         Raises:
-            ActuationError: when a write fails.
+            ActuationError: when a write fails, or ``read`` is of another target.
         """
         ...
 

@@ -27,7 +27,7 @@ from autoscaler.core.leadtimes import LeadTimes
 from autoscaler.core.types import ClusterState, Decision, MetricsSnapshot, Reason
 from autoscaler.errors import MetricsEmpty
 from autoscaler.policy.schema import Target
-from autoscaler.ports import ApplyResult
+from autoscaler.ports import ApplyResult, ClusterRead
 from models.series import Series
 
 
@@ -123,15 +123,21 @@ class FakeCluster:
         """The cluster state of target ``key`` as the fake holds it."""
         return self._states.setdefault(key, ClusterState(spec_replicas=self.replicas, ready_replicas=self.replicas))
 
-    def read(self, target: Target) -> ClusterState:
-        """The target's current state."""
+    def read(self, target: Target) -> ClusterRead:
+        """The target's current state (no handle: the fake applies to what it holds)."""
         self.reads.append(target.key)
-        return self.state(target.key)
+        return ClusterRead(target=target.key, state=self.state(target.key))
 
-    def apply(self, target: Target, decision: Decision) -> ApplyResult:
-        """Set the decided replicas and placeholders (ready at once); fails the test in dry-run."""
+    def apply(self, target: Target, decision: Decision, read: ClusterRead | None = None) -> ApplyResult:
+        """Set the decided replicas and placeholders (ready at once); fails the test in dry-run.
+
+        Also fails it when ``read`` is another target's: the controller must hand each
+        target's own read back.
+        """
         if self.dry_run:
             pytest.fail(f"Cluster.apply called in dry-run for {target.key}: {decision.replicas} replicas")
+        if read is not None and read.target != target.key:
+            pytest.fail(f"Cluster.apply for {target.key} was handed the read of {read.target}")
         before = self.state(target.key)
         self.applied.append(Applied(target.key, decision.replicas, decision.placeholders))
         self._states[target.key] = dataclasses.replace(

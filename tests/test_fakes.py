@@ -42,7 +42,7 @@ def test_fake_metrics_report_fresh_load_and_no_history() -> None:
 def test_fake_cluster_applies_and_reports_what_changed() -> None:
     cluster = FakeCluster(replicas=1)
     assert cluster.apply(TARGET, decision(3, 2)).wrote_replicas
-    assert cluster.read(TARGET).spec_replicas == 3 and cluster.read(TARGET).placeholder_replicas == 2
+    assert cluster.read(TARGET).state.spec_replicas == 3 and cluster.read(TARGET).state.placeholder_replicas == 2
     result = cluster.apply(TARGET, decision(3, 2))
     assert not result.wrote_replicas and not result.wrote_placeholders
     assert cluster.applied == [Applied(TARGET.key, 3, 2)] * 2

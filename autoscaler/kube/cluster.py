@@ -39,7 +39,9 @@ The facade reads; three writers write, each owning its own memory:
 :class:`~autoscaler.kube.scale_writer.ScaleWriter` (serving replicas, manual edits, pins),
 :class:`~autoscaler.kube.coexistence.Coexistence` (HPA and KEDA floors) and
 :class:`~autoscaler.kube.placeholder_writer.PlaceholderWriter` (both backends). What a read
-saw is kept as an :class:`~autoscaler.kube.observed.Observed` for the apply that follows.
+saw is returned as the handle of its :class:`~autoscaler.ports.ClusterRead` (an
+:class:`~autoscaler.kube.observed.Observed`); ``apply`` and ``pin`` write against the read
+they are given, and the facade keeps nothing between the two calls.
 
 Every action and refusal is an Event on the target Deployment (best effort, never fails the
 cycle). Every API failure is one of our :mod:`autoscaler.errors` types.
@@ -85,7 +87,7 @@ from autoscaler.kube.placeholder_writer import PlaceholderWriter
 from autoscaler.kube.scale_writer import ScaleWriter
 from autoscaler.logs import get_logger
 from autoscaler.policy.schema import Target
-from autoscaler.ports import ApplyResult, TargetStatus
+from autoscaler.ports import ApplyResult, ClusterRead, TargetStatus
 
 #: Node labels that announce GPUs before the device plugin advertises ``nvidia.com/gpu``.
 _GPU_NODE_LABELS = ("nvidia.com/gpu.present", "nvidia.com/gpu.count", "nvidia.com/gpu.product")
@@ -161,7 +163,6 @@ class KubeCluster:
         self.events = events if events is not None else EventRecorder(api, log=self.log)
         self.node_cache_seconds = node_cache_seconds
         self.clock = clock
-        self._observed: dict[str, Observed] = {}
         self.scale = ScaleWriter(api, events=self.events, log=self.log)
         self.coexistence = Coexistence(api, events=self.events, log=self.log)
         self.placeholders = PlaceholderWriter(api, events=self.events, log=self.log)
@@ -179,18 +180,19 @@ class KubeCluster:
         """Forget what we wrote (call when leadership was lost: another replica may write meanwhile)."""
         self.scale.written.clear()
         self.coexistence.written.clear()
-        self._observed.clear()
         self._published.clear()
 
     # ------------------------------------------------------------------------------ read
-    def read(self, target: Target) -> ClusterState:
+    def read(self, target: Target) -> ClusterRead:
         """Current replicas, pending pods, placeholders, GPU nodes and HPA floor of a target.
 
         Args:
             target: The policy's target.
 
         Returns:
-            The state (authoritative replica counts from the scale subresource).
+            The state (authoritative replica counts from the scale subresource) and, as
+            its handle, the objects read (`Observed`), which :meth:`apply` and
+            :meth:`pin` write against.
 
         Raises:
             NotFound: the Deployment does not exist.
@@ -201,18 +203,25 @@ class KubeCluster:
         """
         ns, name = target.namespace, target.deployment
         try:
-            return self._read(target, ns=ns, name=name)
+            state, observed = self._read(target, ns=ns, name=name)
         except ActuationError:
-            self._observed.pop(target.key, None)
             raise
         except (AttributeError, KeyError, TypeError, ValueError) as exc:
-            self._observed.pop(target.key, None)
             raise ClusterUnavailable(f"read {target.key}: unexpected answer from the API server: {exc!r}") from exc
+        return ClusterRead(target=target.key, state=state, handle=observed)
+
+    def _observed(self, target: Target, read: ClusterRead | None) -> Observed:
+        """The objects ``read`` saw of ``target``, or a fresh read's when there is none."""
+        if read is None:
+            read = self.read(target)
+        if read.target != target.key or not isinstance(read.handle, Observed):
+            raise ActuationError(f"write {target.key}: the read handed in is of {read.target}, not of this target")
+        return read.handle
 
     def _json(self, obj: Any) -> Any:
         return to_json(self.api, obj)
 
-    def _read(self, target: Target, *, ns: str, name: str) -> ClusterState:
+    def _read(self, target: Target, *, ns: str, name: str) -> tuple[ClusterState, Observed]:
         api = self.api
         scale = self._json(
             api.call(api.apps.read_namespaced_deployment_scale, name, ns, what=f"read deployments/scale {ns}/{name}")
@@ -247,7 +256,7 @@ class KubeCluster:
         pod_spec = ((serving.get("spec") or {}).get("template") or {}).get("spec") or {}
         resources = tuple(ph.accelerators(pod_spec)) or (ph.GPU_RESOURCE,)
         nodes_ready, nodes_provisioning = self._gpu_nodes(pod_spec.get("nodeSelector") or {}, resources)
-        self._observed[target.key] = Observed(
+        observed = Observed(
             scale_resource_version=scale_rv,
             spec_replicas=spec_replicas,
             serving=serving,
@@ -259,7 +268,7 @@ class KubeCluster:
         original = hpa.original_min_replicas if hpa is not None else None
         if keda is not None:
             original = keda.original_min_replica_count
-        return ClusterState(
+        state = ClusterState(
             spec_replicas=spec_replicas,
             ready_replicas=ready,
             pending_replicas=pending,
@@ -274,6 +283,7 @@ class KubeCluster:
             paused_replicas=pause.replicas if pause is not None else None,
             hpa_original_min_replicas=original,
         )
+        return state, observed
 
     def _list_pods(self, ns: str, selector: str) -> list[dict[str, Any]]:
         answer = self.api.call(
@@ -342,14 +352,14 @@ class KubeCluster:
         return ready, provisioning
 
     # ----------------------------------------------------------------------------- apply
-    def apply(self, target: Target, decision: Decision) -> ApplyResult:
+    def apply(self, target: Target, decision: Decision, read: ClusterRead | None = None) -> ApplyResult:
         """Make the cluster match the decision, writing only what differs.
-
-        Uses the state of the preceding :meth:`read` (reads afresh if there was none).
 
         Args:
             target: The policy's target.
             decision: What ``decide`` chose.
+            read: The :meth:`read` the decision was made on (its resourceVersions guard
+                the writes); ``None`` reads afresh.
 
         Returns:
             What was written, refused and noticed.
@@ -360,10 +370,7 @@ class KubeCluster:
                 twice; nothing more is tried until the next loop.
             ActuationError: (other subclasses) a write failed.
         """
-        obs = self._observed.pop(target.key, None)
-        if obs is None:
-            self.read(target)
-            obs = self._observed.pop(target.key)
+        obs = self._observed(target, read)
         ref = obs.ref
         if obs.hpa is not None and target.hpa == "refuse":
             owner = f"KEDA ScaledObject {obs.keda.name} (HPA {obs.hpa.name})" if obs.keda else f"HPA {obs.hpa.name}"
@@ -442,12 +449,13 @@ class KubeCluster:
             self.log.info("released", target=target.key, notes=notes)
         return tuple(notes)
 
-    def pin(self, target: Target, replicas: int) -> tuple[str, ...]:
-        """Write a paused target's pinned replicas (from the preceding :meth:`read`).
+    def pin(self, target: Target, replicas: int, read: ClusterRead | None = None) -> tuple[str, ...]:
+        """Write a paused target's pinned replicas.
 
         Args:
             target: The policy's target.
             replicas: The ``paused-replicas`` count.
+            read: This cycle's :meth:`read` of the target; ``None`` reads afresh.
 
         Returns:
             A note when written or refused (an HPA owns the replicas); empty when already there.
@@ -456,8 +464,4 @@ class KubeCluster:
             Conflict: the Deployment changed since the read (pinned next cycle).
             ActuationError: (other subclasses) the write failed.
         """
-        obs = self._observed.pop(target.key, None)
-        if obs is None:
-            self.read(target)
-            obs = self._observed.pop(target.key)
-        return self.scale.pin(target, obs=obs, replicas=replicas)
+        return self.scale.pin(target, obs=self._observed(target, read), replicas=replicas)

@@ -15,7 +15,7 @@ from typing import Any, Protocol
 
 from autoscaler.core.types import ClusterState, Decision
 from autoscaler.policy.schema import Target
-from autoscaler.ports import ApplyResult, Cluster, TargetOperations
+from autoscaler.ports import ApplyResult, Cluster, ClusterRead, TargetOperations
 
 
 @dataclass(frozen=True)
@@ -36,8 +36,8 @@ class Actuation:
 class Actuator(Protocol):
     """Acts on one target's decision."""
 
-    def act(self, target: Target, decision: Decision, cluster: ClusterState) -> Actuation:
-        """Apply or record ``decision`` for ``target``, whose cluster state was ``cluster``."""
+    def act(self, target: Target, decision: Decision, reading: ClusterRead) -> Actuation:
+        """Apply or record ``decision`` for ``target``, made on ``reading`` (this cycle's read)."""
         ...
 
 
@@ -52,9 +52,9 @@ class Enforce:
 
     cluster: Cluster
 
-    def act(self, target: Target, decision: Decision, cluster: ClusterState) -> Actuation:
-        """Apply ``decision``; the cluster port's errors propagate (the target fails this cycle)."""
-        applied = self.cluster.apply(target, decision)
+    def act(self, target: Target, decision: Decision, reading: ClusterRead) -> Actuation:
+        """Apply ``decision`` against the read it was made on; the port's errors propagate (the target fails)."""
+        applied = self.cluster.apply(target, decision, reading)
         return Actuation(applied=applied, log={"dry_run": False, "applied": applied.__dict__})
 
 
@@ -64,10 +64,10 @@ class DryRun:
 
     operations: TargetOperations | None
 
-    def act(self, target: Target, decision: Decision, cluster: ClusterState) -> Actuation:
+    def act(self, target: Target, decision: Decision, reading: ClusterRead) -> Actuation:
         """The would-be replicas and placeholders; releases what enforcing left, if anything."""
         released: tuple[str, ...] = ()
-        if self.operations is not None and owes_release(cluster):
+        if self.operations is not None and owes_release(reading.state):
             released = self.operations.release(target)
         would = {"would_set_replicas": decision.replicas, "would_set_placeholders": decision.placeholders}
         return Actuation(released=released, log={"dry_run": True, **would})

@@ -47,6 +47,7 @@ from autoscaler.ports import (
     ApplyResult,
     Clock,
     Cluster,
+    ClusterRead,
     FitStateStore,
     MetricsSource,
     TargetOperations,
@@ -126,7 +127,7 @@ class _Step:
     target: Target
     snapshot: MetricsSnapshot
     result: TargetResult
-    cluster: ClusterState | None = None
+    cluster: ClusterRead | None = None
     seconds: float = 0.0  # wall time spent on this target in the first pass
 
 
@@ -423,15 +424,15 @@ class Controller:
 
     def _observe_target(
         self, target: Target, snapshot: MetricsSnapshot, now: float, histories: Mapping[str, Series | MetricsError]
-    ) -> ClusterState:
+    ) -> ClusterRead:
         """Read the target's cluster state, seed it on its first cycle, and bucket its load."""
         state = self._state[target.key]
-        cluster_state = self.cluster.read(target)
+        reading = self.cluster.read(target)
         if not state.seeded:
-            self._seed(target, state, now, cluster_state, histories)
+            self._seed(target, state, now, reading.state, histories)
         if self.forecast_source is None:
             state.forecaster.observe(now, snapshot.load if self._fresh(target, snapshot, now) else None)
-        return cluster_state
+        return reading
 
     @staticmethod
     def _fresh(target: Target, snapshot: MetricsSnapshot, now: float) -> bool:
@@ -458,19 +459,20 @@ class Controller:
             return
         result.status_error = self.operations.publish(target, status)
 
-    def _paused(self, target: Target, cluster_state: ClusterState, now: float, result: TargetResult) -> None:
+    def _paused(self, target: Target, reading: ClusterRead, now: float, result: TargetResult) -> None:
         """A paused target: pin it if asked, release it, say so; nothing is decided."""
+        cluster_state = reading.state
         result.paused = True
         ops = self.operations
         if ops is not None:
             notes: tuple[str, ...] = ()
             if cluster_state.paused_replicas is not None:
-                notes = ops.pin(target, cluster_state.paused_replicas)
+                notes = ops.pin(target, cluster_state.paused_replicas, reading)
             if owes_release(cluster_state):
                 notes += ops.release(target)
             result.released = notes
             if notes:  # publish the state as it is now, not as it was before the writes
-                cluster_state = self.cluster.read(target)
+                cluster_state = self.cluster.read(target).state
         self.log.info("paused", target=target.key, pinned=cluster_state.paused_replicas, wrote=list(result.released))
         fc = self._state[target.key].forecaster
         self._publish(
@@ -502,12 +504,13 @@ class Controller:
         )
 
     def _decide_target(
-        self, target: Target, snapshot: MetricsSnapshot, cluster_state: ClusterState, now: float, result: TargetResult
+        self, target: Target, snapshot: MetricsSnapshot, reading: ClusterRead, now: float, result: TargetResult
     ) -> Observation:
         state = self._state[target.key]
+        cluster_state = reading.state
         observation = Observation(metrics=snapshot, cluster=cluster_state)
         if cluster_state.paused:
-            self._paused(target, cluster_state, now, result)
+            self._paused(target, reading, now, result)
             return observation
         source = self.forecast_source
         forecast: ForecastView | None = state.forecaster.view(now) if source is None else source(target, now)
@@ -550,7 +553,7 @@ class Controller:
             )
         state.last = decision
         result.decision = decision
-        actuation = self._actuators[result.dry_run].act(target, decision, cluster_state)
+        actuation = self._actuators[result.dry_run].act(target, decision, reading)
         result.applied, result.released = actuation.applied, actuation.released
         self.log.info("decision", **actuation.log, observation=_observation_dict(observation), **decision.to_dict())
         self._publish(target, result, self._decision_status(target, decision, result))

@@ -31,10 +31,18 @@ from typing import Any, Protocol
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from autoscaler.core.types import ClusterState, Decision
+from autoscaler.core.types import Decision
 from autoscaler.errors import NotLeader
 from autoscaler.policy.schema import Policy, Target
-from autoscaler.ports import ApplyResult, Cluster, LeaderElector, PolicySource, TargetOperations, TargetStatus
+from autoscaler.ports import (
+    ApplyResult,
+    Cluster,
+    ClusterRead,
+    LeaderElector,
+    PolicySource,
+    TargetOperations,
+    TargetStatus,
+)
 from autoscaler.runtime.controller import Controller, CycleResult
 from autoscaler.runtime.telemetry import Health, Telemetry
 
@@ -85,15 +93,15 @@ class LeaderGuardedCluster:
         self.cluster = cluster
         self.is_leader = is_leader
 
-    def read(self, target: Target) -> ClusterState:
+    def read(self, target: Target) -> ClusterRead:
         """The wrapped cluster's read."""
         return self.cluster.read(target)
 
-    def apply(self, target: Target, decision: Decision) -> ApplyResult:
+    def apply(self, target: Target, decision: Decision, read: ClusterRead | None = None) -> ApplyResult:
         """The wrapped cluster's write, if this replica still leads."""
         if not self.is_leader():
             raise NotLeader(f"write {target.key}: this replica no longer holds the leader Lease")
-        return self.cluster.apply(target, decision)
+        return self.cluster.apply(target, decision, read)
 
     def reset_memory(self) -> None:
         """Forwarded (what another leader wrote is not a manual edit)."""
@@ -124,11 +132,11 @@ class LeaderGuardedOperations:
             raise NotLeader(f"release {target.key}: this replica no longer holds the leader Lease")
         return self.operations.release(target)
 
-    def pin(self, target: Target, replicas: int) -> tuple[str, ...]:
+    def pin(self, target: Target, replicas: int, read: ClusterRead | None = None) -> tuple[str, ...]:
         """The wrapped pin, if this replica still leads."""
         if not self.is_leader():
             raise NotLeader(f"pin {target.key}: this replica no longer holds the leader Lease")
-        return self.operations.pin(target, replicas)
+        return self.operations.pin(target, replicas, read)
 
 
 class Service:

@@ -24,7 +24,7 @@ from autoscaler.errors import NotLeader
 from autoscaler.offline.sim.adapters import SimClusterPort, SimMetrics, TrafficRecord, VirtualClock
 from autoscaler.offline.sim.cluster import ClusterPhases, SimCluster
 from autoscaler.policy.schema import Policy, Target
-from autoscaler.ports import ApplyResult
+from autoscaler.ports import ApplyResult, ClusterRead
 from autoscaler.runtime.controller import Controller
 from autoscaler.runtime.service import STALL_GRACE_SECONDS, LeaderGuardedCluster, Service, stall_seconds
 from autoscaler.runtime.telemetry import Health, Telemetry, serve
@@ -160,10 +160,10 @@ def test_writes_after_losing_the_lease_are_refused() -> None:
     writes: list[str] = []
 
     class Recording:
-        def read(self, target: Target) -> ClusterState:
-            return ClusterState(spec_replicas=2)
+        def read(self, target: Target) -> ClusterRead:
+            return ClusterRead(target=target.key, state=ClusterState(spec_replicas=2))
 
-        def apply(self, target: Target, decision: Decision) -> ApplyResult:
+        def apply(self, target: Target, decision: Decision, read: ClusterRead | None = None) -> ApplyResult:
             writes.append(target.key)
             return ApplyResult(wrote_replicas=True)
 
@@ -176,7 +176,7 @@ def test_writes_after_losing_the_lease_are_refused() -> None:
     result = controller.reconcile_once(START + 30.0).results[0]
     assert isinstance(result.error, NotLeader) and result.error.kind == "not_leader"
     assert writes == ["llm/vllm"] and result.applied is None
-    assert guarded.read(target).spec_replicas == 2  # reads still pass
+    assert guarded.read(target).state.spec_replicas == 2  # reads still pass
 
 
 class _Source:

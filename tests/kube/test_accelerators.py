@@ -110,9 +110,10 @@ def test_a_mig_placeholder_is_scheduled_on_a_node_with_the_slice(
                                      "preemptionPolicy": "Never", "globalDefault": False})  # fmt: skip
     target = make_target(namespace)
     cluster = KubeCluster(admin, node_cache_seconds=0.0)
-    state = cluster.read(target)
+    seen_target = cluster.read(target)
+    state = seen_target.state
     assert (state.nodes_ready, state.nodes_provisioning) == (1, 0)
-    assert cluster.apply(target, make_decision(target, replicas=0, placeholders=1)).wrote_placeholders
+    assert cluster.apply(target, make_decision(target, replicas=0, placeholders=1), seen_target).wrote_placeholders
     container = apps.read_namespaced_deployment("web-capacity", namespace).spec.template.spec.containers[0]
     assert container.resources.requests[MIG] == "1" and "nvidia.com/gpu" not in container.resources.requests
 
@@ -125,5 +126,5 @@ def test_a_mig_placeholder_is_scheduled_on_a_node_with_the_slice(
     amd = serving_deployment("amd", 0, node_selector={"pool": mig_node})
     amd["spec"]["template"]["spec"]["containers"][0]["resources"] = {"limits": {"amd.com/gpu": "1"}}
     apps.create_namespaced_deployment(namespace, amd)
-    state = cluster.read(make_target(namespace, "amd"))
+    state = cluster.read(make_target(namespace, "amd")).state
     assert state.nodes_ready == 0  # the node has MIG slices, not AMD GPUs

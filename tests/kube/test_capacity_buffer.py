@@ -128,8 +128,9 @@ class RisingForecast:
 
 
 def _apply(cluster: KubeCluster, target: Target, placeholders: int) -> ApplyResult:
-    """Apply a decision of 1 serving replica (as there is) and ``placeholders``, after a read."""
-    return cluster.apply(target, make_decision(target, replicas=1, placeholders=placeholders, current_replicas=1))
+    """Read, then apply a decision of 1 serving replica (as there is) and ``placeholders``."""
+    seen = cluster.read(target)
+    return cluster.apply(target, make_decision(target, replicas=1, placeholders=placeholders, current_replicas=1), seen)
 
 
 def _controller(cluster: KubeCluster, *targets: Target, rising: bool = False) -> Controller:
@@ -158,7 +159,7 @@ def test_enforce_writes_the_buffer_and_its_pod_template(
     uid = apps.read_namespaced_deployment("web", namespace).metadata.uid
     target = _buffer_target(namespace)
     cluster = KubeCluster(via_proxy)
-    cluster.read(target)
+    seen_target = cluster.read(target)
     result = _apply(cluster, target, 2)
     assert result.wrote_placeholders and not result.notes
 
@@ -178,7 +179,8 @@ def test_enforce_writes_the_buffer_and_its_pod_template(
     (event,) = events_of(core, namespace, name="web", reason="PlaceholdersScaled")
     assert event.message.startswith("Created PodTemplate web-capacity; Created CapacityBuffer web-capacity with 2 ")
 
-    state = cluster.read(target)  # the decision core sees the buffer as placeholders, all cold (no image)
+    seen_target = cluster.read(target)
+    state = seen_target.state  # the decision core sees the buffer as placeholders, all cold (no image)
     assert (state.placeholder_replicas, state.placeholders_warm, state.placeholders_cold) == (2, 0, 2)
     proxy.reset_counts()
     assert not _apply(cluster, target, 2).wrote_placeholders
@@ -187,7 +189,7 @@ def test_enforce_writes_the_buffer_and_its_pod_template(
     apps.patch_namespaced_deployment(
         "web", namespace, {"spec": {"template": {"spec": {"containers": [{"name": "vllm", "image": "vllm:new"}]}}}}
     )
-    cluster.read(target)
+    seen_target = cluster.read(target)
     proxy.reset_counts()
     assert _apply(cluster, target, 3).wrote_placeholders
     assert core.read_namespaced_pod_template("web-capacity", namespace).template.spec.containers[0].image == "vllm:new"
@@ -214,7 +216,6 @@ def test_release_dry_run_and_pause_scale_the_buffer_to_zero(
     cluster = KubeCluster(admin)
 
     def hold(count: int) -> None:
-        cluster.read(target)
         _apply(cluster, target, count)
         assert _buffer(k8s_client, namespace)["spec"]["replicas"] == count
 
@@ -272,22 +273,20 @@ def test_switching_the_backend_empties_the_other_one(
     settled_deployment(apps, namespace, "web")
     pods, buffer = make_target(namespace), _buffer_target(namespace)
     cluster = KubeCluster(admin)
-    cluster.read(pods)
     _apply(cluster, pods, 2)
     assert apps.read_namespaced_deployment("web-capacity", namespace).spec.replicas == 2
 
-    state = cluster.read(buffer)
+    seen_buffer = cluster.read(buffer)
+    state = seen_buffer.state
     assert state.placeholder_replicas == 2  # the pods still hold their nodes while switching
     assert _apply(cluster, buffer, 2).wrote_placeholders
     assert _buffer(k8s_client, namespace)["spec"]["replicas"] == 2
     assert apps.read_namespaced_deployment("web-capacity", namespace).spec.replicas == 0
-    assert cluster.read(buffer).placeholder_replicas == 2
-
-    cluster.read(pods)
+    assert cluster.read(buffer).state.placeholder_replicas == 2
     assert _apply(cluster, pods, 1).wrote_placeholders
     assert apps.read_namespaced_deployment("web-capacity", namespace).spec.replicas == 1
     assert _buffer(k8s_client, namespace)["spec"]["replicas"] == 0
-    assert cluster.read(pods).placeholder_replicas == 1
+    assert cluster.read(pods).state.placeholder_replicas == 1
 
 
 def test_without_the_crd_the_target_holds_and_the_others_go_on(
@@ -325,12 +324,10 @@ def test_deploy_rbac_allows_exactly_the_buffer_calls(
     settled_deployment(apps, ns, "web")
     target = _buffer_target(ns)
     cluster = KubeCluster(api)
-    cluster.read(target)
     assert _apply(cluster, target, 2).wrote_placeholders
     apps.patch_namespaced_deployment(
         "web", ns, {"spec": {"template": {"spec": {"containers": [{"name": "vllm", "image": "vllm:new"}]}}}}
     )
-    cluster.read(target)
     assert _apply(cluster, target, 1).wrote_placeholders
     assert cluster.release(target) == ("Scaled CapacityBuffer web-capacity 1 -> 0",)
     assert cluster.events.errors == 0
@@ -361,7 +358,7 @@ def test_without_the_crd_a_pods_target_reads_no_buffer(
     cluster = KubeCluster(via_proxy)
     proxy.reset_counts()
     for name in ("web", "chat", "web"):
-        assert cluster.read(make_target(namespace, name)).placeholder_replicas == 0
+        assert cluster.read(make_target(namespace, name)).state.placeholder_replicas == 0
     group = f"/apis/{cb.GROUP}/{cb.VERSION}"
     assert proxy.count(group) == 1
     for name in ("web", "chat"):

@@ -13,7 +13,7 @@ import kubernetes.client
 import pytest
 from kubernetes.client import ApiClient
 
-from autoscaler.errors import Conflict
+from autoscaler.errors import ActuationError, Conflict
 from autoscaler.kube.client import KubeApi
 from autoscaler.kube.cluster import KubeCluster
 from autoscaler.kube.placeholders import MANAGED_BY, MANAGED_BY_LABEL, TARGET_LABEL
@@ -62,11 +62,12 @@ def test_scale_goes_through_subresource_and_nothing_is_written_without_change(
     target = make_target(namespace)
     cluster = KubeCluster(via_proxy)
 
-    state = cluster.read(target)
+    seen_target = cluster.read(target)
+    state = seen_target.state
     assert state.spec_replicas == 1
     assert state.placeholder_replicas == 0
     assert state.hpa_min_replicas is None
-    result = cluster.apply(target, make_decision(target, replicas=3, placeholders=1, current_replicas=1))
+    result = cluster.apply(target, make_decision(target, replicas=3, placeholders=1, current_replicas=1), seen_target)
     assert result.wrote_replicas and result.wrote_placeholders and result.refused is None
     scale_path = f"/apis/apps/v1/namespaces/{namespace}/deployments/web/scale"
     assert ("PATCH", scale_path) in writes(proxy)
@@ -79,9 +80,10 @@ def test_scale_goes_through_subresource_and_nothing_is_written_without_change(
     # Same decision again: not one write on the wire, resourceVersions unchanged.
     before = (settled_deployment(apps, namespace, "web"), settled_deployment(apps, namespace, "web-capacity"))
     proxy.reset_counts()
-    state = cluster.read(target)
+    seen_target = cluster.read(target)
+    state = seen_target.state
     assert (state.spec_replicas, state.placeholder_replicas) == (3, 1)
-    result = cluster.apply(target, make_decision(target, replicas=3, placeholders=1, current_replicas=3))
+    result = cluster.apply(target, make_decision(target, replicas=3, placeholders=1, current_replicas=3), seen_target)
     assert not result.wrote_replicas and not result.wrote_placeholders and not result.notes
     assert writes(proxy, ignore_events=False) == []
     assert (rv(apps, ns=namespace, name="web"), rv(apps, ns=namespace, name="web-capacity")) == before
@@ -102,36 +104,36 @@ def test_conflict_is_retried_while_the_spec_is_unchanged_then_given_up(
     # Deployment's annotations count as spec (they bump metadata.generation), so the Deployment
     # controller answers with a status write of its own; it must be over before we write, or it
     # can land between our re-read and our retry and cost a third PATCH.
-    cluster.read(target)
+    seen_target = cluster.read(target)
     apps.patch_namespaced_deployment("web", namespace, {"metadata": {"annotations": {"someone": "else"}}})
     settled_deployment(apps, namespace, "web")
     proxy.reset_counts()
-    assert cluster.apply(target, make_decision(target, replicas=2, current_replicas=1)).wrote_replicas
+    assert cluster.apply(target, make_decision(target, replicas=2, current_replicas=1), seen_target).wrote_replicas
     assert [w for w in writes(proxy) if w[1] == scale_path] == [("PATCH", scale_path)] * 2
     assert apps.read_namespaced_deployment_scale("web", namespace).spec.replicas == 2
 
     # 409 once (injected on the scale path only): the retry succeeds. (Settled first: the
     # Deployment controller's status writes after the last scale would add real 409s.)
     settled_deployment(apps, namespace, "web")
-    cluster.read(target)
+    seen_target = cluster.read(target)
     proxy.status(409, b'{"kind":"Status","code":409,"reason":"Conflict"}', only_paths=r"/scale$", times=1)
-    assert cluster.apply(target, make_decision(target, replicas=3, current_replicas=2)).wrote_replicas
+    assert cluster.apply(target, make_decision(target, replicas=3, current_replicas=2), seen_target).wrote_replicas
     assert apps.read_namespaced_deployment_scale("web", namespace).spec.replicas == 3
 
     # 409 on every attempt: Conflict, no crash, nothing changed; the next cycle succeeds.
     settled_deployment(apps, namespace, "web")
-    cluster.read(target)
+    seen_target = cluster.read(target)
     generation = apps.read_namespaced_deployment("web", namespace).metadata.generation
     proxy.reset_counts()
     conflict = b'{"kind":"Status","code":409,"reason":"Conflict"}'
     proxy.status(409, conflict, only_paths=r"/scale$", times=SCALE_WRITE_ATTEMPTS)
     with pytest.raises(Conflict):
-        cluster.apply(target, make_decision(target, replicas=4, current_replicas=3))
+        cluster.apply(target, make_decision(target, replicas=4, current_replicas=3), seen_target)
     assert apps.read_namespaced_deployment("web", namespace).metadata.generation == generation
     assert apps.read_namespaced_deployment_scale("web", namespace).spec.replicas == 3
     assert proxy.faulted[scale_path] == SCALE_WRITE_ATTEMPTS
-    cluster.read(target)
-    assert cluster.apply(target, make_decision(target, replicas=4, current_replicas=3)).wrote_replicas
+    seen_target = cluster.read(target)
+    assert cluster.apply(target, make_decision(target, replicas=4, current_replicas=3), seen_target).wrote_replicas
     assert apps.read_namespaced_deployment_scale("web", namespace).spec.replicas == 4
 
 
@@ -150,8 +152,8 @@ def test_placeholder_deployment_mirrors_target_and_is_garbage_collected(
     )
     target = make_target(namespace, placeholders={"gpus_per_pod": 2})
     cluster = KubeCluster(admin)
-    cluster.read(target)
-    result = cluster.apply(target, make_decision(target, replicas=0, placeholders=2))
+    seen_target = cluster.read(target)
+    result = cluster.apply(target, make_decision(target, replicas=0, placeholders=2), seen_target)
     assert result.wrote_placeholders and not result.wrote_replicas
 
     pc = kubernetes.client.SchedulingV1Api(k8s_client).read_priority_class(PLACEHOLDER_CLASS)
@@ -186,8 +188,8 @@ def test_placeholder_deployment_mirrors_target_and_is_garbage_collected(
     apps.patch_namespaced_deployment(
         "web", namespace, {"spec": {"template": {"spec": {"containers": [{"name": "vllm", "image": "vllm:new"}]}}}}
     )
-    cluster.read(target)
-    assert cluster.apply(target, make_decision(target, replicas=0, placeholders=2)).wrote_placeholders
+    seen_target = cluster.read(target)
+    assert cluster.apply(target, make_decision(target, replicas=0, placeholders=2), seen_target).wrote_placeholders
     dep = apps.read_namespaced_deployment("web-capacity", namespace)
     assert dep.spec.template.spec.containers[0].image == "vllm:new"
     assert dep.spec.replicas == 2
@@ -219,19 +221,19 @@ def test_serving_scale_up_preempts_warm_placeholder_on_same_node(
     target = make_target(namespace)
     cluster = KubeCluster(admin, node_cache_seconds=0.0)
 
-    cluster.read(target)
-    cluster.apply(target, make_decision(target, replicas=0, placeholders=1))
+    seen_target = cluster.read(target)
+    cluster.apply(target, make_decision(target, replicas=0, placeholders=1), seen_target)
     warm = wait_for(
-        lambda: (s := cluster.read(target)).placeholders_warm == 1 and s,
+        lambda: (s := cluster.read(target).state).placeholders_warm == 1 and s,
         timeout=60,
         message=lambda: f"placeholder warm on a new node; agent events {node_agent.events}",
     )
     assert (warm.placeholders_cold, warm.placeholders_pending, warm.nodes_ready) == (0, 0, 1)
     (node,) = node_agent.node_names()
 
-    cluster.apply(target, make_decision(target, replicas=1, placeholders=1))
+    cluster.apply(target, make_decision(target, replicas=1, placeholders=1))  # reads afresh
     state = wait_for(
-        lambda: (s := cluster.read(target)).ready_replicas == 1 and s.placeholders_pending == 1 and s,
+        lambda: (s := cluster.read(target).state).ready_replicas == 1 and s.placeholders_pending == 1 and s,
         timeout=60,
         message=lambda: f"serving ready, placeholder pending; agent events {node_agent.events}",
     )
@@ -259,7 +261,7 @@ def test_hpa_coexist_sets_min_replicas_and_clamps_to_max(
     cluster = KubeCluster(admin)
     generation = apps.read_namespaced_deployment("web", namespace).metadata.generation
 
-    assert cluster.read(target).hpa_min_replicas == 1
+    assert cluster.read(target).state.hpa_min_replicas == 1
     result = cluster.apply(target, make_decision(target, replicas=3, current_replicas=2))
     assert result.wrote_replicas and not result.notes
     assert autoscaling.read_namespaced_horizontal_pod_autoscaler("web-hpa", namespace).spec.min_replicas == 3
@@ -268,7 +270,7 @@ def test_hpa_coexist_sets_min_replicas_and_clamps_to_max(
     (event,) = events_of(core, namespace, name="web", reason="HPAMinReplicasSet")
     assert event.type == "Normal" and "1 -> 3" in event.message
 
-    assert cluster.read(target).hpa_min_replicas == 3
+    assert cluster.read(target).state.hpa_min_replicas == 3
     result = cluster.apply(target, make_decision(target, replicas=8, current_replicas=2))
     assert result.notes and "clamped to 5" in result.notes[0]
     assert autoscaling.read_namespaced_horizontal_pod_autoscaler("web-hpa", namespace).spec.min_replicas == 5
@@ -296,9 +298,9 @@ def test_hpa_refuse_writes_nothing(
     cluster = KubeCluster(via_proxy)
     before = settled_deployment(apps, namespace, "web")
 
-    cluster.read(target)
+    seen_target = cluster.read(target)
     proxy.reset_counts()
-    result = cluster.apply(target, make_decision(target, replicas=4, placeholders=2, current_replicas=2))
+    result = cluster.apply(target, make_decision(target, replicas=4, placeholders=2, current_replicas=2), seen_target)
     assert result.refused is not None and "HPA web-hpa owns replicas; refusing to write" in result.refused
     assert not result.wrote_replicas and not result.wrote_placeholders
     assert writes(proxy) == []
@@ -311,8 +313,8 @@ def test_hpa_refuse_writes_nothing(
     assert "HPA web-hpa owns replicas; refusing to write" in event.message and "PredictedLoad" in event.message
 
     # Refusing again next cycle aggregates into the same Event (count 2), no Event flood.
-    cluster.read(target)
-    cluster.apply(target, make_decision(target, replicas=4, placeholders=2, current_replicas=2))
+    seen_target = cluster.read(target)
+    cluster.apply(target, make_decision(target, replicas=4, placeholders=2, current_replicas=2), seen_target)
     (event,) = events_of(core, namespace, name="web", reason="Refused")
     assert event.count == 2
 
@@ -325,21 +327,65 @@ def test_manual_edit_is_reported_once(
     settled_deployment(apps, namespace, "web")  # the Deployment controller's status writes would race our write
     target = make_target(namespace, placeholders={"enabled": False})
     cluster = KubeCluster(admin)
-    cluster.read(target)
-    cluster.apply(target, make_decision(target, replicas=3, current_replicas=1))
+    seen_target = cluster.read(target)
+    cluster.apply(target, make_decision(target, replicas=3, current_replicas=1), seen_target)
 
     apps.patch_namespaced_deployment_scale("web", namespace, {"spec": {"replicas": 5}})  # kubectl scale
-    assert cluster.read(target).spec_replicas == 5
-    result = cluster.apply(target, make_decision(target, replicas=5, current_replicas=5))
+    seen_target = cluster.read(target)
+    assert seen_target.state.spec_replicas == 5
+    result = cluster.apply(target, make_decision(target, replicas=5, current_replicas=5), seen_target)
     assert result.notes == ("replicas changed outside the autoscaler (was 3, now 5)",)
     assert not result.wrote_replicas
     (event,) = events_of(core, namespace, name="web", reason="ManualEdit")
     assert event.type == "Warning" and event.message == "replicas changed outside the autoscaler (was 3, now 5)"
 
-    cluster.read(target)
-    assert cluster.apply(target, make_decision(target, replicas=5, current_replicas=5)).notes == ()
+    seen_target = cluster.read(target)
+    assert cluster.apply(target, make_decision(target, replicas=5, current_replicas=5), seen_target).notes == ()
     # A replica that regained leadership forgets: the other leader's writes are no manual edits.
     apps.patch_namespaced_deployment_scale("web", namespace, {"spec": {"replicas": 6}})
     cluster.reset_memory()
-    cluster.read(target)
-    assert cluster.apply(target, make_decision(target, replicas=6, current_replicas=6)).notes == ()
+    seen_target = cluster.read(target)
+    assert cluster.apply(target, make_decision(target, replicas=6, current_replicas=6), seen_target).notes == ()
+
+
+def test_apply_writes_against_the_read_it_is_given(
+    admin: KubeApi, apps: kubernetes.client.AppsV1Api, namespace: str
+) -> None:
+    """The read is the guard: a decision made on a read that someone's scale overtook is refused
+    (409, spec moved), the same decision on a fresh read, or with none, is written."""
+    apps.create_namespaced_deployment(namespace, serving_deployment("web", 1))
+    settled_deployment(apps, namespace, "web")
+    target = make_target(namespace, placeholders={"enabled": False})
+    cluster = KubeCluster(admin)
+    before = cluster.read(target)
+    assert before.target == target.key and before.state.spec_replicas == 1
+    apps.patch_namespaced_deployment_scale("web", namespace, {"spec": {"replicas": 2}})  # kubectl scale
+    with pytest.raises(Conflict):
+        cluster.apply(target, make_decision(target, replicas=3, current_replicas=1), before)
+    assert apps.read_namespaced_deployment_scale("web", namespace).spec.replicas == 2
+    after = cluster.read(target)
+    assert after.state.spec_replicas == 2
+    assert cluster.apply(target, make_decision(target, replicas=3, current_replicas=2), after).wrote_replicas
+    assert apps.read_namespaced_deployment_scale("web", namespace).spec.replicas == 3
+    assert cluster.apply(target, make_decision(target, replicas=4, current_replicas=3)).wrote_replicas
+    assert apps.read_namespaced_deployment_scale("web", namespace).spec.replicas == 4
+
+
+def test_a_read_of_another_target_is_refused_and_nothing_is_written(
+    admin: KubeApi, apps: kubernetes.client.AppsV1Api, namespace: str, proxy: FaultProxy, via_proxy: KubeApi
+) -> None:
+    """Handing one target's read to another target's apply or pin is a caller's mistake: refused, no write."""
+    for name in ("web", "chat"):
+        apps.create_namespaced_deployment(namespace, serving_deployment(name, 1))
+        settled_deployment(apps, namespace, name)
+    web = make_target(namespace, placeholders={"enabled": False})
+    chat = make_target(namespace, "chat", placeholders={"enabled": False})
+    cluster = KubeCluster(via_proxy)
+    seen_web = cluster.read(web)
+    proxy.reset_counts()
+    with pytest.raises(ActuationError, match=f"of {web.key}, not of this target"):
+        cluster.apply(chat, make_decision(chat, replicas=3, current_replicas=1), seen_web)
+    with pytest.raises(ActuationError, match=f"of {web.key}, not of this target"):
+        cluster.pin(chat, 2, seen_web)
+    assert writes(proxy) == []
+    assert apps.read_namespaced_deployment_scale("chat", namespace).spec.replicas == 1

@@ -91,7 +91,7 @@ def test_read_failures_map_to_our_errors(
     assert type(raised.value) is expected
     assert "Bearer" not in str(raised.value)
     proxy.passthrough()
-    assert cluster.read(target).spec_replicas == 1
+    assert cluster.read(target).state.spec_replicas == 1
 
 
 def test_write_failures_raise_and_event_failures_never_do(
@@ -103,15 +103,15 @@ def test_write_failures_raise_and_event_failures_never_do(
     target = make_target(namespace, placeholders={"enabled": False})
     cluster = KubeCluster(fast_api)
 
-    cluster.read(target)
+    seen_target = cluster.read(target)
     proxy.status(503, STATUS_BODY.format(code=503), only_paths=r"/scale$")
     with pytest.raises(ClusterUnavailable):
-        cluster.apply(target, make_decision(target, replicas=2, current_replicas=1))
+        cluster.apply(target, make_decision(target, replicas=2, current_replicas=1), seen_target)
     assert apps.read_namespaced_deployment_scale("web", namespace).spec.replicas == 1
 
     proxy.status(500, STATUS_BODY.format(code=500), only_paths=r"/events")
-    cluster.read(target)
-    result = cluster.apply(target, make_decision(target, replicas=2, current_replicas=1))
+    seen_target = cluster.read(target)
+    result = cluster.apply(target, make_decision(target, replicas=2, current_replicas=1), seen_target)
     assert result.wrote_replicas
     assert apps.read_namespaced_deployment_scale("web", namespace).spec.replicas == 2
     assert cluster.events.errors == 1
@@ -130,9 +130,9 @@ def test_forbidden_priority_class_is_reported_and_placeholders_still_written(
     settled_deployment(apps, namespace, "web")
     target = make_target(namespace)
     cluster = KubeCluster(fast_api)
-    cluster.read(target)
+    seen_target = cluster.read(target)
     proxy.status(403, STATUS_BODY.format(code=403), only_paths=r"/priorityclasses")
-    result = cluster.apply(target, make_decision(target, replicas=0, placeholders=1))
+    result = cluster.apply(target, make_decision(target, replicas=0, placeholders=1), seen_target)
     assert result.wrote_placeholders
     assert any("cannot create PriorityClass gpu-placeholder" in n for n in result.notes)
     assert apps.read_namespaced_deployment("web-capacity", namespace).spec.replicas == 1
@@ -181,12 +181,13 @@ def test_conflicts_on_placeholder_and_hpa_writes_are_retried(
     chat = make_target(namespace, "chat", placeholders={"enabled": False})
     cluster = KubeCluster(fast_api)
     conflict = '{"kind":"Status","code":409,"reason":"Conflict"}'
-    cluster.read(web)
-    cluster.apply(web, make_decision(web, replicas=1, placeholders=1, current_replicas=1))
+    seen_web = cluster.read(web)
+    cluster.apply(web, make_decision(web, replicas=1, placeholders=1, current_replicas=1), seen_web)
 
-    cluster.read(web)
+    seen_web = cluster.read(web)
     proxy.status(409, conflict, only_paths=r"/deployments/web-capacity/scale$", times=1)
-    assert cluster.apply(web, make_decision(web, replicas=1, placeholders=2, current_replicas=1)).wrote_placeholders
+    decision = make_decision(web, replicas=1, placeholders=2, current_replicas=1)
+    assert cluster.apply(web, decision, seen_web).wrote_placeholders
     assert apps.read_namespaced_deployment("web-capacity", namespace).spec.replicas == 2
 
     # Only the injected 409 may meet the guarded template PUT, not the controller's status writes.
@@ -194,16 +195,17 @@ def test_conflicts_on_placeholder_and_hpa_writes_are_retried(
     apps.patch_namespaced_deployment(
         "web", namespace, {"spec": {"template": {"spec": {"containers": [{"name": "vllm", "image": "vllm:2"}]}}}}
     )
-    cluster.read(web)
+    seen_web = cluster.read(web)
     proxy.status(409, conflict, only_paths=r"/deployments/web-capacity$", times=1)
-    assert cluster.apply(web, make_decision(web, replicas=1, placeholders=2, current_replicas=1)).wrote_placeholders
+    decision = make_decision(web, replicas=1, placeholders=2, current_replicas=1)
+    assert cluster.apply(web, decision, seen_web).wrote_placeholders
     capacity = apps.read_namespaced_deployment("web-capacity", namespace)
     assert capacity.spec.template.spec.containers[0].image == "vllm:2"
 
-    cluster.read(chat)
+    seen_chat = cluster.read(chat)
     proxy.reset_counts()
     proxy.status(409, conflict, only_paths=r"/horizontalpodautoscalers/chat$", times=1)
-    assert cluster.apply(chat, make_decision(chat, replicas=3, current_replicas=1)).wrote_replicas
+    assert cluster.apply(chat, make_decision(chat, replicas=3, current_replicas=1), seen_chat).wrote_replicas
     assert autoscaling.read_namespaced_horizontal_pod_autoscaler("chat", namespace).spec.min_replicas == 3
     assert sum(proxy.faulted.values()) == 1
 
@@ -221,12 +223,14 @@ def test_placeholder_scale_is_not_raced_by_status_updates(
     settled_deployment(apps, namespace, "web")
     web = make_target(namespace, "web")
     cluster = KubeCluster(fast_api)
-    cluster.read(web)
-    assert cluster.apply(web, make_decision(web, replicas=1, placeholders=1, current_replicas=1)).wrote_placeholders
-    cluster.read(web)
+    seen_web = cluster.read(web)
+    decision = make_decision(web, replicas=1, placeholders=1, current_replicas=1)
+    assert cluster.apply(web, decision, seen_web).wrote_placeholders
+    seen_web = cluster.read(web)
     for n in range(2):
         apps.patch_namespaced_deployment("web-capacity", namespace, {"metadata": {"annotations": {"bump": str(n)}}})
     proxy.reset_counts()
-    assert cluster.apply(web, make_decision(web, replicas=1, placeholders=3, current_replicas=1)).wrote_placeholders
+    decision = make_decision(web, replicas=1, placeholders=3, current_replicas=1)
+    assert cluster.apply(web, decision, seen_web).wrote_placeholders
     assert apps.read_namespaced_deployment("web-capacity", namespace).spec.replicas == 3
     assert proxy.count(f"/apis/apps/v1/namespaces/{namespace}/deployments/web-capacity/scale") == 1

@@ -73,8 +73,8 @@ def test_coexist_writes_the_scaled_object_floor_and_release_restores_it(
     target = make_target(namespace, hpa="coexist", placeholders={"enabled": False})
     cluster = KubeCluster(admin)
 
-    cluster.read(target)
-    result = cluster.apply(target, make_decision(target, replicas=3, current_replicas=2))
+    seen_target = cluster.read(target)
+    result = cluster.apply(target, make_decision(target, replicas=3, current_replicas=2), seen_target)
     assert result.wrote_replicas and not result.notes
     so = _scaled_object(custom, namespace)
     assert so["spec"]["minReplicaCount"] == 3 and so["metadata"]["annotations"][ORIGINAL_MIN_REPLICAS_ANNOTATION] == "1"
@@ -85,8 +85,8 @@ def test_coexist_writes_the_scaled_object_floor_and_release_restores_it(
     (event,) = events_of(core, namespace, name="web", reason="ScaledObjectMinReplicaCountSet")
     assert event.type == "Normal" and "1 -> 3" in event.message
 
-    cluster.read(target)
-    result = cluster.apply(target, make_decision(target, replicas=8, current_replicas=2))
+    seen_target = cluster.read(target)
+    result = cluster.apply(target, make_decision(target, replicas=8, current_replicas=2), seen_target)
     assert result.notes and "clamped to 5" in result.notes[0]
     so = _scaled_object(custom, namespace)
     assert so["spec"]["minReplicaCount"] == 5 and so["metadata"]["annotations"][ORIGINAL_MIN_REPLICAS_ANNOTATION] == "1"
@@ -114,9 +114,9 @@ def test_refuse_names_the_scaled_object_and_writes_nothing(
     before = _scaled_object(custom, namespace)["metadata"]["resourceVersion"]
     target = make_target(namespace, hpa="refuse")
     cluster = KubeCluster(via_proxy)
-    cluster.read(target)
+    seen_target = cluster.read(target)
     proxy.reset_counts()
-    result = cluster.apply(target, make_decision(target, replicas=4, placeholders=1, current_replicas=2))
+    result = cluster.apply(target, make_decision(target, replicas=4, placeholders=1, current_replicas=2), seen_target)
     assert result.refused is not None and "KEDA ScaledObject web (HPA keda-hpa-web) owns replicas" in result.refused
     assert writes(proxy) == []
     assert _scaled_object(custom, namespace)["metadata"]["resourceVersion"] == before

@@ -87,8 +87,8 @@ def _enforced_with_hpa(
         namespace, hpa_body("web-hpa", "web", min_replicas=1, max_replicas=5)
     )
     target = make_target(namespace, hpa="coexist")
-    cluster.read(target)
-    cluster.apply(target, make_decision(target, replicas=3, placeholders=2, current_replicas=2))
+    seen_target = cluster.read(target)
+    cluster.apply(target, make_decision(target, replicas=3, placeholders=2, current_replicas=2), seen_target)
     return target
 
 
@@ -166,8 +166,8 @@ def test_leaving_enforce_for_dry_run_restores_the_hpa_and_empties_placeholders(
     target = _enforced_with_hpa(apps, k8s_client, namespace, cluster)
     hpa = _hpa(k8s_client, namespace)
     assert hpa.spec.min_replicas == 3 and hpa.metadata.annotations[ORIGINAL_MIN_REPLICAS_ANNOTATION] == "1"
-    cluster.read(target)
-    cluster.apply(target, make_decision(target, replicas=4, placeholders=2, current_replicas=2))
+    seen_target = cluster.read(target)
+    cluster.apply(target, make_decision(target, replicas=4, placeholders=2, current_replicas=2), seen_target)
     hpa = _hpa(k8s_client, namespace)
     assert hpa.spec.min_replicas == 4 and hpa.metadata.annotations[ORIGINAL_MIN_REPLICAS_ANNOTATION] == "1"
     assert apps.read_namespaced_deployment("web-capacity", namespace).spec.replicas == 2
@@ -198,8 +198,8 @@ def test_pause_pins_the_replicas_releases_and_writes_nothing_more(
     settled_deployment(apps, namespace, "web")
     target = make_target(namespace)
     cluster = KubeCluster(via_proxy)
-    cluster.read(target)
-    cluster.apply(target, make_decision(target, replicas=1, placeholders=2, current_replicas=1))
+    seen_target = cluster.read(target)
+    cluster.apply(target, make_decision(target, replicas=1, placeholders=2, current_replicas=1), seen_target)
     settled_deployment(apps, namespace, "web-capacity")
     _annotate(apps, namespace, "web", {PAUSED_REPLICAS_ANNOTATION: "3"})
     controller = _controller(target, cluster)

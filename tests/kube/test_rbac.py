@@ -74,25 +74,28 @@ def test_controller_account_can_do_everything_it_needs(
     # finish writing the new Deployment's status first (its writes would be 409s not ours).
     settled_deployment(apps, ns, "web")
 
-    state = cluster.read(web)
+    seen_web = cluster.read(web)
+    state = seen_web.state
     assert state.spec_replicas == 1 and state.nodes_ready is not None  # nodes are listable
-    result = cluster.apply(web, make_decision(web, replicas=2, placeholders=1, current_replicas=1))
+    result = cluster.apply(web, make_decision(web, replicas=2, placeholders=1, current_replicas=1), seen_web)
     assert result.wrote_replicas and result.wrote_placeholders and not result.notes
     assert kubernetes.client.SchedulingV1Api(k8s_client).read_priority_class(PLACEHOLDER_CLASS).value == -10
-    cluster.read(web)
-    assert cluster.apply(web, make_decision(web, replicas=2, placeholders=2, current_replicas=2)).wrote_placeholders
+    seen_web = cluster.read(web)
+    decision = make_decision(web, replicas=2, placeholders=2, current_replicas=2)
+    assert cluster.apply(web, decision, seen_web).wrote_placeholders
     settled_deployment(apps, ns, "web-capacity")  # the template PUT is guarded by its resourceVersion
     apps.patch_namespaced_deployment(
         "web", ns, {"spec": {"template": {"spec": {"containers": [{"name": "vllm", "image": "vllm:new"}]}}}}
     )
-    cluster.read(web)
-    assert cluster.apply(web, make_decision(web, replicas=2, placeholders=2, current_replicas=2)).wrote_placeholders
+    seen_web = cluster.read(web)
+    decision = make_decision(web, replicas=2, placeholders=2, current_replicas=2)
+    assert cluster.apply(web, decision, seen_web).wrote_placeholders
     capacity = apps.read_namespaced_deployment("web-capacity", ns)
     assert capacity.spec.replicas == 2 and capacity.spec.template.spec.containers[0].image == "vllm:new"
     assert apps.read_namespaced_deployment_scale("web", ns).spec.replicas == 2
 
-    cluster.read(chat)
-    assert cluster.apply(chat, make_decision(chat, replicas=3, current_replicas=1)).wrote_replicas
+    seen_chat = cluster.read(chat)
+    assert cluster.apply(chat, make_decision(chat, replicas=3, current_replicas=1), seen_chat).wrote_replicas
     assert autoscaling.read_namespaced_horizontal_pod_autoscaler("chat", ns).spec.min_replicas == 3
     assert events_of(core, ns, name="web", reason="Scaled")
     assert events_of(core, ns, name="chat", reason="HPAMinReplicasSet")
@@ -204,8 +207,8 @@ def test_controller_account_can_coexist_with_keda(
     custom = keda_target(apps, k8s_client, ns)
     cluster = KubeCluster(controller_account.api)
     target = make_target(ns, "web", hpa="coexist", placeholders={"enabled": False})
-    cluster.read(target)
-    assert cluster.apply(target, make_decision(target, replicas=3, current_replicas=2)).wrote_replicas
+    seen_target = cluster.read(target)
+    assert cluster.apply(target, make_decision(target, replicas=3, current_replicas=2), seen_target).wrote_replicas
     assert (
         custom.get_namespaced_custom_object("keda.sh", "v1alpha1", ns, "scaledobjects", "web")["spec"][
             "minReplicaCount"

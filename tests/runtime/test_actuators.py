@@ -13,7 +13,7 @@ import pytest
 
 from autoscaler.core.types import ClusterState
 from autoscaler.policy.schema import Target
-from autoscaler.ports import TargetStatus
+from autoscaler.ports import ClusterRead, TargetStatus
 from autoscaler.runtime.actuators import DryRun, Enforce, owes_release
 from tests.fakes import Applied, FakeCluster, make_decision
 
@@ -33,14 +33,14 @@ class RecordingOperations:
         self.released.append(target.key)
         return ("placeholders -> 0",)
 
-    def pin(self, target: Target, replicas: int) -> tuple[str, ...]:
+    def pin(self, target: Target, replicas: int, read: ClusterRead | None = None) -> tuple[str, ...]:
         pytest.fail("an actuator does not pin")
 
 
 def test_enforce_applies_once_and_logs_what_it_wrote() -> None:
     cluster = FakeCluster(replicas=1)
     decision = make_decision(TARGET, replicas=4, placeholders=2, current_replicas=1)
-    actuation = Enforce(cluster).act(TARGET, decision, cluster.state(TARGET.key))
+    actuation = Enforce(cluster).act(TARGET, decision, cluster.read(TARGET))
     assert cluster.applied == [Applied(TARGET.key, 4, 2)]
     assert actuation.applied is not None and actuation.applied.wrote_replicas
     assert actuation.released == ()
@@ -59,7 +59,7 @@ def test_enforce_applies_once_and_logs_what_it_wrote() -> None:
 def test_dry_run_records_and_releases_only_what_enforce_left(state: ClusterState, owed: bool) -> None:
     operations = RecordingOperations()
     decision = make_decision(TARGET, replicas=5, placeholders=1, current_replicas=2)
-    actuation = DryRun(operations).act(TARGET, decision, state)
+    actuation = DryRun(operations).act(TARGET, decision, ClusterRead(target=TARGET.key, state=state))
     assert owes_release(state) is owed
     assert actuation.applied is None
     assert actuation.log == {"dry_run": True, "would_set_replicas": 5, "would_set_placeholders": 1}
@@ -69,5 +69,5 @@ def test_dry_run_records_and_releases_only_what_enforce_left(state: ClusterState
 
 def test_dry_run_without_operations_writes_nothing_even_when_owed() -> None:
     state = ClusterState(spec_replicas=2, placeholder_replicas=3)
-    actuation = DryRun(None).act(TARGET, make_decision(TARGET, replicas=1), state)
+    actuation = DryRun(None).act(TARGET, make_decision(TARGET, replicas=1), ClusterRead(target=TARGET.key, state=state))
     assert actuation.applied is None and actuation.released == ()

@@ -41,13 +41,13 @@ from pathlib import Path
 import numpy as np
 
 from autoscaler.core.leadtimes import LeadTimes
-from autoscaler.core.types import ClusterState, Decision, MetricsSnapshot
+from autoscaler.core.types import Decision, MetricsSnapshot
 from autoscaler.errors import MetricsUnavailable
 from autoscaler.forecasting.fit_state import InMemoryFitStore
 from autoscaler.offline.sim.adapters import SimClusterPort, SimMetrics, TrafficRecord, VirtualClock
 from autoscaler.offline.sim.cluster import ClusterPhases, SimCluster
 from autoscaler.policy.schema import Forecast, Policy, Target
-from autoscaler.ports import ApplyResult
+from autoscaler.ports import ApplyResult, ClusterRead
 from autoscaler.runtime.controller import Controller, CycleResult
 from models.series import Series
 
@@ -186,13 +186,13 @@ class FleetPort:
             sim.bootstrap(serving=serving, now=clock.now())
             self.ports[key] = SimClusterPort(sim, clock)
 
-    def read(self, target: Target) -> ClusterState:
+    def read(self, target: Target) -> ClusterRead:
         """The target's own cluster."""
         return self.ports[target.key].read(target)
 
-    def apply(self, target: Target, decision: Decision) -> ApplyResult:
+    def apply(self, target: Target, decision: Decision, read: ClusterRead | None = None) -> ApplyResult:
         """Scale the target's own cluster."""
-        return self.ports[target.key].apply(target, decision)
+        return self.ports[target.key].apply(target, decision, read)
 
     def advance(self, now: float) -> None:
         """Bring every cluster to ``now``."""

@@ -25,7 +25,7 @@ from autoscaler.forecasting.forecaster import TargetForecaster
 from autoscaler.offline.sim.adapters import SimClusterPort, SimMetrics, TrafficRecord, VirtualClock
 from autoscaler.offline.sim.cluster import ClusterPhases, SimCluster
 from autoscaler.policy.schema import Forecast, Policy, Target
-from autoscaler.ports import ApplyResult
+from autoscaler.ports import ApplyResult, ClusterRead
 from autoscaler.runtime.controller import Controller
 from models.series import Series
 
@@ -90,10 +90,10 @@ class ChargedCluster(SimClusterPort):
         super().__init__(sim, clock)
         self.meter, self.seconds = meter, seconds
 
-    def apply(self, target: Target, decision: Decision) -> ApplyResult:
+    def apply(self, target: Target, decision: Decision, read: ClusterRead | None = None) -> ApplyResult:
         if self.meter is not None:
             self.meter.charge(self.seconds)
-        return super().apply(target, decision)
+        return super().apply(target, decision, read)
 
 
 class ChargedStore(InMemoryFitStore):

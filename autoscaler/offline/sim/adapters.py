@@ -17,7 +17,7 @@ from autoscaler.core.leadtimes import LeadTimes
 from autoscaler.core.types import ClusterState, Decision, MetricsSnapshot
 from autoscaler.offline.sim.cluster import PLACEHOLDER, SERVING, SimCluster
 from autoscaler.policy.schema import Target
-from autoscaler.ports import ApplyResult
+from autoscaler.ports import ApplyResult, ClusterRead
 from models.series import Series
 
 
@@ -122,15 +122,16 @@ class SimClusterPort:
         self.clock = clock
         self.writes = 0
 
-    def read(self, target: Target) -> ClusterState:
-        """Replica and node counts as the API server would report them."""
+    def read(self, target: Target) -> ClusterRead:
+        """Replica and node counts as the API server would report them (no handle: the simulator
+        applies to the one simulated cluster whatever was read)."""
         now = self.clock.now()
         sim = self.sim
         warm, cold = sim.ready(PLACEHOLDER, now), sim.bound_not_ready(PLACEHOLDER, now)
         if sim.buffer:
             # A capacity buffer's node has no image: a serving pod there still pulls it.
             warm, cold = 0, warm + cold
-        return ClusterState(
+        state = ClusterState(
             spec_replicas=sim.desired[SERVING],
             ready_replicas=sim.ready(SERVING, now),
             pending_replicas=sim.pending(SERVING),
@@ -141,8 +142,9 @@ class SimClusterPort:
             nodes_ready=sim.nodes_ready(now),
             nodes_provisioning=sim.nodes_provisioning(now),
         )
+        return ClusterRead(target=target.key, state=state)
 
-    def apply(self, target: Target, decision: Decision) -> ApplyResult:
+    def apply(self, target: Target, decision: Decision, read: ClusterRead | None = None) -> ApplyResult:
         """Scale the serving and placeholder Deployments when they differ."""
         now = self.clock.now()
         wrote_r = decision.replicas != self.sim.desired[SERVING]
