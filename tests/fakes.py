@@ -17,14 +17,13 @@ constructor and ports (as ``benchmarks/bench_scale.py`` does).
 from __future__ import annotations
 
 import dataclasses
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import pytest
 
 from autoscaler.core.leadtimes import LeadTimes
-from autoscaler.core.types import ClusterState, Decision, MetricsSnapshot, Reason
+from autoscaler.core.types import ClusterState, Decision, MetricsSnapshot
 from autoscaler.errors import MetricsEmpty
 from autoscaler.policy.schema import Target
 from autoscaler.ports import ApplyResult, ClusterRead
@@ -150,36 +149,3 @@ class FakeCluster:
             wrote_replicas=decision.replicas != before.spec_replicas,
             wrote_placeholders=decision.placeholders != before.placeholder_replicas,
         )
-
-
-def make_decision(
-    target: Target,
-    *,
-    replicas: int,
-    placeholders: int = 0,
-    current_replicas: int = 0,
-    current_placeholders: int = 0,
-    reason: Reason = Reason.PREDICTED_LOAD,
-    at: float | None = None,
-) -> Decision:
-    """A decision as ``decide`` would return it (only the fields an actuator reads matter); at ``at``, else now."""
-    return Decision(
-        target=target.key,
-        time=time.time() if at is None else at,
-        replicas=replicas,
-        placeholders=placeholders,
-        current_replicas=current_replicas,
-        current_placeholders=current_placeholders,
-        reason=reason,
-        placeholder_reason=Reason.PLACEHOLDERS_FOR_FORECAST,
-        steps=(),
-        serving_recommendation=replicas,
-        total_recommendation=replicas + placeholders,
-        observed_load=None,
-        predicted_load_pod_horizon=None,
-        predicted_load_node_horizon=None,
-        pod_horizon_seconds=60.0,
-        node_horizon_seconds=900.0,
-        per_replica_capacity=200.0,
-        data_ok=True,
-    )

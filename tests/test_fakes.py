@@ -6,7 +6,8 @@ import pytest
 
 from autoscaler.core.types import Decision, Reason
 from autoscaler.policy.schema import Target
-from tests.fakes import Applied, FakeCluster, FakeMetrics, StepClock, make_decision
+from tests.core.builders import make_decision
+from tests.fakes import Applied, FakeCluster, FakeMetrics, StepClock
 
 TARGET = Target(namespace="llm", deployment="vllm")
 

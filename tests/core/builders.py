@@ -1,4 +1,4 @@
-"""Builders for the decision core's inputs: an observation and an earlier decision's record.
+"""Builders for the decision core's inputs and output: an observation, an earlier decision's record, a decision.
 
 Every core test states only the figures its row is about (load, replicas, latency, sample
 age) and takes the rest from here, so a new field of `MetricsSnapshot` or `ClusterState`
@@ -7,7 +7,10 @@ is defaulted in one place, not in each test module.
 
 from __future__ import annotations
 
-from autoscaler.core.types import ClusterState, DecisionRecord, MetricsSnapshot, Observation
+import time
+
+from autoscaler.core.types import ClusterState, Decision, DecisionRecord, MetricsSnapshot, Observation, Reason
+from autoscaler.policy.schema import Target
 
 #: The instant the core tests decide at (any fixed time: the core reads no clock).
 NOW = 1_700_000_000.0
@@ -63,4 +66,37 @@ def record(
         total_recommendation=serving if total is None else total,
         replicas=serving if replicas is None else replicas,
         placeholders=0,
+    )
+
+
+def make_decision(
+    target: Target,
+    *,
+    replicas: int,
+    placeholders: int = 0,
+    current_replicas: int = 0,
+    current_placeholders: int = 0,
+    reason: Reason = Reason.PREDICTED_LOAD,
+    at: float | None = None,
+) -> Decision:
+    """A decision as ``decide`` would return it (only the fields an actuator reads matter); at ``at``, else now."""
+    return Decision(
+        target=target.key,
+        time=time.time() if at is None else at,
+        replicas=replicas,
+        placeholders=placeholders,
+        current_replicas=current_replicas,
+        current_placeholders=current_placeholders,
+        reason=reason,
+        placeholder_reason=Reason.PLACEHOLDERS_FOR_FORECAST,
+        steps=(),
+        serving_recommendation=replicas,
+        total_recommendation=replicas + placeholders,
+        observed_load=None,
+        predicted_load_pod_horizon=None,
+        predicted_load_node_horizon=None,
+        pod_horizon_seconds=60.0,
+        node_horizon_seconds=900.0,
+        per_replica_capacity=200.0,
+        data_ok=True,
     )

@@ -24,7 +24,7 @@ from autoscaler.adapters.prometheus.signals import cluster_queries
 from autoscaler.kube.client import KubeApi
 from autoscaler.kube.cluster import KubeCluster
 from autoscaler.kube.placeholders import accelerators, pod_template
-from tests.fakes import make_decision
+from tests.core.builders import make_decision
 
 from .conftest import PLACEHOLDER_CLASS, make_target, serving_deployment, wait_for
 

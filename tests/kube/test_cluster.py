@@ -20,7 +20,7 @@ from autoscaler.kube.placeholders import MANAGED_BY, MANAGED_BY_LABEL, TARGET_LA
 from autoscaler.kube.scale_writer import SCALE_WRITE_ATTEMPTS
 from tests.cluster.fixtures import settled_deployment
 from tests.cluster.node_agent import GPU_RESOURCE, NodeAgent
-from tests.fakes import make_decision
+from tests.core.builders import make_decision
 from tests.prom.faultproxy import FaultProxy
 
 from .conftest import (

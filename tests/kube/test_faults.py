@@ -21,7 +21,8 @@ from autoscaler.policy.schema import Policy
 from autoscaler.runtime.controller import Controller
 from tests.cluster.controlplane import ControlPlane
 from tests.cluster.fixtures import settled_deployment
-from tests.fakes import FakeMetrics, StepClock, make_decision
+from tests.core.builders import make_decision
+from tests.fakes import FakeMetrics, StepClock
 from tests.prom.faultproxy import FaultProxy
 
 from .conftest import (

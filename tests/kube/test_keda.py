@@ -23,7 +23,8 @@ from autoscaler.kube.status import ORIGINAL_MIN_REPLICAS_ANNOTATION
 from autoscaler.policy.schema import Policy
 from autoscaler.runtime.controller import Controller
 from tests.cluster.fixtures import settled_deployment
-from tests.fakes import FakeMetrics, make_decision
+from tests.core.builders import make_decision
+from tests.fakes import FakeMetrics
 from tests.prom.faultproxy import FaultProxy
 
 from .conftest import (

@@ -34,7 +34,8 @@ from autoscaler.runtime.service import AlwaysLeader, Service
 from autoscaler.runtime.telemetry import Health, Telemetry
 from tests.cluster.controlplane import ControlPlane
 from tests.cluster.fixtures import settled_deployment
-from tests.fakes import FakeMetrics, make_decision
+from tests.core.builders import make_decision
+from tests.fakes import FakeMetrics
 from tests.prom.faultproxy import FaultProxy
 
 from .conftest import (

@@ -26,7 +26,7 @@ from autoscaler.kube.policy_source import ConfigMapPolicySource
 from autoscaler.kube.status import STATUS_ANNOTATION
 from autoscaler.ports import TargetStatus
 from tests.cluster.fixtures import settled_deployment
-from tests.fakes import make_decision
+from tests.core.builders import make_decision
 
 from .conftest import (
     PLACEHOLDER_CLASS,

@@ -15,7 +15,8 @@ from autoscaler.core.types import ClusterState
 from autoscaler.policy.schema import Target
 from autoscaler.ports import ClusterRead, TargetStatus
 from autoscaler.runtime.actuators import DryRun, Enforce, owes_release
-from tests.fakes import Applied, FakeCluster, make_decision
+from tests.core.builders import make_decision
+from tests.fakes import Applied, FakeCluster
 
 TARGET = Target(namespace="llm", deployment="vllm")
 
