@@ -64,9 +64,16 @@ class Telemetry:
         GCCollector(registry=r)
         build = Gauge("autoscaler_build_info", "The running version (value 1).", ("version", "python"), registry=r)
         build.labels(__version__, platform.python_version()).set(1)
-        labels = ("namespace", "deployment")
         #: Target key -> its load unit (``capacity.unit``), set when a policy is applied.
         self.units: dict[str, str] = {}
+        labels = ("namespace", "deployment")
+        self._declare_decisions(r, labels)
+        self._declare_writes_and_errors(r, labels)
+        self._declare_loop(r, labels)
+        self._declare_shadow(r, labels)
+
+    def _declare_decisions(self, r: CollectorRegistry, labels: tuple[str, ...]) -> None:
+        """What each target's decision was made on and chose."""
         self.forecast = Gauge(
             "autoscaler_forecast_load",
             "Forecast peak load over a horizon, per second in the unit of the label unit (requests or tokens).",
@@ -96,6 +103,9 @@ class Telemetry:
         self.steps = Counter(
             "autoscaler_decision_steps", "Safety-pipeline steps met, by reason.", (*labels, "reason"), registry=r
         )
+
+    def _declare_writes_and_errors(self, r: CollectorRegistry, labels: tuple[str, ...]) -> None:
+        """Dry-run and pause state, cluster writes and errors."""
         self.dry_run = Gauge("autoscaler_dry_run", "1 if the target is in dry-run.", labels, registry=r)
         self.writes = Counter("autoscaler_writes", "Writes to the cluster.", (*labels, "object"), registry=r)
         self.errors = Counter("autoscaler_errors", "Errors by kind.", ("kind",), registry=r)
@@ -109,6 +119,9 @@ class Telemetry:
         self.target_errors = Counter(
             "autoscaler_target_errors", "Per-target errors by kind.", (*labels, "kind"), registry=r
         )
+
+    def _declare_loop(self, r: CollectorRegistry, labels: tuple[str, ...]) -> None:
+        """The control loop's timing, leadership, policy, models and metrics-source failures."""
         self.loop_duration = Histogram(
             "autoscaler_loop_duration_seconds",
             "Duration of one control cycle.",
@@ -137,6 +150,9 @@ class Telemetry:
             (*labels, "signal", "kind"),
             registry=r,
         )
+
+    def _declare_shadow(self, r: CollectorRegistry, labels: tuple[str, ...]) -> None:
+        """Shadow scoring's forecast quality and provisioning, with the deprecated minute gauges."""
         # Shadow scoring (autoscaler.forecasting.shadow): live forecast quality and provisioning.
         self.shadow_pinball = Gauge(
             "autoscaler_forecast_pinball_loss",
