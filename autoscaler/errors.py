@@ -122,3 +122,15 @@ class InvalidRequest(ActuationError):
     """
 
     temporary = False
+
+
+class HandleMismatch(ActuationError):
+    """A write was handed a read that is not this cluster's read of this target.
+
+    A caller's bug, not a cluster failure (the controller always hands back its own read).
+    Nothing is written. An :class:`ActuationError`, so the controller fails only that target
+    for the cycle, under its own ``kind`` (``handle_mismatch``); not temporary: the same call
+    fails the same way next time.
+    """
+
+    temporary = False

@@ -160,7 +160,7 @@ class Cluster(Protocol):
         reads afresh.
 
         Raises:
-            ActuationError: when a write fails, or ``read`` is of another target.
+            ActuationError: when a write fails (HandleMismatch: ``read`` is of another target).
         """
         ...
 

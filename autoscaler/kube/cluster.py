@@ -74,7 +74,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from autoscaler.core.types import ClusterState, Decision
-from autoscaler.errors import ActuationError, ClusterUnavailable, Forbidden
+from autoscaler.errors import ActuationError, ClusterUnavailable, Forbidden, HandleMismatch
 from autoscaler.kube import capacity_buffer as cb
 from autoscaler.kube import hpa as hpa_mod
 from autoscaler.kube import placeholders as ph
@@ -215,7 +215,7 @@ class KubeCluster:
         if read is None:
             read = self.read(target)
         if read.target != target.key or not isinstance(read.handle, Observed):
-            raise ActuationError(f"write {target.key}: the read handed in is of {read.target}, not of this target")
+            raise HandleMismatch(f"write {target.key}: the read handed in is of {read.target}, not of this target")
         return read.handle
 
     def _json(self, obj: Any) -> Any:

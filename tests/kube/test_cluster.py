@@ -13,7 +13,7 @@ import kubernetes.client
 import pytest
 from kubernetes.client import ApiClient
 
-from autoscaler.errors import ActuationError, Conflict
+from autoscaler.errors import Conflict, HandleMismatch
 from autoscaler.kube.client import KubeApi
 from autoscaler.kube.cluster import KubeCluster
 from autoscaler.kube.placeholders import MANAGED_BY, MANAGED_BY_LABEL, TARGET_LABEL
@@ -383,9 +383,9 @@ def test_a_read_of_another_target_is_refused_and_nothing_is_written(
     cluster = KubeCluster(via_proxy)
     seen_web = cluster.read(web)
     proxy.reset_counts()
-    with pytest.raises(ActuationError, match=f"of {web.key}, not of this target"):
+    with pytest.raises(HandleMismatch, match=f"of {web.key}, not of this target"):
         cluster.apply(chat, make_decision(chat, replicas=3, current_replicas=1), seen_web)
-    with pytest.raises(ActuationError, match=f"of {web.key}, not of this target"):
+    with pytest.raises(HandleMismatch, match=f"of {web.key}, not of this target"):
         cluster.pin(chat, 2, seen_web)
     assert writes(proxy) == []
     assert apps.read_namespaced_deployment_scale("chat", namespace).spec.replicas == 1
