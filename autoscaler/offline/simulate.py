@@ -16,12 +16,12 @@ from __future__ import annotations
 import dataclasses
 import math
 import sys
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from autoscaler.offline.experiment import Experiment, Results, Run, Sweep, run
 from autoscaler.offline.sim.baselines import SEED_HPA_TARGET_SECONDS
 from autoscaler.offline.sim.cluster import PRESETS
 from autoscaler.offline.sim.engine import (
@@ -30,12 +30,10 @@ from autoscaler.offline.sim.engine import (
     PolicyResult,
     Scenario,
     pareto_verdict,
-    run_policy,
 )
 from autoscaler.offline.sim.latency import LatencyModel
-from autoscaler.offline.sim.progress import progress_bar
 from autoscaler.offline.sim.report import format_attribution, format_table, format_verdict, plot, summaries, write_json
-from autoscaler.offline.sim.tradeoff import format_tradeoff, plot_tradeoff, run_tradeoff, tradeoff_rows
+from autoscaler.offline.sim.tradeoff import format_tradeoff, plot_tradeoff
 from autoscaler.offline.traces import LoadTrace, load_trace
 from autoscaler.policy.loader import load_policy_file
 from autoscaler.policy.schema import Target
@@ -91,6 +89,21 @@ def prepare(options: SimulateOptions) -> tuple[Scenario, Target]:
     return scenario, target
 
 
+def experiment(options: SimulateOptions, scenario: Scenario, target: Target) -> Experiment:
+    """The runs ``simulate`` makes: each requested policy, then the trade-off sweep if asked."""
+    sweep = None
+    if options.tradeoff:
+        sweep = Sweep(
+            target=target,
+            quantiles=options.tradeoff,
+            # The policy's own run is a point of the curve only when it sizes at one fixed level.
+            reuse="predictive" if "predictive" in options.policies else None,
+            # The trade-off needs its reference points even when --policies leaves them out.
+            references=tuple(Run(n, target) for n in ("hpa", "oracle") if n not in options.policies),
+        )
+    return Experiment(scenario=scenario, runs=tuple(Run(name, target) for name in options.policies), sweep=sweep)
+
+
 def simulate(options: SimulateOptions, *, out: Any = sys.stdout) -> list[PolicyResult]:
     """Run the comparison and write the report files.
 
@@ -98,37 +111,44 @@ def simulate(options: SimulateOptions, *, out: Any = sys.stdout) -> list[PolicyR
         One result per policy, in the order requested.
     """
     scenario, target = prepare(options)
-    load = scenario.load()
-    steps = load.size
-    # The trade-off needs its reference points even when --policies leaves them out.
-    references = [n for n in ("hpa", "oracle") if options.tradeoff and n not in options.policies]
-    # The policy's own run is a point of the curve only when it sizes at one fixed level.
-    reusable = "predictive" in options.policies and target.cost is None
-    sweep = [q for q in options.tradeoff if not (reusable and q == target.forecast.quantile)]
-    total = steps * (len(options.policies) + len(references) + len(sweep))
-    advance, close = progress_bar(options.progress, total, desc="simulating")
-    started = time.perf_counter()
-    results = [run_policy(name, scenario, target, load=load, progress=advance) for name in options.policies]
-    trade: list[dict[str, Any]] = []
-    trade_refs: list[dict[str, Any]] = []
-    if options.tradeoff:
-        extra = [run_policy(name, scenario, target, load=load, progress=advance) for name in references]
-        by_name = {r.name: r for r in (*results, *extra)}
-        known = {target.forecast.quantile: by_name["predictive"]} if reusable else {}
-        points = run_tradeoff(scenario, target, options.tradeoff, load=load, known=known, progress=advance)
-        trade = tradeoff_rows(points, gpus_per_replica=target.placeholders.gpus_per_pod)
-        oracle_hours = by_name["oracle"].gpu_node_hours
-        trade_refs = [by_name[n].summary(oracle_hours) for n in ("hpa", "oracle")]
-    close()
-    elapsed = time.perf_counter() - started
-    rows = summaries(results)
-    runs = len(options.policies) + len(references) + len(sweep)
-    sim_days = steps * scenario.dt / 86400.0
-    title = (
-        f"{scenario.trace.name}: {sim_days:.1f} simulated days, cold start {options.cold_start}, "
+    results = run(experiment(options, scenario, target), progress=options.progress, desc="simulating")
+    rows = summaries(results.results)
+    title = _title(options, results)
+    report(results, rows, title=title, target=target, out=out)
+    written = write(results, rows, options=options, target=target, title=title)
+    print(
+        f"wrote {' and '.join(str(p) for p in written)}"
+        + f" ({results.wall_seconds:.1f} s, {_days_per_second(results)} simulated days/s)",
+        file=out,
+    )
+    return results.results
+
+
+def _title(options: SimulateOptions, results: Results) -> str:
+    scenario = results.experiment.scenario
+    return (
+        f"{scenario.trace.name}: {results.simulated_days:.1f} simulated days, cold start {options.cold_start}, "
         f"peak {options.peak_replicas:g} replicas, {options.latency_curve} latency curve, "
         f"SLO {options.slo_seconds:g} s, {options.warmup_days:g} d warm-up"
     )
+
+
+def _days_per_second(results: Results) -> float:
+    """Simulated days per wall-clock second over all runs."""
+    return round(results.simulated_days * results.experiment.simulated_runs() / results.wall_seconds, 2)
+
+
+def _tradeoff_references(results: Results) -> list[dict[str, Any]]:
+    """The HPA's and the oracle's rows, the trade-off curve's reference points (none without a sweep)."""
+    if not results.points:
+        return []
+    by_name = results.by_name()
+    oracle_hours = by_name["oracle"].gpu_node_hours
+    return [by_name[n].summary(oracle_hours) for n in ("hpa", "oracle")]
+
+
+def report(results: Results, rows: list[dict[str, Any]], *, title: str, target: Target, out: Any) -> None:
+    """Print the title, the table, the Pareto verdict, the node-hour attribution and the trade-off."""
     verdict = pareto_verdict(rows)
     print(title, file=out)
     print(format_table(rows), file=out)
@@ -136,17 +156,21 @@ def simulate(options: SimulateOptions, *, out: Any = sys.stdout) -> list[PolicyR
         print(format_verdict(verdict), file=out)
     print("\nwhere the GPU node-hours went:", file=out)
     print(format_attribution(rows), file=out)
+    trade = results.tradeoff_rows()
     if trade:
         print(f"\ntrade-off (forecast quantile; policy {target.forecast.quantile:g}):", file=out)
-        print(format_tradeoff(trade, trade_refs), file=out)
-    options.out.mkdir(parents=True, exist_ok=True)
-    meta = {
+        print(format_tradeoff(trade, _tradeoff_references(results)), file=out)
+
+
+def _meta(results: Results, *, options: SimulateOptions, target: Target) -> dict[str, Any]:
+    scenario = results.experiment.scenario
+    return {
         "trace": scenario.trace.name,
         "trace_source": scenario.trace.source,
         "cold_start": options.cold_start,
         "cold_start_seconds": scenario.phases.total,
         "peak_replicas": options.peak_replicas,
-        "simulated_days": sim_days,
+        "simulated_days": results.simulated_days,
         "latency_curve": options.latency_curve,
         "slo_seconds": options.slo_seconds,
         "policy_slo_seconds": target.slo.latency_seconds,
@@ -154,38 +178,50 @@ def simulate(options: SimulateOptions, *, out: Any = sys.stdout) -> list[PolicyR
         "per_replica": target.capacity.per_replica,
         "quantile": target.forecast.quantile,
         "forecast_model": target.forecast.model,
-        "wall_seconds": round(elapsed, 2),
-        "simulated_days_per_second": round(sim_days * runs / elapsed, 2),
+        "wall_seconds": round(results.wall_seconds, 2),
+        "simulated_days_per_second": _days_per_second(results),
     }
-    sections: dict[str, Any] = {"pareto_verdict": verdict}
+
+
+def write(
+    results: Results, rows: list[dict[str, Any]], *, options: SimulateOptions, target: Target, title: str
+) -> list[Path]:
+    """Write ``result.json`` and, when plotting, ``simulation.png`` (and ``tradeoff.png``) under ``--out``.
+
+    Returns:
+        The files written, in that order.
+    """
+    options.out.mkdir(parents=True, exist_ok=True)
+    trade = results.tradeoff_rows()
+    sections: dict[str, Any] = {"pareto_verdict": pareto_verdict(rows)}
     if trade:
         sections["tradeoff"] = trade
-    write_json(options.out / "result.json", meta=meta, rows=rows, extra=sections)
-    written = [options.out / "result.json"]
-    if options.plot:
-        plot(
-            options.out / "simulation.png",
-            results,
-            dt=scenario.dt,
-            title=title,
-            slo_seconds=options.slo_seconds,
-            per_replica=target.capacity.per_replica,
-        )
-        written.append(options.out / "simulation.png")
-        if trade:
-            plot_tradeoff(
-                options.out / "tradeoff.png",
-                trade,
-                trade_refs,
-                title=f"{scenario.trace.name}, {sim_days:.1f} days: SLO attainment vs GPU node-hours per quantile",
-            )
-            written.append(options.out / "tradeoff.png")
-    print(
-        f"wrote {' and '.join(str(p) for p in written)}"
-        + f" ({elapsed:.1f} s, {meta['simulated_days_per_second']} simulated days/s)",
-        file=out,
+    write_json(
+        options.out / "result.json", meta=_meta(results, options=options, target=target), rows=rows, extra=sections
     )
-    return results
+    written = [options.out / "result.json"]
+    if not options.plot:
+        return written
+    scenario = results.experiment.scenario
+    plot(
+        options.out / "simulation.png",
+        results.results,
+        dt=scenario.dt,
+        title=title,
+        slo_seconds=options.slo_seconds,
+        per_replica=target.capacity.per_replica,
+    )
+    written.append(options.out / "simulation.png")
+    if trade:
+        plot_tradeoff(
+            options.out / "tradeoff.png",
+            trade,
+            _tradeoff_references(results),
+            title=f"{scenario.trace.name}, {results.simulated_days:.1f} days: "
+            "SLO attainment vs GPU node-hours per quantile",
+        )
+        written.append(options.out / "tradeoff.png")
+    return written
 
 
 def parse_policies(values: Sequence[str]) -> tuple[str, ...]:
