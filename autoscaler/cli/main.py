@@ -102,14 +102,14 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--no-progress", action="store_true")
     sim.add_argument("--no-plot", action="store_true")
 
-    from autoscaler.offline.backtest import replay
+    from autoscaler.offline.backtest import command
 
     bt = sub.add_parser(
         "backtest",
         help="replay a target's recorded history under each policy and compare with what happened",
         parents=common,
     )
-    replay.configure_parser(bt)
+    command.configure_parser(bt)
 
     val = sub.add_parser("validate-policy", help="check a policy file and print every problem", parents=common)
     val.add_argument("file", type=Path)
@@ -166,9 +166,9 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "simulate":
         return _simulate(args)
     if args.command == "backtest":
-        from autoscaler.offline.backtest import replay
+        from autoscaler.offline.backtest import command
 
-        return replay.run(args)
+        return command.run(args)
     if args.command == "validate-policy":
         return _validate(args)
     if args.command == "observe":

@@ -15,7 +15,8 @@ import pytest
 
 from autoscaler.cli.options import instant
 from autoscaler.core.leadtimes import LeadTimes
-from autoscaler.offline.backtest.replay import Recorded, cluster_phases, latency_model, recorded_row
+from autoscaler.offline.backtest.recorded import Recorded, recorded_row
+from autoscaler.offline.backtest.replay import cluster_phases, latency_model
 from autoscaler.policy.schema import SLO, Capacity, ColdStart, Target
 
 NAN = math.nan

@@ -22,7 +22,7 @@ from autoscaler.offline.sim.report import ATTRIBUTION_COLUMNS, Column, format_ma
 from autoscaler.offline.sim.tradeoff import format_tradeoff, plot_tradeoff
 
 if TYPE_CHECKING:
-    from autoscaler.offline.backtest.replay import Recorded
+    from autoscaler.offline.backtest.recorded import Recorded
 
 #: Columns of the backtest table (the ``simulate`` table plus replica-hours).
 COLUMNS: tuple[Column, ...] = (
