@@ -233,10 +233,44 @@ def run_policy(
     if name not in POLICIES:
         raise ValueError(f"unknown policy {name!r}; expected one of {', '.join(POLICIES)}")
     rates = scenario.load() if load is None else load
+    target = simulation_policy(target, scenario.phases)
+    world = _set_up(name, scenario, target, rates=rates, loop_interval=loop_interval, initial_replicas=initial_replicas)
+    tally = _step_through(world, scenario, rates, slo=scored_slo(scenario, target), progress=progress)
+    return _result(name, label or name, world, tally, scenario=scenario, target=target)
+
+
+@dataclass
+class _World:
+    """One run's simulated cluster, clock and traffic, and what scales it (``None``: static)."""
+
+    sim: SimCluster
+    clock: VirtualClock
+    traffic: TrafficRecord
+    autoscaler: _Autoscaler | None
+
+
+@dataclass
+class _Tally:
+    """What the step loop recorded: the per-step series, node-hour buckets and request counts."""
+
+    rec: dict[str, NDArray[np.float64]]
+    hours: dict[str, float]
+    within: float
+    failed: float
+
+
+def _set_up(
+    name: str,
+    scenario: Scenario,
+    target: Target,
+    *,
+    rates: NDArray[np.float64],
+    loop_interval: float,
+    initial_replicas: int | None,
+) -> _World:
+    """The cluster bootstrapped with the starting replicas, and the policy's autoscaler."""
     dt, start = scenario.dt, scenario.start
     steps = rates.size
-    target = simulation_policy(target, scenario.phases)
-    slo = scored_slo(scenario, target)
     sim = SimCluster(
         phases=scenario.phases,
         placeholder_priority=target.placeholders.priority,
@@ -253,27 +287,39 @@ def run_policy(
         concurrency=np.zeros(steps),
     )
     per_replica = target.capacity.per_replica
-    autoscaler: _Autoscaler | None
     if name == "static":
         peak = float(rates.max())
         sim.bootstrap(serving=min(max(1, replicas_for(peak, per_replica)), 100000), now=start)
-        autoscaler = None
-    else:
-        initial = max(target.scaling.min_replicas, replicas_for(float(rates[0]), per_replica))
-        if initial_replicas is not None:
-            initial = max(target.scaling.min_replicas, min(target.scaling.max_replicas, initial_replicas))
-        sim.bootstrap(serving=initial, now=start)
-        autoscaler = _autoscaler(
-            name,
-            scenario=scenario,
-            target=target,
-            sim=sim,
-            clock=clock,
-            traffic=traffic,
-            rates=rates,
-            loop_interval=loop_interval,
-        )
+        return _World(sim, clock, traffic, None)
+    initial = max(target.scaling.min_replicas, replicas_for(float(rates[0]), per_replica))
+    if initial_replicas is not None:
+        initial = max(target.scaling.min_replicas, min(target.scaling.max_replicas, initial_replicas))
+    sim.bootstrap(serving=initial, now=start)
+    autoscaler = _autoscaler(
+        name,
+        scenario=scenario,
+        target=target,
+        sim=sim,
+        clock=clock,
+        traffic=traffic,
+        rates=rates,
+        loop_interval=loop_interval,
+    )
+    return _World(sim, clock, traffic, autoscaler)
 
+
+def _step_through(
+    world: _World,
+    scenario: Scenario,
+    rates: NDArray[np.float64],
+    *,
+    slo: float,
+    progress: Callable[[int], None] | None,
+) -> _Tally:
+    """Advance the cluster step by step: tick the autoscaler when due, serve the step's load, record."""
+    sim, clock, traffic, autoscaler = world.sim, world.clock, world.traffic, world.autoscaler
+    dt, start = scenario.dt, scenario.start
+    steps = rates.size
     rec = {
         k: np.zeros(steps)
         for k in ("load", "ready", "spec", "placeholders", "nodes", "latency", "forecast_q", "forecast_mean")
@@ -316,15 +362,22 @@ def run_policy(
             progress(chunk)
     if progress is not None:
         progress(steps % chunk)
-    if isinstance(autoscaler, _ControllerDriver):
-        _fill_forecast_series(autoscaler, rec, start, dt)
-    end = start + steps * dt
+    return _Tally(rec=rec, hours=hours, within=within, failed=failed)
+
+
+def _result(name: str, label: str, world: _World, tally: _Tally, *, scenario: Scenario, target: Target) -> PolicyResult:
+    """The run's outcome: requests, SLO, node-hours (and their split), events, the recorded series."""
+    dt, start = scenario.dt, scenario.start
+    rec, traffic, sim = tally.rec, world.traffic, world.sim
+    if isinstance(world.autoscaler, _ControllerDriver):
+        _fill_forecast_series(world.autoscaler, rec, start, dt)
+    end = start + rec["load"].size * dt
     scale = dt / 3600.0 / sim.gpus_per_node
     return PolicyResult(
-        name=label or name,
+        name=label,
         requests=float(traffic.arrivals.sum()),
-        within_slo=within,
-        failed=failed,
+        within_slo=tally.within,
+        failed=tally.failed,
         gpu_node_hours=sim.node_seconds(end) / 3600.0,
         serving_scale_events=int(np.count_nonzero(np.diff(rec["spec"]))),
         placeholder_scale_events=int(np.count_nonzero(np.diff(rec["placeholders"]))),
@@ -332,7 +385,7 @@ def run_policy(
         preemptions=sim.preemptions,
         series=rec,
         forecast_error=_forecast_error(rec, target.forecast.quantile) if name == "predictive" else {},
-        attribution={k: v * scale for k, v in hours.items()},
+        attribution={k: v * scale for k, v in tally.hours.items()},
     )
 
 
@@ -521,4 +574,3 @@ def weighted_quantile(values: NDArray[np.float64], weights: NDArray[np.float64],
     cum = np.cumsum(weights[order])
     idx = int(np.searchsorted(cum, q * cum[-1]))
     return float(values[order][min(idx, values.size - 1)])
-
