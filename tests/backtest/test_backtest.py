@@ -25,7 +25,8 @@ import pytest
 
 from autoscaler.adapters.prometheus import PrometheusSource
 from autoscaler.cli.main import main
-from autoscaler.offline.backtest.replay import fetch_recorded, resolve_policies
+from autoscaler.offline.backtest.recorded import fetch_recorded
+from autoscaler.offline.backtest.replay import resolve_policies
 from autoscaler.offline.traces import load_trace
 from autoscaler.policy.loader import load_policy_file
 from tests.prom.backfill import backfill
