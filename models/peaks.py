@@ -260,7 +260,7 @@ QR_ITERATIONS = 60
 QR_TOLERANCE = 1e-6
 
 
-def _quantile_regression(
+def quantile_regression(
     y: NDArray[np.float64], x: NDArray[np.float64], q: float, start: NDArray[np.float64] | None = None
 ) -> NDArray[np.float64] | None:
     """Linear quantile regression coefficients by iteratively reweighted least squares. Pure.
@@ -383,7 +383,7 @@ class PeakModel:
                     x = np.column_stack([np.ones(scale.size)] + [w.past[n][:, k] for n in chosen]) / scale[:, None]
                     previous = old.get((k, q))
                     start = previous[1] if previous is not None and previous[0] == tuple(chosen) else None
-                    params = _quantile_regression(w.actual[:, k] / scale, x, q, start)
+                    params = quantile_regression(w.actual[:, k] / scale, x, q, start)
                     if params is None:
                         chosen = []
                         break

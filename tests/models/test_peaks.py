@@ -11,7 +11,7 @@ from models.peaks import (
     PeakEconomics,
     PeakHistory,
     PeakModel,
-    _quantile_regression,
+    quantile_regression,
 )
 
 DAY = 288  # 5-minute buckets
@@ -38,7 +38,7 @@ def test_quantile_regression_recovers_a_conditional_quantile() -> None:
     rng = np.random.default_rng(1)
     x = rng.uniform(0, 10, 4000)
     y = 2 * x + rng.exponential(1.0, x.size)
-    params = _quantile_regression(y, np.column_stack([np.ones(x.size), x]), 0.9)
+    params = quantile_regression(y, np.column_stack([np.ones(x.size), x]), 0.9)
     assert params is not None
     assert params[1] == pytest.approx(2.0, abs=0.05)
     assert params[0] == pytest.approx(np.log(10), abs=0.15)  # exponential(1) 0.9 quantile
