@@ -91,8 +91,16 @@ class TargetForecaster:
         #: Highest observation per bucket, aligned with ``series`` (NaN: none known, e.g.
         #: history loaded as bucket means): what the peak calibration is scored against.
         self.peaks: NDArray[np.float64] | None = None
-        #: The window-peak calibration, refitted with the model (see `_with_peaks`).
+        #: The window-peak calibration, refitted after the model (see `_with_peaks`).
         self.peak_model: PeakModel | None = None
+        #: The configured model was refitted and the peak calibration not yet: its own
+        #: fit, due at once (`fit_due`), in a later `refresh`. Each is a few hundred ms
+        #: of CPU; run as one unit they made a single piece of work the controller
+        #: cannot split, and the cycle that ran it went over its budget.
+        self._peaks_refit_due = False
+        #: CPU seconds of the latest refit of the model alone and of the peak
+        #: calibration alone: ``fit_seconds[False]`` is the larger (see `refresh`).
+        self._refit_parts: dict[str, float] = {}
         #: The peak regression's bases at the prediction's origin, to re-apply it when the
         #: bucket being collected shows a higher peak (`view`); ``None`` off the regression.
         self._peak_bases: dict[str, NDArray[np.float64]] | None = None
@@ -243,7 +251,13 @@ class TargetForecaster:
         return self._bucket_start is not None and now >= self._bucket_start + self.step
 
     def fit_due(self, now: float) -> bool:
-        """Whether the configured model is due for a (re)fit at ``now``."""
+        """Whether a fit is due at ``now``: the configured model's, or the peak calibration's after it."""
+        if self.series is None:
+            return False
+        return self._model_fit_due(now) or (self._peaks_refit_due and self.model is not None)
+
+    def _model_fit_due(self, now: float) -> bool:
+        """Whether the configured model is due for a (re)fit at ``now`` (its cadence)."""
         if self.series is None:
             return False
         interval = self.target.forecast.refit_interval_seconds
@@ -260,6 +274,8 @@ class TargetForecaster:
         configured = self.target.forecast.model
         if self.model is None or self._model_type != configured:
             return configured == "auto"
+        if self._peaks_refit_due:
+            return False  # the next fit is the peak calibration's (see `refresh`)
         return isinstance(self.model, AutoSelector) and self.series is not None and self.model.reselects(self.series)
 
     def refresh(self, now: float, *, bucket_completed: bool = False, allow_fit: bool = True) -> None:
@@ -278,6 +294,11 @@ class TargetForecaster:
             bucket_completed: Treat the model as stale even if ``observe`` did not say so
                 (a freshly seeded forecaster).
             allow_fit: Whether a due (re)fit may run now.
+
+        A refit of the configured model leaves the peak calibration's refit to the next
+        fit (due at once, and run before any other), so the controller budgets the two
+        apart; the prediction in between is the new model's, priced by the previous
+        calibration.
         """
         if self.series is None or not np.isfinite(self.series.values).any():
             return
@@ -285,14 +306,27 @@ class TargetForecaster:
         stale = bucket_completed or self.stale_since is not None
         due = self.fit_due(now)
         self.fit_deferred = due and not allow_fit
-        refitted = False
+        refitted = refit_peaks = False
+        started = time.process_time()
         try:
-            if due and allow_fit:
+            if due and allow_fit and self._peaks_refit_due and self.model is not None:
+                # The peak calibration's own fit, after the model's (see `_peaks_refit_due`),
+                # before a model refit due meanwhile (a demotion): `next_fit_selects` said so.
+                refit_peaks, selects = True, False
+                if stale:
+                    self.model = self.model.update(self.series)
+            elif due and allow_fit:
                 refitted = True
                 selects = self.next_fit_selects()
-                started = time.process_time()
                 self.model = self._fit_with_fallback()
                 self.last_fit = now
+                # The calibration is refitted in this unit only when it has no fit yet
+                # (nothing to price the new model's forecast with) or off the
+                # configured model (a fallback is not refitted on the cadence).
+                calibrated = self.peak_model is not None and bool(self.peak_model.coefficients)
+                configured = self._model_type == self.target.forecast.model
+                self._peaks_refit_due = calibrated and configured and self.model is not None
+                refit_peaks = not self._peaks_refit_due
             elif self.model is None:
                 if not self.fit_deferred:
                     return
@@ -306,15 +340,29 @@ class TargetForecaster:
                 self.prediction = None
                 return
             raw = self._with_trend_guard(self.model.predict(self.horizon, self.quantiles))
-            self.prediction = self._with_peaks(raw, refit=refitted)
-            if refitted and self._model_type == self.target.forecast.model:
-                # The whole fit: the model, its prediction and the peak calibration refitted
-                # with it (the larger part), as the controller's budget is charged.
-                self.fit_seconds[selects] = time.process_time() - started
+            self.prediction = self._with_peaks(raw, refit=refit_peaks)
+            if refit_peaks and not refitted:
+                self._peaks_refit_due = False
+            if (refitted or refit_peaks) and self._model_type == self.target.forecast.model:
+                self._record_fit_seconds(selects, "model" if refitted else "peaks", time.process_time() - started)
         except (ForecastError, ValueError, np.linalg.LinAlgError) as exc:
             self.last_error = f"{type(exc).__name__}: {exc}"
             self.model = None
             self.prediction = None
+
+    def _record_fit_seconds(self, selects: bool, part: str, seconds: float) -> None:
+        """Charge one fit unit's CPU seconds where the controller's budget reads them.
+
+        A model selection is its own kind. A refit of the model alone and one of the
+        peak calibration alone both come up as the next fit not selecting, so that
+        kind's cost is the larger of the latest of each: the controller admits either
+        only when the costlier would fit.
+        """
+        if selects:
+            self.fit_seconds[True] = seconds
+            return
+        self._refit_parts[part] = seconds
+        self.fit_seconds[False] = max(self._refit_parts.values())
 
     def _with_trend_guard(self, prediction: Prediction) -> Prediction:
         """Raise upper quantiles to a short linear trend's, so ramps are met early.

@@ -53,14 +53,18 @@ class Meter:
 
 @pytest.fixture
 def meter(monkeypatch: pytest.MonkeyPatch) -> Meter:
-    """Each refresh that fitted costs ``fit``, any other ``other``; nothing else costs unless charged."""
+    """Each fit unit (the model's or, after it, the peak calibration's) costs ``fit``, any other refresh ``other``.
+
+    Nothing else costs unless charged.
+    """
     fake = Meter()
     refresh = TargetForecaster.refresh
 
     def charged(fc: TargetForecaster, now: float, *, bucket_completed: bool = False, allow_fit: bool = True) -> None:
-        before = fc.last_fit
+        before, fits = fc.last_fit, allow_fit and fc.fit_due(now)
         refresh(fc, now, bucket_completed=bucket_completed, allow_fit=allow_fit)
-        fitted = fc.last_fit != before
+        # A fit unit: the model's (a new last fit, also from a restore) or the peak calibration's after it.
+        fitted = fits or fc.last_fit != before
         if fitted:
             fc.fit_seconds = dict.fromkeys(fc.fit_seconds or [False], fake.fit)
         fake.charges.append(fake.fit if fitted else fake.other)
@@ -189,6 +193,7 @@ def test_refits_are_admitted_by_expected_cost_so_the_budget_is_not_overshot(mete
     meter.fit, meter.other = 0.3, 0.001
     c = controller(6, budget=1e9, cpu=meter)
     c.reconcile_once(START + 100.0)  # every target fitted
+    c.reconcile_once(START + 130.0)  # and its peak calibration, a fit unit of its own
     c.set_policy(dataclasses.replace(c.policy, fit_budget_seconds=1.0))
     due = START + 100.0 + 3600.0  # every refit due
     fitted_at = []
