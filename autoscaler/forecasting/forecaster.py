@@ -122,6 +122,15 @@ class TargetForecaster:
         return tuple(sorted({0.5, self.target.forecast.quantile}))
 
     @property
+    def calibration_due(self) -> bool:
+        """Whether the next fit is the peak calibration's, owed since the model's last refit.
+
+        It is due at once, and short (no model fit): a scheduler may put it before the
+        model refits waiting, so the new model is not priced by the old calibration long.
+        """
+        return self._peaks_refit_due and self.model is not None
+
+    @property
     def restoring(self) -> bool:
         """Whether a saved state is queued: the next `refresh` rebuilds it instead of a stand-in."""
         return self._restore is not None
@@ -254,7 +263,7 @@ class TargetForecaster:
         """Whether a fit is due at ``now``: the configured model's, or the peak calibration's after it."""
         if self.series is None:
             return False
-        return self._model_fit_due(now) or (self._peaks_refit_due and self.model is not None)
+        return self._model_fit_due(now) or self.calibration_due
 
     def _model_fit_due(self, now: float) -> bool:
         """Whether the configured model is due for a (re)fit at ``now`` (its cadence)."""
@@ -274,7 +283,7 @@ class TargetForecaster:
         configured = self.target.forecast.model
         if self.model is None or self._model_type != configured:
             return configured == "auto"
-        if self._peaks_refit_due:
+        if self.calibration_due:
             return False  # the next fit is the peak calibration's (see `refresh`)
         return isinstance(self.model, AutoSelector) and self.series is not None and self.model.reselects(self.series)
 
@@ -309,7 +318,8 @@ class TargetForecaster:
         refitted = refit_peaks = False
         started = time.process_time()
         try:
-            if due and allow_fit and self._peaks_refit_due and self.model is not None:
+            if due and allow_fit and self.calibration_due:
+                assert self.model is not None  # noqa: S101 - calibration_due checked it
                 # The peak calibration's own fit, after the model's (see `_peaks_refit_due`),
                 # before a model refit due meanwhile (a demotion): `next_fit_selects` said so.
                 refit_peaks, selects = True, False
