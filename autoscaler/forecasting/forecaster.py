@@ -366,13 +366,16 @@ class TargetForecaster:
         A model selection is its own kind. A refit of the model alone and one of the
         peak calibration alone both come up as the next fit not selecting, so that
         kind's cost is the larger of the latest of each: the controller admits either
-        only when the costlier would fit.
+        only when the costlier would fit. Until both have run (a restored target's
+        first refit), the cost known before stands in for the other: a restored model
+        refit of 0.014 s must not set the estimate its 0.3 s calibration is admitted by.
         """
         if selects:
             self.fit_seconds[True] = seconds
             return
+        other = self._refit_parts.get("peaks" if part == "model" else "model", self.fit_seconds.get(False))
         self._refit_parts[part] = seconds
-        self.fit_seconds[False] = max(self._refit_parts.values())
+        self.fit_seconds[False] = seconds if other is None else max(seconds, other)
 
     def _with_trend_guard(self, prediction: Prediction) -> Prediction:
         """Raise upper quantiles to a short linear trend's, so ramps are met early.

@@ -42,3 +42,20 @@ def test_a_calibration_waiting_for_budget_keeps_the_forecast_served() -> None:
     fc.refresh(T0 + 60, allow_fit=False)
     assert fc.calibration_due and fc.fit_deferred
     assert fc.prediction is before
+
+
+def test_a_restored_targets_model_refit_keeps_the_known_cost_for_its_calibration() -> None:
+    """The cheap model-only refit after a restore must not lower what the calibration is admitted by."""
+    fc = calibrated()
+    fc.refresh(T0 + 60, allow_fit=True)  # the calibration
+    restored = TargetForecaster(fc.target, horizon_seconds=1800.0)
+    assert fc.series is not None
+    restored.seed(fc.series)
+    state = fc.export_state()
+    assert state is not None
+    state["fit_seconds"] = [5.0, None]  # a saved refit cost far above any real one
+    assert restored.restore_state(state) is None
+    restored.refresh(T0 + 90, allow_fit=False)  # installs the saved fit
+    restored.refresh(T0 + 90 + 3600, allow_fit=True)  # the model's refit alone
+    assert restored.calibration_due
+    assert restored.fit_seconds[False] == 5.0
