@@ -204,8 +204,6 @@ class KubeCluster:
         ns, name = target.namespace, target.deployment
         try:
             state, observed = self._read(target, ns=ns, name=name)
-        except ActuationError:
-            raise
         except (AttributeError, KeyError, TypeError, ValueError) as exc:
             raise ClusterUnavailable(f"read {target.key}: unexpected answer from the API server: {exc!r}") from exc
         return ClusterRead(target=target.key, state=state, handle=observed)
@@ -214,8 +212,13 @@ class KubeCluster:
         """The objects ``read`` saw of ``target``, or a fresh read's when there is none."""
         if read is None:
             read = self.read(target)
-        if read.target != target.key or not isinstance(read.handle, Observed):
+        if read.target != target.key:
             raise HandleMismatch(f"write {target.key}: the read handed in is of {read.target}, not of this target")
+        if not isinstance(read.handle, Observed):
+            kind = type(read.handle).__name__
+            raise HandleMismatch(
+                f"write {target.key}: the read handed in is not this cluster's (its handle is a {kind})"
+            )
         return read.handle
 
     def _json(self, obj: Any) -> Any:

@@ -18,6 +18,7 @@ from autoscaler.kube.client import KubeApi
 from autoscaler.kube.cluster import KubeCluster
 from autoscaler.kube.placeholders import MANAGED_BY, MANAGED_BY_LABEL, TARGET_LABEL
 from autoscaler.kube.scale_writer import SCALE_WRITE_ATTEMPTS
+from autoscaler.ports import ClusterRead
 from tests.cluster.fixtures import settled_deployment
 from tests.cluster.node_agent import GPU_RESOURCE, NodeAgent
 from tests.core.builders import make_decision
@@ -387,5 +388,8 @@ def test_a_read_of_another_target_is_refused_and_nothing_is_written(
         cluster.apply(chat, make_decision(chat, replicas=3, current_replicas=1), seen_web)
     with pytest.raises(HandleMismatch, match=f"of {web.key}, not of this target"):
         cluster.pin(chat, 2, seen_web)
+    foreign = ClusterRead(target=chat.key, state=seen_web.state, handle="the simulator's read")
+    with pytest.raises(HandleMismatch, match="not this cluster's \\(its handle is a str\\)"):
+        cluster.apply(chat, make_decision(chat, replicas=3, current_replicas=1), foreign)
     assert writes(proxy) == []
     assert apps.read_namespaced_deployment_scale("chat", namespace).spec.replicas == 1
