@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from autoscaler.forecasting.fit_scheduler import (
+    ADMIT_FRACTION,
     FIRST_FIT_SECONDS,
     FIT_COST_MARGIN,
     OWED_WORK_SECONDS,
@@ -54,6 +55,8 @@ class Fake:
     #: When observing completes the open bucket (``bucket_due`` from then on).
     bucket_end: float = math.inf
     selects: bool = False
+    #: The next fit is a peak calibration owed since the model's refit (cleared by a fit).
+    calibration_due: bool = False
     fit: float = 0.3
     update: float = 0.3
     stand_in: float = 0.3
@@ -65,14 +68,18 @@ class Fake:
         return now >= self.bucket_end
 
     def fit_due(self, now: float) -> bool:
-        return self.last_fit is None or now - self.last_fit >= REFIT
+        return self.calibration_due or self.last_fit is None or now - self.last_fit >= REFIT
 
     def next_fit_selects(self) -> bool:
         return self.selects
 
     def refresh(self, now: float, *, allow_fit: bool) -> None:
         self.log.append((self.name, allow_fit))
-        if allow_fit and self.fit_due(now):
+        if allow_fit and self.calibration_due:
+            self.meter.seconds += self.fit
+            self.fit_seconds[False] = self.fit
+            self.calibration_due = False
+        elif allow_fit and self.fit_due(now):
             self.meter.seconds += self.fit
             self.fit_seconds[self.selects] = self.fit
             self.last_fit, self.prediction, self.stale_since = now, "fitted", None
@@ -105,8 +112,9 @@ def test_the_defaults() -> None:
     """Process CPU, and the documented figures."""
     scheduler = FitScheduler()
     assert scheduler.cpu_meter is time.process_time
-    assert (FIT_COST_MARGIN, OWED_WORK_SECONDS, FIRST_FIT_SECONDS) == (1.5, 1.0, 1.0)
-    assert (scheduler.cost_margin, scheduler.owed_work_seconds, scheduler.first_fit_seconds) == (1.5, 1.0, 1.0)
+    assert (FIT_COST_MARGIN, OWED_WORK_SECONDS, FIRST_FIT_SECONDS, ADMIT_FRACTION) == (1.5, 1.0, 1.0, 0.8)
+    settings = (scheduler.cost_margin, scheduler.owed_work_seconds, scheduler.first_fit_seconds)
+    assert (*settings, scheduler.admit_fraction) == (1.5, 1.0, 1.0, 0.8)
 
 
 def test_owed_kind() -> None:
@@ -165,6 +173,40 @@ def test_owed_work_may_exceed_a_smaller_budget_up_to_its_allowance() -> None:
     assert all(fc.fit_deferred for fc in fcs)
 
 
+def test_admitted_work_leaves_a_fifth_of_the_cap_as_headroom() -> None:
+    """0.1 s restores: admitted while the cycle at their latest cost stays within 0.8 s (of 1 s), not 1 s."""
+    meter, log = Meter(), list[tuple[str, bool]]()
+    scheduler = FitScheduler(meter)
+    assert scheduler.expected(0.1, 1.0) == pytest.approx(0.3)  # 0.1 + 0.2 of headroom > 1.5 x 0.1
+    assert scheduler.expected(0.6, 1.0) == pytest.approx(0.9)  # 1.5 x 0.6 > 0.6 + 0.2
+    scheduler.owed_seconds["restore"] = 0.1
+    run(scheduler, fakes(meter, log, 10, restoring=True, restore=0.1, last_fit=NOW), spent=0.12)
+    assert len(log) == 6  # 0.12 + 0.1 x k + 0.3 <= 1: k = 0..5; the seventh would end the cycle at 0.82 s
+    brim = FitScheduler(meter, admit_fraction=1.0)
+    brim.owed_seconds["restore"] = 0.1
+    log.clear()
+    run(brim, fakes(meter, log, 10, restoring=True, restore=0.1, last_fit=NOW), spent=0.12)
+    assert len(log) == 8  # the margin alone: 0.12 + 0.1 x k + 0.15 <= 1, k = 0..7
+
+
+def test_owed_peak_calibrations_run_before_overdue_refits() -> None:
+    """A calibration owed since its model's refit (just now) goes before refits overdue for longer."""
+    meter, log = Meter(), list[tuple[str, bool]]()
+    overdue = fakes(meter, log, 2, prediction="p", last_fit=NOW - 2 * REFIT, fit_seconds={False: 0.2}, fit=0.2)
+    calibrating = Fake(
+        meter, "calibrating", log=log, prediction="p", last_fit=NOW, calibration_due=True, fit_seconds={False: 0.2}
+    )
+    calibrating.fit = 0.2
+    run(FitScheduler(meter), [*overdue, calibrating])
+    # 0.4 s expected each (0.2 + 0.2 of headroom): the calibration, then both refits (0.4 + 0.4 <= 1).
+    assert [name for name, _ in log] == ["calibrating", "f0", "f1"]
+    log.clear()
+    calibrating.calibration_due, calibrating.last_fit = True, NOW
+    overdue[0].last_fit = overdue[1].last_fit = NOW - 2 * REFIT
+    run(FitScheduler(meter), [*overdue, calibrating], budget=0.7)  # 0.34 s expected each: two of the three
+    assert [name for name, _ in log] == ["calibrating", "f0"]
+
+
 def test_a_deferred_update_is_forced_in_the_last_cycle_of_its_bucket() -> None:
     """With no allowance at all updates wait, but one whose next bucket would complete runs anyway."""
     meter, log = Meter(), list[tuple[str, bool]]()
@@ -199,7 +241,7 @@ def test_work_that_fits_a_cycle_without_its_save_waits_for_such_a_cycle() -> Non
 
 
 def test_refits_run_the_most_overdue_first_as_far_as_their_expected_cost_fits() -> None:
-    """0.3 s fits expected at 0.45 s (the margin) in 1 s: two a cycle, the most overdue first."""
+    """0.3 s fits expected at 0.5 s (0.2 s of headroom, more than the margin's 0.15): two a cycle, oldest first."""
     meter, log = Meter(), list[tuple[str, bool]]()
     fcs = [
         Fake(meter, f"f{i}", log=log, prediction="p", last_fit=NOW - REFIT - i, fit_seconds={False: 0.3})
