@@ -471,7 +471,9 @@ class Policy:
         "deciding and saving the fitted state leave. Owed work comes first (updates on completed buckets, "
         "then restores of saved fits and seasonal-naive stand-ins for targets without a forecast; these may "
         "bring the cycle to at least 1 s, and an update is never deferred past its bucket); what is left goes "
-        "to due refits, the most overdue first, each only if its expected cost fits. Refits that do not fit "
+        "to due fits (never-fitted targets, then peak calibrations owed since their model's refit, then the "
+        "most overdue), each only if its expected cost fits with a fifth of the budget to spare for what no "
+        "estimate foresees (a garbage collection, a larger decide pass). Refits that do not fit "
         "wait for the next cycles, and targets without a model use the seasonal-naive fallback meanwhile. "
         "0 disables refits, not forecasting.",
         unit="s",
