@@ -82,6 +82,88 @@ class Series:
         return len(self.values)
 
 
+class AppendBuffer:
+    """The last ``capacity`` values of a sequence that grows at its end, handed out as read-only views.
+
+    A controller appends one bucket per target every few minutes to a history of
+    thousands. Building a new array per append cost a copy of the whole history each
+    time, and, because each model keeps a view of the series it last saw, two copies
+    per target until every model had updated: a third of a thousand targets' memory at
+    each bucket. Here values are written into spare room after the end, so the views
+    handed out before stay valid (a position once handed out is never written again)
+    and share the same array; only when the room runs out are the last ``capacity``
+    values moved to a new array (once every ``slack`` appends).
+    """
+
+    def __init__(self, capacity: int, slack: int) -> None:
+        """Create an empty buffer.
+
+        Args:
+            capacity: Most values kept (older ones are dropped from the front).
+            slack: Spare room after the end of a new array: appends between two copies.
+
+        Raises:
+            ValueError: If capacity or slack is < 1.
+        """
+        if capacity < 1 or slack < 1:
+            raise ValueError(f"capacity and slack must be >= 1, got {capacity} and {slack}")
+        self.capacity, self.slack = capacity, slack
+        self._data: NDArray[np.float64] = np.empty(0)
+        self._lo = self._hi = 0
+        #: Positions below this were handed out (or may have been): never written again.
+        self._written = 0
+
+    @property
+    def values(self) -> NDArray[np.float64]:
+        """The kept values, oldest first: a read-only view that later appends do not change."""
+        view = self._data[self._lo : self._hi]
+        view.flags.writeable = False
+        return view
+
+    def __len__(self) -> int:
+        """Number of values kept."""
+        return self._hi - self._lo
+
+    def replace(self, values: ArrayLike, *, room: int | None = None) -> None:
+        """Keep the last ``capacity`` of ``values`` (copied) instead of the current ones.
+
+        Args:
+            values: The new contents.
+            room: Spare room after them in the new array (default ``slack``): buffers
+                filled together and given different rooms do not all move in the
+                same append.
+        """
+        self._fill(np.empty(0), np.asarray(values, dtype=np.float64).ravel(), self.slack if room is None else room)
+
+    def extend(self, values: ArrayLike) -> None:
+        """Append ``values`` at the end, dropping the oldest beyond ``capacity``."""
+        new = np.asarray(values, dtype=np.float64).ravel()
+        k = new.size
+        if k == 0:
+            return
+        if self._hi == self._written and self._hi + k <= self._data.size:
+            self._data[self._hi : self._hi + k] = new
+            self._hi += k
+            self._written = self._hi
+            self._lo = max(self._lo, self._hi - self.capacity)
+            return
+        keep = max(0, min(len(self), self.capacity - k))
+        self._fill(self._data[self._hi - keep : self._hi], new, self.slack)
+
+    def _fill(self, kept: NDArray[np.float64], new: NDArray[np.float64], room: int) -> None:
+        """Move ``kept`` then the last of ``new`` (``capacity`` in all) to a new array with ``room`` after them."""
+        new = new[max(0, new.size - (self.capacity - kept.size)) :]
+        size = kept.size + new.size
+        data = np.empty(size + max(1, room))
+        data[: kept.size] = kept
+        data[kept.size : size] = new
+        self._data, self._lo, self._hi, self._written = data, 0, size, size
+
+    def truncate(self, size: int) -> None:
+        """Keep only the first ``size`` values; the next append moves them to a new array."""
+        self._hi = self._lo + max(0, min(size, len(self)))
+
+
 def resample(
     timestamps: ArrayLike,
     values: ArrayLike,

@@ -16,6 +16,7 @@ import dataclasses
 import hashlib
 import math
 import time
+import zlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,11 +43,13 @@ from models.peaks import (
 )
 from models.registry import build_forecaster
 from models.residual import CALIBRATION_ORIGINS
-from models.series import Series
+from models.series import AppendBuffer, Series
 from models.stl_arima import StlArima
 
 #: Tried in order when the configured model cannot fit: the fallback always exists.
 FALLBACK_MODELS = ("seasonal_naive", "naive")
+#: Buckets appended between two moves of a target's history to a new array (`AppendBuffer`).
+HISTORY_SLACK_SECONDS = 86400.0
 
 
 @dataclass
@@ -73,7 +76,17 @@ class TargetForecaster:
         self.step = float(target.forecast.resolution_seconds)
         self.capacity = max(4, int(target.forecast.history_days * 86400 / self.step))
         self.horizon = max(2, math.ceil(horizon_seconds / self.step) + 2)
-        self.series: Series | None = None
+        #: Bucket peaks kept: what the peak calibration reads (`_peak_history`), the
+        #: last week of windows and the day and hour before it, not the whole history.
+        daily = round(SEASONS["daily"] / self.step) if "daily" in target.forecast.seasons else 0
+        self.peak_capacity = min(self.capacity, CALIBRATION_WINDOWS + self.horizon + daily + RECENT_BUCKETS + 2)
+        slack = max(1, round(HISTORY_SLACK_SECONDS / self.step))
+        self._means = AppendBuffer(self.capacity, slack)
+        self._peaks = AppendBuffer(self.peak_capacity, slack)
+        #: Room after the end of the first history array: targets seeded in the same cycle
+        #: then move their histories to new arrays in different cycles, not all at once.
+        self._first_room = 1 + zlib.crc32(target.key.encode()) % slack
+        self._series: Series | None = None
         self.model: Forecaster | None = None
         self._model_type: str | None = None
         self.prediction: Prediction | None = None
@@ -88,9 +101,6 @@ class TargetForecaster:
         #: Time the oldest bucket the prediction does not reflect yet completed (None: up
         #: to date); a loop out of budget leaves the update to a later loop.
         self.stale_since: float | None = None
-        #: Highest observation per bucket, aligned with ``series`` (NaN: none known, e.g.
-        #: history loaded as bucket means): what the peak calibration is scored against.
-        self.peaks: NDArray[np.float64] | None = None
         #: The window-peak calibration, refitted after the model (see `_with_peaks`).
         self.peak_model: PeakModel | None = None
         #: The configured model was refitted and the peak calibration not yet: its own
@@ -144,24 +154,46 @@ class TargetForecaster:
         """
         values = np.asarray(series.values, dtype=np.float64)[-self.capacity :]
         start = series.start + (len(series.values) - len(values)) * series.step
-        self.series = Series(start=start, step=self.step, values=values)
-        self.peaks = np.full(values.size, np.nan)
+        self._means.replace(values, room=self._first_room)
+        self._series = seeded = Series(start=start, step=self.step, values=self._means.values)
+        tail = np.full(min(values.size, self.peak_capacity), np.nan)
         if peaks is not None and len(peaks):
-            offset = round((peaks.start - start) / self.step)
+            offset = round((peaks.start - (seeded.end - (tail.size - 1) * self.step)) / self.step)
             src = np.asarray(peaks.values, dtype=np.float64)
-            lo, hi = max(0, offset), min(values.size, offset + src.size)
+            lo, hi = max(0, offset), min(tail.size, offset + src.size)
             if hi > lo:
-                self.peaks[lo:hi] = src[lo - offset : hi - offset]
-        self._bucket_start = self.series.end + self.step
+                tail[lo:hi] = src[lo - offset : hi - offset]
+        self._peaks.replace(tail, room=self._first_room)
+        self._bucket_start = seeded.end + self.step
         self.model = None
         self.prediction = None
         self.stale_since = None
 
+    @property
+    def series(self) -> Series | None:
+        """Mean load per bucket over the last `capacity` buckets (NaN: a gap), ``None`` before any.
+
+        A view of the history kept (`seed`, `observe`): later buckets do not change a
+        series handed out.
+        """
+        return self._series
+
+    @property
+    def peaks(self) -> NDArray[np.float64] | None:
+        """Highest observation per bucket over the last `peak_capacity` buckets of ``series``.
+
+        Aligned with the end of ``series`` (NaN: none known, e.g. history loaded as
+        bucket means): what the peak calibration is scored against. ``None`` without a
+        series.
+        """
+        return None if self.series is None else self._peaks.values
+
     def peak_series(self) -> Series | None:
         """The highest observation per bucket, on the series' grid (NaN where unknown)."""
-        if self.series is None or self.peaks is None:
+        if self.series is None:
             return None
-        return Series(start=self.series.start, step=self.step, values=self.peaks)
+        values = self._peaks.values
+        return Series(start=self.series.end - (values.size - 1) * self.step, step=self.step, values=values)
 
     def observe(self, now: float, load: float | None) -> bool:
         """Add one observation at ``now``; returns True when a bucket completed.
@@ -214,9 +246,11 @@ class TargetForecaster:
         if self._bucket_n or (series is not None and np.isfinite(series.values[first_ahead + 1 :]).any()):
             return
         if series is not None:
-            kept = series.values[:first_ahead]
-            self.series = Series(start=series.start, step=self.step, values=kept) if len(kept) else None
-            self.peaks = self.peaks[:first_ahead] if self.peaks is not None and len(kept) else None
+            # The peaks cover the last buckets of the series: those kept are their first ones.
+            self._peaks.truncate(first_ahead - (len(series) - len(self._peaks)))
+            self._means.truncate(first_ahead)
+            kept = self._means.values
+            self._series = Series(start=series.start, step=self.step, values=kept) if len(kept) else None
         self._bucket_start = keep_until
         self._bucket_sum, self._bucket_n, self._bucket_max = 0.0, 0, -math.inf
         self.model, self.prediction, self.last_fit, self.stale_since = None, None, None, None
@@ -241,19 +275,22 @@ class TargetForecaster:
 
         Buckets skipped since the last one (a pause, a restart on a lagging history) are
         padded in the same copy, so a catch-up after a pause costs one copy of the series,
-        not one per empty bucket; the series keeps at most ``capacity`` buckets.
+        not one per empty bucket; the series keeps at most ``capacity`` buckets. The
+        buckets are written after the end of the array the series already views
+        (`AppendBuffer`): the models' views of the previous series stay valid and no
+        copy is made.
         """
-        if self.series is None or len(self.series) == 0 or self.peaks is None:
-            self.series = Series(start=start, step=self.step, values=np.array([value]))
-            self.peaks = np.array([peak])
+        if self.series is None or len(self.series) == 0:
+            self._means.replace([value], room=self._first_room)
+            self._peaks.replace([peak], room=self._first_room)
+            self._series = Series(start=start, step=self.step, values=self._means.values)
             return
         gap = round((start - self.series.end) / self.step) - 1
-        pad = [math.nan] * min(max(0, gap), self.capacity)  # the rest would be cut below
-        values = np.concatenate([self.series.values, pad, [value]])[-self.capacity :]
-        values.flags.writeable = False  # handed over: Series shares it instead of copying
-        self.peaks = np.concatenate([self.peaks, pad, [peak]])[-self.capacity :]
-        new_start = start - (len(values) - 1) * self.step
-        self.series = Series(start=new_start, step=self.step, values=values)
+        pad = [math.nan] * min(max(0, gap), self.capacity)  # the rest would be cut anyway
+        self._means.extend([*pad, value])
+        self._peaks.extend([*pad, peak])
+        values = self._means.values
+        self._series = Series(start=start - (len(values) - 1) * self.step, step=self.step, values=values)
 
     def bucket_due(self, now: float) -> bool:
         """Whether observing at ``now`` completes a bucket (the model will need an update)."""
@@ -464,8 +501,8 @@ class TargetForecaster:
 
     def _peak_history(self, prediction: Prediction) -> PeakHistory | None:
         """The recent tail of the series the peak calibration reads, or ``None`` if too short."""
-        series, peaks = self.series, self.peaks
-        if series is None or peaks is None or len(series) < MIN_WINDOWS + 2:
+        series = self.series
+        if series is None or len(series) < MIN_WINDOWS + 2:
             return None
         daily = round(SEASONS["daily"] / self.step) if "daily" in self.target.forecast.seasons else None
         horizon = len(prediction.mean)
@@ -475,7 +512,7 @@ class TargetForecaster:
         if not known.any():
             return None
         first_known = int(np.argmax(known))
-        values, tail_peaks = values[first_known:], peaks[-keep:][first_known:]
+        values, tail_peaks = values[first_known:], self._peak_tail(values.size)[first_known:]
         try:
             means = fill_gaps(values, season=daily if daily and values.size > 2 * daily else None)
         except ForecastError:
@@ -497,6 +534,13 @@ class TargetForecaster:
             forecasts=forecasts,
             forecast_first=forecast_first,
         )
+
+    def _peak_tail(self, size: int) -> NDArray[np.float64]:
+        """The peaks of the last ``size`` buckets, NaN before the oldest one kept."""
+        peaks = self._peaks.values[-size:]
+        if peaks.size == size:
+            return peaks
+        return np.concatenate((np.full(size - peaks.size, np.nan), peaks))
 
     def _fit_with_fallback(self, types: tuple[str, ...] | None = None) -> Forecaster | None:
         assert self.series is not None  # noqa: S101 - checked by the caller

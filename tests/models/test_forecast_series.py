@@ -18,6 +18,7 @@ from models import (
     resample,
 )
 from models.gaps import fill_gaps
+from models.series import AppendBuffer
 
 
 def test_series_grid_properties() -> None:
@@ -148,3 +149,33 @@ def test_fill_gaps_uses_seasonal_shape() -> None:
     assert np.isfinite(linear).all() and linear.min() > 0
     with pytest.raises(InsufficientHistory):
         fill_gaps(np.full(5, np.nan))
+
+
+def test_an_append_buffer_keeps_the_last_values_and_never_changes_a_view_handed_out() -> None:
+    """Appends go after the end of the array (no copy) until the room runs out; views stay as they were."""
+    buffer = AppendBuffer(capacity=5, slack=3)
+    buffer.replace([1.0, 2.0, 3.0, 4.0])
+    first = buffer.values
+    buffer.extend([5.0])
+    second = buffer.values
+    assert np.shares_memory(first, second), "appended in place"
+    buffer.extend([6.0, 7.0, 8.0])  # the room runs out: the last 5 move to a new array
+    third = buffer.values
+    assert not np.shares_memory(second, third)
+    np.testing.assert_array_equal(first, [1.0, 2.0, 3.0, 4.0])
+    np.testing.assert_array_equal(second, [1.0, 2.0, 3.0, 4.0, 5.0])
+    np.testing.assert_array_equal(third, [4.0, 5.0, 6.0, 7.0, 8.0])
+    assert not third.flags.writeable and len(buffer) == 5
+    buffer.extend(np.arange(20.0))  # more than the capacity at once
+    np.testing.assert_array_equal(buffer.values, np.arange(15.0, 20.0))
+
+
+def test_an_append_buffer_truncated_writes_no_position_it_handed_out() -> None:
+    """After a truncate the next append moves the kept values rather than overwrite a view's."""
+    buffer = AppendBuffer(capacity=10, slack=10)
+    buffer.replace([1.0, 2.0, 3.0])
+    before = buffer.values
+    buffer.truncate(1)
+    buffer.extend([9.0])
+    np.testing.assert_array_equal(before, [1.0, 2.0, 3.0])
+    np.testing.assert_array_equal(buffer.values, [1.0, 9.0])
