@@ -43,7 +43,7 @@ long-run share of exceeded windows 1 - level, whatever the regression's bias
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Self
 
@@ -80,6 +80,26 @@ ADAPT_STEP = 0.02
 ADAPT_RANGE = (-0.3, 1.0)
 #: Served windows remembered while their peaks are unknown (a few cold starts' worth).
 MAX_PENDING = 64
+
+#: The one tuple of each set of regressor names (see `regressor_names`).
+_NAMES: dict[tuple[str, ...], tuple[str, ...]] = {}
+
+
+def regressor_names(names: Iterable[str]) -> tuple[str, ...]:
+    """``names`` as a tuple shared by every fit that weighs the same regressors.
+
+    A calibration holds one entry per window length and level (dozens), each naming its
+    regressors: at a thousand targets, a tuple per entry (and, from a saved state, a
+    string per name) was a tenth of the memory a target's forecasts keep. Names that are
+    not `REGRESSORS` (only in a malformed saved state) are returned as given.
+    """
+    key = tuple(names)
+    if not set(key) <= set(REGRESSORS):
+        return key
+    shared = _NAMES.get(key)
+    if shared is None:
+        shared = _NAMES[key] = tuple(next(r for r in REGRESSORS if r == n) for n in key)
+    return shared
 
 
 @dataclass(frozen=True)
@@ -420,7 +440,7 @@ class PeakModel:
                         break
                     negative = int(np.argmin(params[1:]))
                     if params[1 + negative] >= 0:
-                        self.coefficients[(k, q)] = (tuple(chosen), params)
+                        self.coefficients[(k, q)] = (regressor_names(chosen), params)
                         break
                     del chosen[negative]  # a larger basis must never lower the peak
         if economics is not None:

@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from autoscaler.core.types import DecisionRecord
-from models.peaks import PeakModel
+from models.peaks import PeakModel, regressor_names
 
 #: Version of the document and of each target state; bump on any incompatible change.
 STATE_VERSION = 1
@@ -193,7 +193,7 @@ def restore_peaks(data: Mapping[str, Any], levels: tuple[float, ...]) -> PeakMod
         values = np.asarray(weights, dtype=np.float64)
         if values.ndim != 1 or values.size != len(names) + 1 or not np.isfinite(values).all():
             raise ValueError("malformed peak weights")
-        model.coefficients[(int(k), float(q))] = (tuple(str(n) for n in names), values)
+        model.coefficients[(int(k), float(q))] = (regressor_names(str(n) for n in names), values)
     for q, off in data.get("offsets", []):
         values = np.asarray(off, dtype=np.float64)
         if values.ndim != 1 or not np.isfinite(values).all():

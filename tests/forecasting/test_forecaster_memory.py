@@ -6,10 +6,13 @@ bounds are checked on what the forecaster exposes, not on the process's RSS.
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 
 from autoscaler.forecasting.forecaster import TargetForecaster
 from autoscaler.policy.schema import Target
+from models.peaks import REGRESSORS
 from models.series import Series
 
 STEP = 300.0
@@ -64,3 +67,20 @@ def test_peaks_seeded_with_the_history_are_kept_for_the_last_buckets_only() -> N
     fc.seed(means, late)
     assert fc.peaks is not None
     assert np.isnan(fc.peaks[:-10]).all() and (fc.peaks[-10:-7] == 7.0).all() and np.isnan(fc.peaks[-7:]).all()
+
+
+def test_peak_calibrations_share_their_regressor_names_fitted_or_restored() -> None:
+    """One tuple per set of regressors, whatever the window and level, and no string per saved name."""
+    fc = seeded()
+    fc.refresh(T0 + 1.0)  # the calibration's own fit, after the model's
+    assert fc.peak_model is not None and fc.peak_model.coefficients
+    state = json.loads(json.dumps(fc.export_state()))
+    restored = TargetForecaster(fc.target, horizon_seconds=1800.0)
+    assert fc.series is not None
+    restored.seed(fc.series)
+    assert restored.restore_state(state) is None
+    restored.refresh(T0 + 2.0)
+    assert restored.peak_model is not None
+    names = [n for m in (fc.peak_model, restored.peak_model) for n, _ in m.coefficients.values()]
+    assert len({id(n) for n in names}) == len(set(names))
+    assert all(name is next(r for r in REGRESSORS if r == name) for n in names for name in n)
