@@ -28,7 +28,8 @@ budget each, so at 1,000 targets it needs > 16 h of 30-s cycles, and a restart a
 a cold run that did not finish refits whatever it had not fitted).
 
 ``worst`` and ``median`` are process CPU seconds (all threads) per cycle over both runs;
-``rss_mb`` the peak resident memory (the imports alone are ~160 MB, mostly statsmodels).
+``rss_mb`` the peak resident memory (the imports ~160 MB once statsmodels is loaded, by
+the cold run's first estimate; 36 MB before).
 A run that does not get every target fitted within ``--max-hours`` reports ``>`` that.
 
 The controller runs single-threaded, but OpenBLAS starts a thread per core whose spinning
@@ -45,14 +46,19 @@ targets                      cold      restart   worst (s)  RSS MB
 ==========================  ========  ========  =========  ======
 10                           7.5       0.0       0.79       178
 100                          77.0      0.5       0.99       210
-1,000 (cold run of 100)      76.0      12.0      1.22       518
+1,000 (cold run of 100)      32.5      3.5       1.56       466
 ==========================  ========  ========  =========  ======
 
 The 1,000 row misses two goals: cycles over 1 s remain (the first one, with every
 history and saved state read, and a few bucket cycles while restored targets join
-the decide pass), and RSS is about twice the goal (~160 MB of imports, ~350 KB per
-target: 14 days of means and peaks, and each model's state over its calibration
-window). Before the STL-ARIMA coefficients were saved and the save made cheaper: 100
+the decide pass; its worst figure was measured at a load average of 6 on the 2 cores,
+1.07 s in a quieter run before the last memory changes), and RSS is almost twice the
+goal (~160 MB of imports, ~300 KB per target: per forecaster ~140 KB, of which 31 KB
+the 14 days of means, 18 KB the peaks the calibration reads, 51 KB the Holt-Winters
+state over its calibration window; the rest the controller's and shadow scoring's).
+Before each target's history was appended in place (no copy per bucket) and its peaks
+cut to what the calibration reads: RSS 520 MB, same times. Before the STL-ARIMA
+coefficients were saved and the save made cheaper: 100
 targets restart 1.5 min; 1,000 restarted from the same replicated state 30.5 min,
 worst cycle 1.53 s (12 cycles over 1 s), RSS 474 MB at all-fitted.
 """
