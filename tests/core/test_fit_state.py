@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from statsmodels.tsa.arima.model import ARIMA
 
 from autoscaler.core.types import DecisionRecord
 from autoscaler.forecasting.fit_state import (
@@ -29,7 +30,6 @@ from autoscaler.offline.sim.cluster import ClusterPhases, SimCluster
 from autoscaler.policy.schema import Forecast, Policy, Target
 from autoscaler.runtime import controller as controller_module
 from autoscaler.runtime.controller import Controller
-from models import stl_arima
 from models.peaks import PeakModel
 from models.series import Series
 
@@ -148,13 +148,13 @@ def test_an_stl_arima_state_restores_its_coefficients_without_the_estimation(mon
     assert state is not None and fc.prediction is not None and fc.prediction.model.startswith("stl_arima")
     assert state["arima"]["order"] == [1, 1, 1] and len(state["arima"]["ar"]) == 1
     estimations = []
-    real_fit = stl_arima.ARIMA.fit
+    real_fit = ARIMA.fit
 
     def counted(self: Any, *args: Any, **kwargs: Any) -> Any:
         estimations.append(1)
         return real_fit(self, *args, **kwargs)
 
-    monkeypatch.setattr(stl_arima.ARIMA, "fit", counted)
+    monkeypatch.setattr(ARIMA, "fit", counted)  # the class stl_arima imports on first use
     other = TargetForecaster(fc.target, horizon_seconds=1500)
     other.seed(history())
     assert other.restore_state(decode(encode({"llm/d": state})).states["llm/d"]) is None
