@@ -8,13 +8,13 @@ module, so `update` costs a few microseconds per new point instead of a refit.
 
 from __future__ import annotations
 
-import functools
 import warnings
 from types import SimpleNamespace
 from typing import Any, ClassVar, Self
 
 import numpy as np
 from numpy.typing import NDArray
+from statsmodels.tsa.holtwinters import ExponentialSmoothing
 
 from models.residual import ResidualModel
 from models.series import Series
@@ -25,8 +25,7 @@ from models.series import Series
 INIT_SEASONS = 3
 
 
-@functools.cache
-def estimate_only() -> type[Any]:
+class EstimateOnly(ExponentialSmoothing):  # type: ignore[misc]
     """statsmodels' Holt-Winters whose `fit` stops once the parameters are estimated.
 
     After optimising, `fit` hands the parameters to `_predict` to build a results object,
@@ -35,20 +34,12 @@ def estimate_only() -> type[Any]:
     under the names of the results' `params`. A test
     (`test_holt_winters_estimates_statsmodels_parameters_without_its_results`) checks
     they still equal a full fit's, in case statsmodels changes this internal hook.
-
-    Built on first use: statsmodels (with pandas and scipy, ~115 MB of a controller's
-    ~200 MB at start-up) is imported only once a parameter estimate runs, not by a
-    controller restoring saved parameters (`HoltWinters.fit_with_params`).
     """
-    from statsmodels.tsa.holtwinters import ExponentialSmoothing
 
-    class EstimateOnly(ExponentialSmoothing):  # type: ignore[misc]
-        def _predict(self, h: int | None = None, **params: Any) -> SimpleNamespace:
-            """The parameters `fit` estimated, without the in-sample recursion."""
-            del h
-            return SimpleNamespace(params=params, _results=SimpleNamespace())
-
-    return EstimateOnly
+    def _predict(self, h: int | None = None, **params: Any) -> SimpleNamespace:
+        """The parameters `fit` estimated, without the in-sample recursion."""
+        del h
+        return SimpleNamespace(params=params, _results=SimpleNamespace())
 
 
 def classical_initial_state(y: NDArray[np.float64], season: int) -> tuple[float, float, NDArray[np.float64]]:
@@ -145,7 +136,7 @@ class HoltWinters(ResidualModel):
         if self._known is not None:
             self.alpha, self.beta, self.gamma, self.phi = self._known
         else:
-            model = estimate_only()(
+            model = EstimateOnly(
                 y,
                 trend="add",
                 damped_trend=self.damped_trend,

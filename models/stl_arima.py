@@ -18,6 +18,8 @@ from typing import ClassVar, Self
 
 import numpy as np
 from numpy.typing import NDArray
+from statsmodels.tsa.arima.model import ARIMA
+from statsmodels.tsa.seasonal import STL
 
 from models.residual import ResidualModel
 from models.series import Series
@@ -53,10 +55,6 @@ def stl_seasonal(y: NDArray[np.float64], season: int) -> NDArray[np.float64]:
     Returns:
         The seasonal component, same length as y.
     """
-    # Imported on first use, like Holt-Winters' estimator (`models.holt_winters.estimate_only`):
-    # a controller that never decomposes never loads statsmodels.
-    from statsmodels.tsa.seasonal import STL
-
     trend = _odd(1.5 * season / (1.0 - 1.5 / STL_SEASONAL_WINDOW))
     low_pass = _odd(season + 1)
     result = STL(
@@ -153,8 +151,6 @@ class StlArima(ResidualModel):
             self._eps = np.empty(0)
             self._innovations(y, 0)
             return
-        from statsmodels.tsa.arima.model import ARIMA  # on first use, see `stl_seasonal`
-
         p, d, q = self.order
         adjusted = (y - self._seasonal)[-ARIMA_FIT_POINTS:]
         with warnings.catch_warnings():

@@ -20,7 +20,7 @@ from statsmodels.tsa.holtwinters import ExponentialSmoothing
 from autoscaler.forecasting.forecaster import recent_points
 from models import AutoSelector, HoltWinters, LinearTrend, Naive, SeasonalNaive, Series, StlArima, build_forecaster
 from models.gaps import fill_gaps
-from models.holt_winters import classical_initial_state, estimate_only
+from models.holt_winters import EstimateOnly, classical_initial_state
 from models.intervals import MIN_TAIL_ERRORS, relative_offsets
 from models.residual import CALIBRATION_ORIGINS, ResidualModel
 from models.stl_arima import stl_seasonal
@@ -147,7 +147,7 @@ def test_holt_winters_estimates_statsmodels_parameters_without_its_results() -> 
     }
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        lean = estimate_only()(y, **options).fit(use_brute=False).params
+        lean = EstimateOnly(y, **options).fit(use_brute=False).params
         full = ExponentialSmoothing(y, **options).fit(use_brute=False).params
     for name in ("smoothing_level", "smoothing_trend", "smoothing_seasonal", "damping_trend"):
         assert lean[name] == full[name], name
