@@ -28,8 +28,7 @@ budget each, so at 1,000 targets it needs > 16 h of 30-s cycles, and a restart a
 a cold run that did not finish refits whatever it had not fitted).
 
 ``worst`` and ``median`` are process CPU seconds (all threads) per cycle over both runs;
-``rss_mb`` the peak resident memory (the imports ~160 MB once statsmodels is loaded, by
-the cold run's first estimate; 36 MB before).
+``rss_mb`` the peak resident memory (the imports alone are ~160 MB, mostly statsmodels).
 A run that does not get every target fitted within ``--max-hours`` reports ``>`` that.
 
 The controller runs single-threaded, but OpenBLAS starts a thread per core whose spinning

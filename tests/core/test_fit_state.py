@@ -154,7 +154,7 @@ def test_an_stl_arima_state_restores_its_coefficients_without_the_estimation(mon
         estimations.append(1)
         return real_fit(self, *args, **kwargs)
 
-    monkeypatch.setattr(ARIMA, "fit", counted)  # the class stl_arima imports on first use
+    monkeypatch.setattr(ARIMA, "fit", counted)  # the class stl_arima fits with
     other = TargetForecaster(fc.target, horizon_seconds=1500)
     other.seed(history())
     assert other.restore_state(decode(encode({"llm/d": state})).states["llm/d"]) is None
