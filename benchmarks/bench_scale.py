@@ -45,13 +45,13 @@ targets                      cold      restart   worst (s)  RSS MB
 ==========================  ========  ========  =========  ======
 10                           7.5       0.0       0.79       178
 100                          77.0      0.5       0.99       210
-1,000 (cold run of 100)      32.5      3.5       1.56       466
+1,000 (cold run of 100)      30.0      7.0       1.10       469
 ==========================  ========  ========  =========  ======
 
 The 1,000 row misses two goals: cycles over 1 s remain (the first one, with every
 history and saved state read, and a few bucket cycles while restored targets join
-the decide pass; its worst figure was measured at a load average of 6 on the 2 cores,
-1.07 s in a quieter run before the last memory changes), and RSS is almost twice the
+the decide pass, and the fit-state saves, 0.6-1.0 s each at 1,000 targets; measured
+beside a soak run on the other core), and RSS is almost twice the
 goal (~160 MB of imports, ~300 KB per target: per forecaster ~140 KB, of which 31 KB
 the 14 days of means, 18 KB the peaks the calibration reads, 51 KB the Holt-Winters
 state over its calibration window; the rest the controller's and shadow scoring's).
