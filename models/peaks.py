@@ -43,6 +43,7 @@ long-run share of exceeded windows 1 - level, whatever the regression's bias
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Self
@@ -96,10 +97,7 @@ def regressor_names(names: Iterable[str]) -> tuple[str, ...]:
     key = tuple(names)
     if not set(key) <= set(REGRESSORS):
         return key
-    shared = _NAMES.get(key)
-    if shared is None:
-        shared = _NAMES[key] = tuple(next(r for r in REGRESSORS if r == n) for n in key)
-    return shared
+    return _NAMES.setdefault(key, tuple(sys.intern(n) for n in key))
 
 
 @dataclass(frozen=True)
