@@ -298,8 +298,6 @@ class TargetForecaster:
 
     def fit_due(self, now: float) -> bool:
         """Whether a fit is due at ``now``: the configured model's, or the peak calibration's after it."""
-        if self.series is None:
-            return False
         return self._model_fit_due(now) or self.calibration_due
 
     def _model_fit_due(self, now: float) -> bool:
