@@ -26,7 +26,7 @@ import contextlib
 import gc
 import time
 from collections import deque
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -54,6 +54,7 @@ from autoscaler.ports import (
     TargetStatus,
 )
 from autoscaler.runtime.actuators import Actuator, DryRun, Enforce, owes_release
+from autoscaler.runtime.save_rounds import SaveRounds, group_of
 from models.series import Series
 
 Mode = Literal["dry-run", "enforce"]
@@ -67,7 +68,7 @@ HISTORY_CONCURRENCY = 4
 FIT_SAVE_INTERVAL_SECONDS = 300.0
 
 #: CPU seconds reserved for a save whose cost is not known yet (the first after a start):
-#: at 1,000 targets a save takes ~0.6 s, and reserving nothing took that cycle to 1.3 s.
+#: at 1,000 targets a whole save took ~0.6 s, and reserving nothing took that cycle to 1.3 s.
 FIRST_SAVE_SECONDS = OWED_WORK_SECONDS / 2
 
 #: Decide passes remembered to reserve CPU for the next one: one bucket's worth of cycles at
@@ -169,7 +170,8 @@ class Controller:
         self.fit_save_interval_seconds = fit_save_interval_seconds
         #: Saved states of targets not seeded yet (read from ``fit_store`` on the first cycle).
         self._saved: dict[str, dict[str, Any]] | None = None
-        self._last_save: float | None = None
+        #: Which group of targets' states each cycle encodes (a save spread over its interval).
+        self._saves = SaveRounds()
         #: Wall seconds a cycle may take before the targets it has not reached hold
         #: (``None``: no deadline, as in the simulator, whose cycles must all complete).
         self.cycle_deadline_seconds = cycle_deadline_seconds
@@ -260,7 +262,6 @@ class Controller:
         cpu_started = self._cpu_clock()
         if self._saved is None:
             self._saved = self._load_fit_states()
-            self._last_save = now
         budget = self.cycle_deadline_seconds
         deadline = None if budget is None else self._monotonic() + budget
         cycle = CycleResult(time=now)
@@ -290,10 +291,15 @@ class Controller:
             step.seconds = time.perf_counter() - started
             steps.append(step)
         started = time.perf_counter()
-        save_due = self.fit_store is not None and now - (self._last_save or now) >= self.fit_save_interval_seconds
+        save_group = None
+        if self.fit_store is not None:
+            self._plan_saves(now)
+            save_group = self._saves.next_due(now)
         if self.forecast_source is None:
             # What the cycle has spent, and what its decide pass and save will take: not for forecasting.
-            saving = 0.0 if not save_due else FIRST_SAVE_SECONDS if self._save_seconds is None else self._save_seconds
+            saving = 0.0
+            if save_group is not None:
+                saving = FIRST_SAVE_SECONDS if self._save_seconds is None else self._save_seconds
             spent = self._cpu_clock() - cpu_started + max(self._decide_seconds, default=0.0) + saving
             forecasters = [self._state[s.target.key].forecaster for s in steps if s.cluster is not None]
             ignored = self._fits.run(
@@ -321,8 +327,8 @@ class Controller:
             step.result.duration_seconds = step.seconds + shared + time.perf_counter() - started
             cycle.results.append(step.result)
         self._decide_seconds.append(self._cpu_clock() - decide_started)
-        if save_due:
-            self.save_fit_state(now)
+        if save_group is not None:
+            self._save(now, groups=(save_group,))
         return cycle
 
     def _load_fit_states(self) -> dict[str, dict[str, Any]]:
@@ -344,29 +350,46 @@ class Controller:
     def save_fit_state(self, now: float) -> None:
         """Save every target's fitted state and recent decisions to ``fit_store``; never raises.
 
-        Called every ``fit_save_interval_seconds`` and by a clean stop. A target not
-        seeded yet keeps the state it was saved with, so a save soon after a start does
-        not lose what the start has not restored yet.
+        A clean stop calls it: every group is encoded now. While running, each cycle
+        encodes at most one group that is due (`SaveRounds`) and saves the set once every
+        group has an encoding. A target not seeded yet keeps the state it was saved with,
+        so a save soon after a start does not lose what the start has not restored yet.
         """
         if self.fit_store is None:
             return
-        started = self._cpu_clock()
-        self._last_save = now
-        with collections_paused():
-            parts, count = self._encoded_states()
-        try:
-            self.fit_store.save(parts)
-        except AutoscalerError as exc:
-            self._save_seconds = self._cpu_clock() - started
-            self.log.warning("fit_state_save_failed", error=str(exc), kind=exc.kind)
-            return
-        self._save_seconds = self._cpu_clock() - started
-        self.log.info("fit_state_saved", targets=count, parts=len(parts), bytes=sum(map(len, parts)))
+        self._plan_saves(now)
+        self._save(now, groups=range(self._saves.groups))
 
-    def _encoded_states(self) -> tuple[list[bytes], int]:
-        """Every target's state, encoded (`save_fit_state`), and the number of targets in it."""
+    def _plan_saves(self, now: float) -> None:
+        targets, loop = len(self.policy.targets), self.policy.loop_interval_seconds
+        self._saves.plan(targets, interval=self.fit_save_interval_seconds, loop=loop, now=now)
+
+    def _save(self, now: float, *, groups: Iterable[int]) -> None:
+        """Encode ``groups`` now, then hand the store the whole set if every group has an encoding."""
+        assert self.fit_store is not None  # noqa: S101 - checked by the callers
+        started = self._cpu_clock()
+        with collections_paused():
+            for group in groups:
+                parts, count = self._encoded_states(group)
+                self._saves.record(group, parts, count, now)
+        complete = self._saves.complete()
+        if complete is not None:
+            parts, count = complete
+            try:
+                self.fit_store.save(parts)
+            except AutoscalerError as exc:
+                self._save_seconds = self._cpu_clock() - started
+                self.log.warning("fit_state_save_failed", error=str(exc), kind=exc.kind)
+                return
+            self.log.info("fit_state_saved", targets=count, parts=len(parts), bytes=sum(map(len, parts)))
+        self._save_seconds = self._cpu_clock() - started
+
+    def _encoded_states(self, group: int) -> tuple[list[bytes], int]:
+        """The states of the targets in ``group``, encoded (`save_fit_state`), and their number."""
         states: dict[str, dict[str, Any]] = {}
         for target in self.policy.targets:
+            if group_of(target.key, self._saves.groups) != group:
+                continue
             state = self._state[target.key]
             if not state.seeded:
                 if self._saved and target.key in self._saved:

@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 
 from autoscaler.core.types import Decision, MetricsSnapshot
+from autoscaler.forecasting import fit_state
 from autoscaler.forecasting.fit_scheduler import ADMIT_FRACTION, FIT_COST_MARGIN, OWED_WORK_SECONDS
 from autoscaler.forecasting.fit_state import InMemoryFitStore
 from autoscaler.forecasting.forecaster import TargetForecaster
@@ -27,6 +28,8 @@ from autoscaler.offline.sim.adapters import SimClusterPort, SimMetrics, TrafficR
 from autoscaler.offline.sim.cluster import ClusterPhases, SimCluster
 from autoscaler.policy.schema import Forecast, Policy, Target
 from autoscaler.ports import ApplyResult, ClusterRead
+from autoscaler.runtime import controller as controller_module
+from autoscaler.runtime import save_rounds
 from autoscaler.runtime.controller import Controller
 from models.series import Series
 
@@ -298,3 +301,35 @@ def test_the_first_save_after_a_start_is_reserved_before_its_cost_is_known(meter
     assert store.saves == 1, "the first save in cycle 4"
     assert max(costs[1:]) <= OWED_WORK_SECONDS, costs
     assert costs == [0.4, 0.64, 0.64, 0.64, 0.68, 0.64]
+
+
+def test_a_save_is_spread_over_its_interval_one_group_of_targets_per_cycle(
+    meter: Meter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """16 targets in groups of 2 and a 240-s interval (8 cycles of 30 s): 8 groups, each
+    encoded in a cycle of its own, never all 16 states in one cycle (before: all 16 in the
+    cycle that saved). The store gets the whole set once every group was encoded, then
+    again at each group's next encoding, and a restart from it restores every target."""
+    monkeypatch.setattr(save_rounds, "GROUP_TARGETS", 2)
+    encoded: list[list[str]] = []
+
+    def recording(states: Mapping[str, object], **kwargs: int) -> list[bytes]:
+        encoded[-1].extend(states)
+        return fit_state.encode(states, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(controller_module, "encode", recording)
+    meter.fit, meter.other = 0.01, 0.001
+    c = controller(16, budget=1.0, cpu=meter)
+    store = InMemoryFitStore()
+    c.fit_store, c.fit_save_interval_seconds = store, 240.0
+    saves = []
+    for cycle in range(17):
+        encoded.append([])
+        c.reconcile_once(START + 10.0 + 30.0 * cycle)
+        saves.append(store.saves)
+    per_cycle = [len(keys) for keys in encoded]
+    assert max(per_cycle) <= 6 and sum(per_cycle[:9]) == 16, per_cycle  # 2 +- 4 per group
+    assert [sum(1 for keys in encoded[:9] if key in keys) for key in (t.key for t in c.policy.targets)] == [1] * 16
+    assert saves[:8] == [0] * 8 and saves[8] == 1, "the first save once the eighth group is encoded (240 s)"
+    assert saves[-1] > 2, "then one at each later group's encoding"
+    assert set(fit_state.decode(store.load()).states) == {t.key for t in c.policy.targets}
