@@ -43,13 +43,14 @@ neighbours' load), time to all-fitted in virtual minutes (1,000: ``--cold-target
 ==========================  ========  ========  =========  ============  ======
 targets                      cold      restart   worst (s)  cycles > 1 s  RSS MB
 ==========================  ========  ========  =========  ============  ======
-10                           7.5       0.0       0.79       0             178
-100                          77.0      0.5       0.99       0             210
+10                           4.0       0.0       0.76       0             176
+100                          38.5      0.5       0.89       0             200
 1,000 (cold run of 100)      35.5      7.0       0.96       0             432
 ==========================  ========  ========  =========  ============  ======
 
-The 1,000 row was measured beside a 14-day soak and this benchmark on the code before the
-fit-state save was spread over its interval (``autoscaler/runtime/save_rounds.py``), so
+The 10 and 100 rows were measured alone on f735dce. The 1,000 row was measured beside
+a 14-day soak and this benchmark on the code before the fit-state save was spread over
+its interval (``autoscaler/runtime/save_rounds.py``), so
 four processes on two cores: before, worst 1.48 s and 5 cycles over 1 s, cycle 0 of the
 restart (every history and saved state read) and the cycles that saved (every 10th:
 0.6-1.0 s of encoding on top of the decide pass, ~0.6 s there); after, worst 0.96 s (the
