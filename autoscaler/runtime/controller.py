@@ -378,10 +378,9 @@ class Controller:
             try:
                 self.fit_store.save(parts)
             except AutoscalerError as exc:
-                self._save_seconds = self._cpu_clock() - started
                 self.log.warning("fit_state_save_failed", error=str(exc), kind=exc.kind)
-                return
-            self.log.info("fit_state_saved", targets=count, parts=len(parts), bytes=sum(map(len, parts)))
+            else:
+                self.log.info("fit_state_saved", targets=count, parts=len(parts), bytes=sum(map(len, parts)))
         self._save_seconds = self._cpu_clock() - started
 
     def _encoded_states(self, group: int) -> tuple[list[bytes], int]:
