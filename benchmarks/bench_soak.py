@@ -12,7 +12,8 @@ new one starts from them. Reported:
 * decisions lost: target-cycles without a decision (goal 0);
 * scale-downs decided on bad data: serving replicas, and serving + placeholders, lowered
   on a target whose data was bad that cycle (goal 0);
-* each fault's windows and the target-cycles it hit; median and worst cycle CPU.
+* each fault's windows and the target-cycles it hit; median and worst cycle CPU, the
+  cycles over 1 s and the five costliest (when, and which faults were in force).
 
 Refits run daily here (``--refit-seconds``), not hourly as by default: at 100 targets an
 hourly refit with its peak calibration is ~40 s of CPU per simulated hour, which would
@@ -65,6 +66,7 @@ def main() -> int:
         ("fit state saved at the restart (KB)", f"{r.saved_bytes / 1024:.1f}", ""),
         ("median cycle CPU (s)", f"{r.median_cycle_cpu:.4f}", ""),
         ("worst cycle CPU (s)", f"{max(r.cycle_cpu):.3f}", "<= 1"),
+        ("cycles over 1 s", str(sum(cost > 1.0 for cost in r.cycle_cpu)), "0"),
     ]
     for name, value, goal in rows:
         print(f"{name:<44}{value:>12}{goal:>10}")
@@ -74,10 +76,20 @@ def main() -> int:
             f"{kind:<10}{r.windows[kind]:>9}{r.injected[kind]:>15}{r.bad_data_decisions[kind]:>11}"
             f"{r.bad_data_scale_downs[kind] + r.bad_data_capacity_downs[kind]:>7}"
         )
+    print(
+        "costliest cycles (day hh:mm:ss, CPU s, faults then): "
+        + "; ".join(f"{clock(t)} {cost:.3f} s {what}" for t, cost, what in r.costliest)
+    )
     print("RSS by day (MB): " + " ".join(f"{v:.1f}" for v in r.rss_by_day))
     if lost:
         print(f"lost by error kind: {dict(r.lost)}")
     return 0
+
+
+def clock(t: float) -> str:
+    """A virtual time as 'day D hh:mm:ss' from the soak's start."""
+    seconds = round(t - START)
+    return f"day {seconds // 86400} {seconds % 86400 // 3600:02d}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
 
 
 if __name__ == "__main__":

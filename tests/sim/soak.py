@@ -230,6 +230,8 @@ class SoakReport:
     rss_by_day: list[float] = field(default_factory=list)
     peak_rss_mb: float = 0.0
     cycle_cpu: list[float] = field(default_factory=list)
+    #: The five costliest cycles: (virtual time, CPU seconds, what was going on then).
+    costliest: list[tuple[float, float, str]] = field(default_factory=list)
     restart_at: float | None = None
     #: Targets serving their configured model right after the restart's first cycle.
     restored_fitted: int = 0
@@ -355,9 +357,27 @@ class Soak:
                     )
                 next_day += DAY
         report.injected = metrics.injected
+        report.costliest = self._costliest(report.cycle_cpu, metrics, restart_at)
         report.peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
         report.wall_seconds = time.monotonic() - began
         return report
+
+    def _costliest(
+        self, cycle_cpu: Sequence[float], metrics: FaultyMetrics, restart_at: float
+    ) -> list[tuple[float, float, str]]:
+        """The five costliest cycles with their virtual time and the faults (or restart) then.
+
+        One cycle runs per loop interval from ``START``, so a cycle's index gives its time.
+        """
+        top = sorted(range(len(cycle_cpu)), key=lambda i: -cycle_cpu[i])[:5]
+        rows = []
+        for i in top:
+            t = START + i * self.loop_seconds
+            what = sorted({w.kind for w in metrics.active(t)})
+            if t == restart_at:
+                what.append("restart")
+            rows.append((t, cycle_cpu[i], ",".join(what) or "-"))
+        return rows
 
     @staticmethod
     def _cycle(
