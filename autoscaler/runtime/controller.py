@@ -53,6 +53,7 @@ from autoscaler.ports import (
     TargetOperations,
     TargetStatus,
 )
+from autoscaler.runtime import heap
 from autoscaler.runtime.actuators import Actuator, DryRun, Enforce, owes_release
 from autoscaler.runtime.save_rounds import SaveRounds, group_of
 from models.series import Series
@@ -195,6 +196,8 @@ class Controller:
         #: before them.
         self._decide_seconds: deque[float] = deque(maxlen=DECIDE_PASSES_KEPT)
         self._save_seconds: float | None = None
+        #: When the heap is next trimmed (``None``: one interval after the first cycle).
+        self._next_trim: float | None = None
         self.set_policy(policy)
 
     def set_policy(self, policy: Policy) -> None:
@@ -329,7 +332,16 @@ class Controller:
         self._decide_seconds.append(self._cpu_clock() - decide_started)
         if save_group is not None:
             self._save(now, groups=(save_group,))
+        self._trim_heap_when_due(now)
         return cycle
+
+    def _trim_heap_when_due(self, now: float) -> None:
+        """Once per :data:`TRIM_INTERVAL_SECONDS`, return freed heap to the OS (see :mod:`.heap`)."""
+        if self._next_trim is not None and now < self._next_trim:
+            return
+        if self._next_trim is not None:
+            heap.trim_heap()
+        self._next_trim = now + heap.TRIM_INTERVAL_SECONDS
 
     def _load_fit_states(self) -> dict[str, dict[str, Any]]:
         """The saved states by target key; an unreadable store or part is logged and skipped."""
