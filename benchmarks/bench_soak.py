@@ -89,7 +89,8 @@ def main() -> int:
 def clock(t: float) -> str:
     """A virtual time as 'day D hh:mm:ss' from the soak's start."""
     seconds = round(t - START)
-    return f"day {seconds // 86400} {seconds % 86400 // 3600:02d}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+    day, rest = divmod(seconds, round(DAY))
+    return f"day {day} {rest // 3600:02d}:{rest % 3600 // 60:02d}:{rest % 60:02d}"
 
 
 if __name__ == "__main__":

@@ -337,11 +337,10 @@ class Controller:
 
     def _trim_heap_when_due(self, now: float) -> None:
         """Once per :data:`TRIM_INTERVAL_SECONDS`, return freed heap to the OS (see :mod:`.heap`)."""
-        if self._next_trim is not None and now < self._next_trim:
-            return
-        if self._next_trim is not None:
-            heap.trim_heap()
-        self._next_trim = now + heap.TRIM_INTERVAL_SECONDS
+        if self._next_trim is None or now >= self._next_trim:
+            if self._next_trim is not None:
+                heap.trim_heap()
+            self._next_trim = now + heap.TRIM_INTERVAL_SECONDS
 
     def _load_fit_states(self) -> dict[str, dict[str, Any]]:
         """The saved states by target key; an unreadable store or part is logged and skipped."""
