@@ -63,6 +63,17 @@ bucket) and its peaks cut to what the calibration reads: RSS 520 MB, same times.
 the STL-ARIMA coefficients were saved and the save made cheaper: 100 targets restart
 1.5 min; 1,000 restarted from the same replicated state 30.5 min, worst cycle 1.53 s
 (12 cycles over 1 s), RSS 474 MB at all-fitted.
+
+Re-run three times on 8bdc27a (``--sizes 1000 --cold-targets 100 --blas-threads 1
+--after-restart-minutes 70``, so the restarted controller's first hourly heap trim falls
+inside the run), each beside a 14-day soak on the other core: cold 43.5 / 43.5 / 42.0
+min, restart 20.5 / 40.5 / 12.0 min, worst 1.29 / 3.20 / 0.87 s, 1 / 9 / 0 cycles over 1
+s, RSS 451 / 452 / 430 MB. The restart figures swing with the neighbour's load, most
+likely because the fit scheduler spends a CPU budget per cycle and a slowed CPU fits
+fewer targets in it. Which cycle cost 3.2 s in the second run was not kept. The third
+run's costliest were restart cycles 0, 25, 15, 55 and 75 (0.84-0.87 s); its trim, in
+cycle 120, cost less. Only the third run meets the 15-min goal, so it is not reliably
+met beside other work.
 """
 
 from __future__ import annotations
