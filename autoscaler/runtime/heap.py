@@ -6,8 +6,11 @@ its arenas and returns memory only from the top of the heap, so resident memory 
 up by fragmentation while the live heap stays flat. In a 4-day soak at 10 targets
 (``tests.sim.soak``), tracemalloc's live heap grew 0.4 MB while RSS grew 8.6 MB;
 with ``malloc_trim(0)`` once a simulated day RSS grew 0.8 % instead of 5.5 %. At 100
-targets the hourly trim lowers RSS by ~6 MB (198.8 against 204.3 MB after day 1) but not
-its growth (+4.0 % by day 4, against +4.4 %): something else grows there too.
+targets the hourly trim lowered RSS by ~6 MB but not its growth (+4.0 % by day 4): part of
+that was the soak's own simulator keeping every node it removed (fixed in 8bdc27a). With
+both, the 14-day soak grew +2.2 % after day 1 (at most +4.1 %). Pinning glibc's mmap
+threshold as well (``MALLOC_MMAP_THRESHOLD_``) made it worse (+5.8 % in 4 days), so it is
+not done.
 """
 
 from __future__ import annotations
