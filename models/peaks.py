@@ -162,12 +162,18 @@ def _window_max(values: NDArray[np.float64], origins: NDArray[np.int64], lengths
     return out
 
 
-def _trailing_max(values: NDArray[np.float64], window: int) -> NDArray[np.float64]:
-    """``out[t]`` = max of ``values[max(0, t - window + 1) .. t]``. Pure."""
+def _trailing_max(values: NDArray[np.float64], window: int, origins: NDArray[np.int64]) -> NDArray[np.float64]:
+    """``out[i]`` = max of ``values[max(0, o - window + 1) .. o]`` for ``o = origins[i]``. Pure.
+
+    A few origins (the forecast origin of every update) read their own windows: the
+    sliding maximum over the whole history was a third of an update's CPU.
+    """
+    if origins.size * window < values.size:
+        return np.array([values[max(0, o - window + 1) : o + 1].max() for o in origins.tolist()], dtype=np.float64)
     from numpy.lib.stride_tricks import sliding_window_view
 
     padded = np.concatenate((np.full(window - 1, -np.inf), values))
-    result: NDArray[np.float64] = sliding_window_view(padded, window).max(axis=1)
+    result: NDArray[np.float64] = sliding_window_view(padded, window).max(axis=1)[origins]
     return result
 
 
@@ -181,8 +187,8 @@ def _bases(
     forecasts: NDArray[np.float64] | None,
 ) -> dict[str, NDArray[np.float64]]:
     """Each available basis at each origin (rows) and window length (columns). Pure."""
-    recent = _trailing_max(peaks, RECENT_BUCKETS)[origins]
-    latest = _trailing_max(peaks, LATEST_BUCKETS)[origins]
+    recent = _trailing_max(peaks, RECENT_BUCKETS, origins)
+    latest = _trailing_max(peaks, LATEST_BUCKETS, origins)
     out: dict[str, NDArray[np.float64]] = {
         "recent": np.repeat(recent[:, None], horizon, axis=1),
         "latest": np.repeat(latest[:, None], horizon, axis=1),
@@ -204,14 +210,14 @@ def _observed_peaks(history: PeakHistory) -> NDArray[np.float64]:
     return np.where(np.isfinite(history.peaks), np.maximum(history.peaks, means), means)
 
 
-def _windows(history: PeakHistory) -> _Windows | None:
-    """The calibration windows of ``history``, or ``None`` with fewer than `MIN_WINDOWS`. Pure."""
-    means, horizon = history.means, history.horizon
-    n = means.size
-    p = _observed_peaks(history)
-    last = n - 1 - horizon  # the latest origin whose every window is known
-    forecasts = history.forecasts
-    first = max(0, last - CALIBRATION_WINDOWS + 1, history.forecast_first if forecasts is not None else 0)
+def _span(history: PeakHistory) -> tuple[int, int, int | None] | None:
+    """The first and last calibration origin of ``history`` and the season its windows use. Pure.
+
+    ``None`` with fewer than `MIN_WINDOWS` windows; the season is ``None`` unless every
+    one of at least `MIN_WINDOWS` windows has yesterday's.
+    """
+    last = history.means.size - 1 - history.horizon  # the latest origin whose every window is known
+    first = max(0, last - CALIBRATION_WINDOWS + 1, history.forecast_first if history.forecasts is not None else 0)
     season = history.season
     if season is not None and last - max(first, season + 1) + 1 >= MIN_WINDOWS:
         first = max(first, season + 1)  # every calibration window has yesterday's
@@ -219,13 +225,31 @@ def _windows(history: PeakHistory) -> _Windows | None:
         season = None
     if last - first + 1 < MIN_WINDOWS:
         return None
+    return first, last, season
+
+
+def _current_bases(history: PeakHistory, p: NDArray[np.float64], season: int | None) -> dict[str, NDArray[np.float64]]:
+    """The bases at the forecast origin (the last bucket), one row. Pure."""
+    forecasts = history.forecasts
+    now_rows = None if forecasts is None else forecasts[-1:, : history.horizon]
+    origin = np.array([history.means.size - 1], dtype=np.int64)
+    return _bases(p, history.means, origin, history.horizon, season=season, forecasts=now_rows)
+
+
+def _windows(history: PeakHistory) -> _Windows | None:
+    """The calibration windows of ``history``, or ``None`` with fewer than `MIN_WINDOWS`. Pure."""
+    span = _span(history)
+    if span is None:
+        return None
+    first, last, season = span
+    means, horizon, forecasts = history.means, history.horizon, history.forecasts
+    p = _observed_peaks(history)
     origins = np.arange(first, last + 1, dtype=np.int64)
     rows = None if forecasts is None else forecasts[origins - history.forecast_first][:, :horizon]
-    now_rows = None if forecasts is None else forecasts[-1:, :horizon]
     return _Windows(
         origins=origins,
         past=_bases(p, means, origins, horizon, season=season, forecasts=rows),
-        current=_bases(p, means, np.array([n - 1], dtype=np.int64), horizon, season=season, forecasts=now_rows),
+        current=_current_bases(history, p, season),
         actual=_window_max(p, origins, horizon),
         floor=scale_floor(means[-CALIBRATION_WINDOWS:]),
     )
@@ -553,9 +577,16 @@ class PeakModel:
 
     @staticmethod
     def current_bases(history: PeakHistory) -> dict[str, NDArray[np.float64]] | None:
-        """The bases at the forecast origin (what `predict_from` reads), or ``None`` if too short."""
-        w = _windows(history)
-        return None if w is None else {name: basis[0] for name, basis in w.current.items()}
+        """The bases at the forecast origin (what `predict_from` reads), or ``None`` if too short.
+
+        Every update reads them: only the origin's own windows are computed, not the
+        calibration's (same numbers as `_windows`, at a fraction of its CPU).
+        """
+        span = _span(history)
+        if span is None:
+            return None
+        current = _current_bases(history, _observed_peaks(history), span[2])
+        return {name: basis[0] for name, basis in current.items()}
 
 
 def with_partial_peak(bases: Mapping[str, NDArray[np.float64]], peak: float) -> dict[str, NDArray[np.float64]]:

@@ -188,3 +188,20 @@ def test_windows_still_open_wait_and_a_clock_gone_back_cannot_grow_the_memory() 
     for i in range(500):
         model.track(1e6 + i * 300.0, forecast)
     assert len(model.pending) <= 64
+
+
+def test_the_forecast_origins_trailing_peaks_are_those_of_the_sliding_maximum() -> None:
+    """A few origins read their own windows (every update's current bases); the numbers are
+    those of the sliding maximum the calibration windows use, at the start of the history,
+    with unknown peaks, and for the last origin."""
+    from models.peaks import _trailing_max
+
+    rng = np.random.default_rng(11)
+    values = rng.gamma(2.0, 100.0, 500)
+    values[rng.random(500) < 0.05] = np.nan
+    every = np.arange(values.size, dtype=np.int64)
+    for window in (1, 2, 12):
+        sliding = _trailing_max(values, window, every)
+        for origins in ([0], [1], [window - 1], [250, 251], [values.size - 1]):
+            few = np.array(origins, dtype=np.int64)
+            np.testing.assert_array_equal(_trailing_max(values, window, few), sliding[few])
