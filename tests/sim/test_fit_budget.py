@@ -333,3 +333,39 @@ def test_a_save_is_spread_over_its_interval_one_group_of_targets_per_cycle(
     assert saves[:8] == [0] * 8 and saves[8] == 1, "the first save once the eighth group is encoded (240 s)"
     assert saves[-1] > 2, "then one at each later group's encoding"
     assert set(fit_state.decode(store.load()).states) == {t.key for t in c.policy.targets}
+
+
+def test_saves_yield_to_the_restores_of_a_restart(meter: Meter, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A restart restores 8 saved fits, two a cycle (0.3 s each in a 1-s cycle): no group is
+    encoded while a restore is owed (the store already holds those states; at 1,000 targets a
+    group's ~0.1 s was a quarter of what a restart's cycles had left for restoring), and the
+    save resumes once every target is restored. Before, the groups due meanwhile were encoded
+    in the cycles that restored."""
+    monkeypatch.setattr(save_rounds, "GROUP_TARGETS", 2)
+    encoded: list[list[str]] = []
+
+    def recording(states: Mapping[str, object], **kwargs: int) -> list[bytes]:
+        if encoded:
+            encoded[-1].extend(states)
+        return fit_state.encode(states, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(controller_module, "encode", recording)
+    meter.fit, meter.other = 0.3, 0.001
+    store = InMemoryFitStore()
+    first = controller(8, budget=1e9, cpu=meter)
+    first.fit_store = store
+    first.reconcile_once(START + 100.0)  # every target fitted
+    first.reconcile_once(START + 130.0)  # and calibrated
+    first.save_fit_state(START + 130.0)  # a clean stop
+    c = controller(8, budget=1.0, cpu=meter)
+    c.fit_store, c.fit_save_interval_seconds = store, 60.0  # 4 groups, one due every 15 s
+    restoring = []
+    for cycle in range(10):
+        encoded.append([])
+        c.reconcile_once(START + 160.0 + 30.0 * cycle)
+        restoring.append(sum(c.forecaster(t.key).restoring for t in c.policy.targets))
+    assert restoring[:4] == [6, 4, 2, 0], "two restores a cycle"
+    assert models_in_use(c) == ["holt_winters"] * 8
+    assert [len(keys) for keys in encoded[:4]] == [0, 0, 0, 0], "no encoding while a restore is owed"
+    assert sum(len(keys) for keys in encoded[4:]) >= 8, "then every group is encoded again"
+    assert set(fit_state.decode(store.load()).states) == {t.key for t in c.policy.targets}
