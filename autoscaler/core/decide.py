@@ -12,7 +12,7 @@ Then the safety pipeline, in a fixed order, each step a pure function in
 5-8 normalise it, and a second short pipeline sizes the placeholders.
 
 1. predicted load (or the reactive value when no forecast exists);
-2. observed load now; 3. SLO-breach guard and wake-up on a queue;
+2. observed load now (doubled while the SLO is breached); 3. SLO-breach guard and wake-up on a queue;
 3b. with ``minReplicas: 0`` only, the idle gate (see below);
 4. missing, stale or future-dated data: never a scale-down, hold;
 5. no scale-down while the forecast needs the capacity again within a node cold start;

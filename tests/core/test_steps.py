@@ -78,6 +78,14 @@ ROWS: list[tuple[str, steps.StepFn, Context, int, int, Reason | None]] = [
     ("observed load above the forecast", serving.observed, ctx(load=700.0), 2, 4, Reason.OBSERVED_LOAD),
     ("a queue drains within a minute", serving.observed, ctx(load=400.0, waiting=18_000.0), 2, 4, Reason.OBSERVED_LOAD),
     ("observed below the value: no act", serving.observed, ctx(load=100.0), 3, 3, None),
+    (
+        "while the SLO is breached, twice the observed need",
+        serving.observed,
+        ctx(load=400.0, waiting=6_000.0, breached=True, latency=1.4),  # 2 x (400 + 6,000 / 60) / 200
+        2,
+        5,
+        Reason.OBSERVED_LOAD,
+    ),
     ("unknown load: no act", serving.observed, ctx(load=None), 3, 3, None),
     (
         "breach with all ready adds at once",
