@@ -81,12 +81,13 @@ yield to restores (599ed8d: no group is encoded while a saved fit is still being
 restored). Replayed on one fixed saved state (a 100-target cold run replicated to 1,000,
 each version twice, alone): all restored after 54 / 55 cycles before, 36 / 35 after the
 first change, 26 / 32 after both (13-16 virtual min; the spread is how many bucket-update
-waves a restart meets); worst cycle 1.02 / 1.02 s, 1.00 / 1.03 s, 0.95 / 0.96 s. The whole benchmark (same command; each cold
-run draws its own mix of Holt-Winters and STL-ARIMA winners, and an STL-ARIMA restore
-costs ~4x a Holt-Winters one): alone, cold 41.0, restart 7.0 min, worst 0.92 s, 0 cycles
-over 1 s, RSS 426 MB; beside the test suite, cold 36.5, restart 5.5 min, worst 1.13 s
-(the restart's cycle 0, which reads every history and saved state), 2 cycles over 1 s,
-RSS 428 MB. RSS is unchanged: still ~1.7x its goal.
+waves a restart meets); worst cycle 1.02 / 1.02 s, 1.00 / 1.03 s, 0.95 / 0.96 s. The
+whole benchmark (same command; each cold run draws its own mix of Holt-Winters and
+STL-ARIMA winners, and an STL-ARIMA restore costs ~4x a Holt-Winters one): alone, cold
+41.0, restart 7.0 min, worst 0.92 s, 0 cycles over 1 s, RSS 426 MB; beside the test
+suite, cold 36.5, restart 5.5 min, worst 1.13 s (the restart's cycle 0, which reads every
+history and saved state), 2 cycles over 1 s, RSS 428 MB. RSS is unchanged: still ~1.7x
+its goal.
 """
 
 from __future__ import annotations
