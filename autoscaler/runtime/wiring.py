@@ -36,6 +36,7 @@ from autoscaler.kube.sharding import Shard, ShardScope, parse_shard
 from autoscaler.logs import configure, get_logger
 from autoscaler.policy.schema import Policy
 from autoscaler.ports import LeaderElector, PolicySource
+from autoscaler.runtime import heap
 from autoscaler.runtime.controller import Controller, CycleResult, Mode
 from autoscaler.runtime.service import (
     AlwaysLeader,
@@ -223,6 +224,7 @@ def _serve(args: argparse.Namespace, *, log: Any, telemetry: Telemetry, health: 
         return 0
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
+    heap.freeze_startup_objects()  # the imports are never garbage: the loop's full collections skip them
     try:
         service.run(stop)
     finally:
