@@ -145,6 +145,15 @@ class TargetForecaster:
         """Whether a saved state is queued: the next `refresh` rebuilds it instead of a stand-in."""
         return self._restore is not None
 
+    @property
+    def restore_owed(self) -> bool:
+        """A saved state is queued and the next `refresh` can rebuild it (there is known history).
+
+        Without a known point `refresh` does nothing, so the state can stay queued for as
+        long as the metrics are missing: what waits for the restores must not wait for it.
+        """
+        return self._restore is not None and self.series is not None and bool(np.isfinite(self.series.values).any())
+
     def seed(self, series: Series, peaks: Series | None = None) -> None:
         """Install history (from the metrics source), aligned to the bucket grid.
 

@@ -300,7 +300,7 @@ class Controller:
             save_group = self._saves.next_due(now)
         if self.forecast_source is None:
             forecasters = [self._state[s.target.key].forecaster for s in steps if s.cluster is not None]
-            if save_group is not None and any(fc.restoring for fc in forecasters):
+            if save_group is not None and any(fc.restore_owed for fc in forecasters):
                 # Saves yield to restores: the store holds the very states being restored,
                 # and at 1,000 targets a group's encoding (~0.1 s) was a quarter of what a
                 # restart's cycles had left for restoring. A crash meanwhile loses only the

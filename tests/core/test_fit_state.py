@@ -74,6 +74,25 @@ def test_a_state_round_trips_and_restores_the_same_forecast() -> None:
     np.testing.assert_allclose(other.prediction.peaks[0.9], fc.prediction.peaks[0.9], rtol=1e-9)
 
 
+def test_a_restore_without_known_history_is_queued_but_not_owed() -> None:
+    """A saved state waits while the target's metrics are missing (all history unknown): it is
+    queued, but not owed, so the controller's saves, which yield to owed restores, go on."""
+    state = fitted().export_state()
+    assert state is not None
+    fc = TargetForecaster(fitted().target, horizon_seconds=1500)
+    empty = history()
+    fc.seed(Series(start=empty.start, step=empty.step, values=np.full(len(empty), np.nan)))
+    assert fc.restore_state(state) is None
+    fc.refresh(START, allow_fit=False)
+    assert fc.restoring and not fc.restore_owed and fc.prediction is None
+    known = TargetForecaster(fitted().target, horizon_seconds=1500)
+    known.seed(history())
+    assert known.restore_state(state) is None
+    assert known.restoring and known.restore_owed
+    known.refresh(START, allow_fit=False)
+    assert not known.restoring and not known.restore_owed and known.prediction is not None
+
+
 def test_a_state_from_other_settings_or_version_is_ignored_with_a_reason() -> None:
     state = fitted().export_state()
     assert state is not None
