@@ -18,7 +18,7 @@ import math
 import time
 import zlib
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeGuard
 
 import numpy as np
 from numpy.typing import NDArray
@@ -152,7 +152,7 @@ class TargetForecaster:
         Without a known point `refresh` does nothing, so the state can stay queued for as
         long as the metrics are missing: what waits for the restores must not wait for it.
         """
-        return self._restore is not None and self.series is not None and bool(np.isfinite(self.series.values).any())
+        return self._restore is not None and has_known_point(self.series)
 
     def seed(self, series: Series, peaks: Series | None = None) -> None:
         """Install history (from the metrics source), aligned to the bucket grid.
@@ -353,7 +353,7 @@ class TargetForecaster:
         apart; the prediction in between is the new model's, priced by the previous
         calibration.
         """
-        if self.series is None or not np.isfinite(self.series.values).any():
+        if not has_known_point(self.series):
             return
         self._apply_restore()
         stale = bucket_completed or self.stale_since is not None
@@ -713,6 +713,11 @@ class TargetForecaster:
             last_fit=self.last_fit,
             last_error=self.last_error,
         )
+
+
+def has_known_point(series: Series | None) -> TypeGuard[Series]:
+    """Whether ``series`` exists and holds a known point: a forecaster has nothing to work on otherwise."""
+    return series is not None and bool(np.isfinite(series.values).any())
 
 
 def recent_points(series: Series, points: int) -> Series:
